@@ -1,0 +1,1 @@
+"""embodied: MuJoCo benchmarks, skills, LLM planners and the evaluation harness (EmbodiedGPT)."""

@@ -1,0 +1,1 @@
+"""Registers pointcloud's recipes and CLI commands with the vlx core (entry point `vlx.plugins`)."""

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up vlx on a fresh Linux machine (Python 3.11, no GPU needed): system libraries that
+# wheels need, a virtual environment in .venv, torch (CPU build unless one is present),
+# then vlx with every sibling's dependencies. Idempotent: re-running skips what is done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VLX_VENV:-.venv}
+
+# System packages: open3d needs libusb-1.0; MuJoCo's CPU rendering needs OSMesa.
+need=()
+ldconfig -p | grep -q 'libusb-1.0.so.0' || need+=(libusb-1.0-0)
+ldconfig -p | grep -q 'libOSMesa.so' || need+=(libosmesa6)
+ldconfig -p | grep -q 'libGL.so.1' || need+=(libgl1)
+ldconfig -p | grep -q 'libgomp.so.1' || need+=(libgomp1)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "[setup] apt-get install ${need[*]}"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+VPY="$VENV/bin/python"
+"$VPY" -m pip install -q --upgrade pip >/dev/null
+# Keep a torch the user installed (e.g. a CUDA build); otherwise take the CPU build 2.13.0,
+# so that nothing pulls a multi-GB CUDA wheel onto a CPU machine.
+if ! "$VPY" -c 'import torch' 2>/dev/null; then
+  echo "[setup] pip install torch==2.13.0"
+  "$VPY" -m pip install -q torch==2.13.0
+fi
+echo "[setup] pip install -e .[all]"
+"$VPY" -m pip install -q -e '.[all]'
+echo "[setup] done: $VENV"

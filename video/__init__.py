@@ -1,0 +1,1 @@
+"""video: video-text retrieval and LLaVA-style video captioning on the vlx core (PLLaVA, ToMe, CLIP4Clip)."""

@@ -1,0 +1,88 @@
+"""What a recipe is: a typed config and a function that builds a trainable ``Task`` from it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from vlx.registry import Registry
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/default"
+    seed: int = 0
+    epochs: int = 1
+    max_steps: Optional[int] = None  # optimizer steps; overrides epochs when set
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: Optional[float] = 1.0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    num_workers: int = 0
+    log_every: int = 10
+    save_every: Optional[int] = None  # optimizer steps; None: at the end of each epoch
+    keep_last: int = 2
+    eval_every: int = 0  # epochs; 0: only at the end
+    device: str = "auto"
+    resume: str = "auto"  # "auto" (latest in output_dir, if any), "none", or a checkpoint dir
+    tensorboard: bool = True
+    progress: bool = True
+    drop_last: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "log_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"train.max_steps must be >= 1 or null, got {self.max_steps}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class RecipeConfig:
+    """Base of every recipe config: which recipe, and how to train it."""
+
+    recipe: str = ""
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class Task:
+    """Everything the trainer needs. ``model(batch) -> {"loss": tensor, ...}``."""
+
+    model: nn.Module
+    train_dataset: Dataset
+    collate_fn: Optional[Callable[[list], Any]] = None
+    evaluate: Optional[Callable[[nn.Module, torch.device], dict]] = None
+    optimizer_params: Optional[Callable[[nn.Module], Any]] = None
+    on_epoch_end: Optional[Callable[[int], Optional[dict]]] = None
+
+
+@dataclass
+class Recipe:
+    name: str
+    config_cls: type
+    build: Callable[[Any], Task]
+
+
+RECIPES: Registry[Recipe] = Registry("recipe")
+
+
+def register_recipe(name: str, config_cls: type) -> Callable:
+    """Decorator: ``@register_recipe("clip_shapes", ClipShapesConfig)`` on ``build(cfg) -> Task``."""
+    if not issubclass(config_cls, RecipeConfig):
+        raise TypeError(f"recipe {name!r}: config class must subclass RecipeConfig")
+
+    def add(fn: Callable[[Any], Task]) -> Callable[[Any], Task]:
+        RECIPES.register(name, Recipe(name, config_cls, fn))
+        return fn
+
+    return add
