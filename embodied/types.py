@@ -1,0 +1,89 @@
+"""The contracts between planners, skills and the evaluation harness.
+
+A planner turns (instruction, observation, skill specs) into a ``Plan`` of ``PlanStep``s;
+the harness validates each step against the skill specs (never executing text as code),
+runs the matching ``Skill`` in the env until the benchmark's own success signal, and records
+``PlanError``s in the Embodied Agent Interface taxonomy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+
+class PlanErrorKind(str, Enum):
+    """Embodied Agent Interface error classes (Li et al., 2024)."""
+
+    PARSE = "parse_error"
+    HALLUCINATED_SKILL = "hallucinated_skill"
+    HALLUCINATED_OBJECT = "hallucinated_object"
+    BAD_ARGUMENTS = "bad_arguments"
+    MISSING_STEP = "missing_step"
+    EXTRA_STEP = "extra_step"
+    WRONG_ORDER = "wrong_order"
+    AFFORDANCE = "affordance_failure"
+
+
+@dataclass(frozen=True)
+class PlanError:
+    kind: PlanErrorKind
+    step_index: int | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    skill: str
+    args: tuple[tuple[str, str], ...] = ()  # sorted (name, value) pairs; hashable
+    raw: str = ""  # the text the planner produced for this step
+
+    @property
+    def arg_dict(self) -> dict[str, str]:
+        return dict(self.args)
+
+    def __str__(self) -> str:
+        a = ", ".join(f"{k}={v}" for k, v in self.args)
+        return f"{self.skill}({a})"
+
+
+@dataclass
+class Plan:
+    steps: list[PlanStep]
+    raw_text: str = ""
+    errors: list[PlanError] = field(default_factory=list)  # found while parsing
+    latency_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning: str = ""  # chain-of-thought text, if the planner produced any
+
+
+@dataclass(frozen=True)
+class SkillSpec:
+    """What a planner may choose: a name, a sentence describing it, admissible arguments."""
+
+    name: str
+    description: str
+    args: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (arg name, admissible values)
+
+    @property
+    def arg_values(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.args)
+
+
+class Skill(Protocol):
+    """A low-level controller for one plan step. ``done`` uses the benchmark's own signal."""
+
+    spec: SkillSpec
+
+    def reset(self, env: Any, args: dict[str, str]) -> None: ...
+
+    def act(self, obs: Any) -> np.ndarray: ...
+
+    def success(self, info: dict) -> bool: ...
+
+
+class Planner(Protocol):
+    def plan(self, instruction: str, observation: Any, skills: Sequence[SkillSpec]) -> Plan: ...
