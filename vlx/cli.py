@@ -57,6 +57,7 @@ def _default_env() -> None:
 def load_recipe_config(path: str, overrides: list[str]):
     """Read CONFIG, pick its recipe, return (recipe, typed config)."""
     from vlx.config import ConfigError, from_dict, apply_overrides, read_yaml_with_extends
+    import vlx.recipes  # noqa: F401  the core's own recipes
     from vlx.train.recipe import RECIPES
 
     data = apply_overrides(read_yaml_with_extends(path), overrides, where=path)
@@ -104,6 +105,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
+    import vlx.recipes  # noqa: F401
     from vlx.train.recipe import RECIPES
 
     for name in RECIPES.names():

@@ -1,0 +1,182 @@
+"""CLIP-style contrastive training on an image-caption JSONL (shapes world by default), with
+optional relation-swap hard negatives (Structure-CLIP) and a retrieval + swap evaluation."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlx.data.image_text import ImageTextDataset, make_image_text_collate
+from vlx.data.shapes import generate_shapes_world
+from vlx.encoders import EncoderConfig
+from vlx.losses import build_loss
+from vlx.metrics import retrieval_metrics
+from vlx.models.dual_encoder import DualEncoderConfig, build_dual_encoder
+from vlx.tokenizers import TokenizerConfig, build_tokenizer
+from vlx.train.recipe import RecipeConfig, Task, register_recipe
+
+
+@dataclass
+class ImageTextDataConfig:
+    root: str = "data/shapes_world"
+    train_file: str = "train.jsonl"
+    test_file: str = "test.jsonl"
+    image_size: int = 32  # what the model sees
+    cache_images: bool = True
+    # Generate shapes world into ``root`` when its files are missing.
+    generate: bool = True
+    n_train: int = 4000
+    n_test: int = 200
+    render_size: int = 64
+    data_seed: int = 0
+
+
+@dataclass
+class ContrastiveConfig:
+    loss: Literal["clip", "siglip", "filip", "soft_clip"] = "clip"
+    hard_negative_weight: float = 1.0  # 0 turns the relation-swap negatives off
+    label_smoothing: float = 0.1  # for soft_clip
+
+
+@dataclass
+class ClipShapesConfig(RecipeConfig):
+    model: DualEncoderConfig = field(
+        default_factory=lambda: DualEncoderConfig(
+            image=EncoderConfig(name="vit", preset="tiny"),
+            text=EncoderConfig(name="transformer", preset="tiny"),
+            embed_dim=64,
+        )
+    )
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: ImageTextDataConfig = field(default_factory=ImageTextDataConfig)
+    objective: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    eval_batch_size: int = 256
+
+
+class ContrastiveImageText(nn.Module):
+    """DualEncoder + a contrastive loss (+ hard negatives): ``forward(batch) -> {"loss", ...}``."""
+
+    def __init__(self, dual: nn.Module, objective: ContrastiveConfig):
+        super().__init__()
+        self.dual = dual
+        self.objective = objective
+        kw = {"smoothing": objective.label_smoothing} if objective.loss == "soft_clip" else {}
+        self.loss_fn = build_loss(objective.loss, **kw)
+        if objective.loss == "siglip":  # SigLIP's learnable bias (Zhai et al. init -10)
+            self.logit_bias = nn.Parameter(torch.tensor(-10.0))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.dual(batch["images"], batch["input_ids"], batch["attention_mask"])
+        ids = batch.get("caption_ids")
+        name = self.objective.loss
+        if name == "siglip":
+            loss = self.loss_fn(out.image_embeds, out.text_embeds, out.logit_scale, self.logit_bias)
+        elif name == "filip":
+            loss = self.loss_fn(out.image_tokens, out.text_tokens, None, out.text_mask, out.logit_scale)
+        else:
+            loss = self.loss_fn(out.image_embeds, out.text_embeds, out.logit_scale, ids=ids)
+        logs = {"contrastive": loss.detach(), "logit_scale": out.logit_scale.detach()}
+        w = self.objective.hard_negative_weight
+        if w > 0 and "neg_input_ids" in batch:
+            neg = self.dual.encode_text(batch["neg_input_ids"], batch["neg_attention_mask"])
+            pos_logit = (out.image_embeds * out.text_embeds).sum(-1)
+            neg_logit = (out.image_embeds * neg).sum(-1)
+            logits = out.logit_scale * torch.stack([pos_logit, neg_logit], dim=1)
+            hn = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+            loss = loss + w * hn
+            logs["hard_negative"] = hn.detach()
+        return {"loss": loss, **logs}
+
+
+def ensure_data(cfg: ImageTextDataConfig) -> Path:
+    root = Path(cfg.root)
+    if not (root / cfg.train_file).is_file() and cfg.generate:
+        generate_shapes_world(root, cfg.n_train, cfg.n_test, cfg.render_size, cfg.data_seed)
+    return root
+
+
+class CaptionIdDataset(torch.utils.data.Dataset):
+    """Adds ``caption_id`` (equal captions share an id) so duplicates are not negatives."""
+
+    def __init__(self, base: ImageTextDataset):
+        self.base = base
+        ids: dict[str, int] = {}
+        self.caption_ids = [ids.setdefault(r["caption"], len(ids)) for r in base.records]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.base[i]
+        item["caption_id"] = self.caption_ids[i]
+        return item
+
+
+@torch.no_grad()
+def evaluate_retrieval(model: ContrastiveImageText, dataset: ImageTextDataset, tokenizer, device: torch.device, batch_size: int = 256, max_k: int = 50) -> dict[str, Any]:
+    """Text->image and image->text retrieval on held-out pairs (equal captions count as
+    correct for each other), and relation-swap accuracy: does the image score its caption
+    above the caption with the relation's arguments swapped (chance 50%)?"""
+    dual = model.dual
+    n = len(dataset)
+    img, txt, neg = [], [], []
+    for s in range(0, n, batch_size):
+        idx = range(s, min(n, s + batch_size))
+        images = torch.stack([dataset.image(i) for i in idx]).to(device)
+        img.append(dual.encode_image(images).float())
+        t = tokenizer([dataset.records[i]["caption"] for i in idx])
+        txt.append(dual.encode_text(t["input_ids"].to(device), t["attention_mask"].to(device)).float())
+        if all(dataset.records[i].get("negative") for i in idx):
+            u = tokenizer([dataset.records[i]["negative"] for i in idx])
+            neg.append(dual.encode_text(u["input_ids"].to(device), u["attention_mask"].to(device)).float())
+    img, txt = torch.cat(img), torch.cat(txt)
+    captions = [r["caption"] for r in dataset.records]
+    same: dict[str, set[int]] = {}
+    for i, c in enumerate(captions):
+        same.setdefault(c, set()).add(i)
+    gt = [same[c] for c in captions]
+    sim = img @ txt.T  # (N images, N captions)
+    t2i = retrieval_metrics(sim.T, gt)
+    i2t = retrieval_metrics(sim, gt)
+    result: dict[str, Any] = {f"t2i_{k}": v for k, v in t2i.items()}
+    result.update({f"i2t_{k}": v for k, v in i2t.items()})
+    result["n_test"] = n
+    result["chance_R@1"] = 100.0 * sum(len(g) for g in gt) / n / n
+    # recall@K curves for the plot: the rank of the best correct item per query
+    ks = list(range(1, min(max_k, n) + 1))
+    for name, s in (("t2i", sim.T), ("i2t", sim)):
+        order = s.argsort(dim=1, descending=True)
+        ranks = torch.tensor([min(int((order[q] == j).nonzero()[0]) for j in gt[q]) + 1 for q in range(n)])
+        result[f"{name}_recall_curve"] = [round(100.0 * float((ranks <= k).float().mean()), 3) for k in ks]
+    if neg:
+        neg_t = torch.cat(neg)
+        result["relation_swap_acc"] = 100.0 * float(((img * txt).sum(-1) > (img * neg_t).sum(-1)).float().mean())
+        result["relation_swap_chance"] = 50.0
+    return result
+
+
+@register_recipe("clip_shapes", ClipShapesConfig)
+def build_clip_shapes(cfg: ClipShapesConfig) -> Task:
+    root = ensure_data(cfg.data)
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    torch.manual_seed(cfg.train.seed)  # model init is part of the seeded run
+    model = ContrastiveImageText(build_dual_encoder(cfg.model), cfg.objective)
+    train = ImageTextDataset(root / cfg.data.train_file, cfg.data.image_size, cache=cfg.data.cache_images)
+    test = ImageTextDataset(root / cfg.data.test_file, cfg.data.image_size, cache=cfg.data.cache_images)
+    base_collate = make_image_text_collate(tokenizer)
+
+    def collate(items):
+        batch = base_collate(items)
+        batch["caption_ids"] = torch.tensor([it["caption_id"] for it in items])
+        return batch
+
+    return Task(
+        model=model,
+        train_dataset=CaptionIdDataset(train),
+        collate_fn=collate,
+        evaluate=lambda m, device: evaluate_retrieval(m, test, tokenizer, device, cfg.eval_batch_size),
+    )
