@@ -1,0 +1,230 @@
+"""A planner from any local Hugging Face causal LM, in two modes.
+
+- ``mode="generate"``: the model writes a JSON plan (optionally after a chain-of-thought
+  paragraph) from a prompt rendered with the tokenizer's chat template (a plain prompt when
+  the tokenizer has none); batched greedy generation via ``plan_batch``; answers are parsed
+  with ``json`` (base.parse_plan_text), and what does not parse is a counted PARSE error.
+- ``mode="score"``: every admissible (skill, args) grounding, plus "done", is scored by the
+  log-likelihood of its text given the prompt, and the best is taken, step by step, until
+  "done" wins or ``max_steps`` (LoTa-Bench, Choi et al. 2024; SayCan's "Say" term). Steps
+  come from the closed set of groundings, so this mode can never produce an unparseable step.
+
+Token accounting: in generate mode prompt/completion tokens are the real counts per
+instruction; in score mode ``prompt_tokens`` sums the context length over steps and
+``completion_tokens`` sums the scored option tokens. Latency of a batch is split evenly over
+its instructions.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import torch
+
+from embodied.planners.base import (
+    DONE,
+    build_plan_prompt,
+    build_score_prompt,
+    enumerate_groundings,
+    plan_from_text,
+    step_text,
+)
+from embodied.types import Plan, PlanStep, SkillSpec
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class HFLMPlanner:
+    """Args:
+        path: a local directory with a causal LM and its tokenizer (loaded with local_files_only).
+        mode: "generate" or "score".
+        chain_of_thought: generate mode asks for a "Reasoning:" paragraph before the JSON.
+        max_new_tokens: generation budget per plan.
+        batch_size: instructions per generate call / options per scoring forward pass.
+        max_steps: cap on plan length in score mode.
+        score_norm: "sum" (SayCan) or "mean" (per-token, less biased to short options).
+        use_chat_template: render prompts with the tokenizer's chat template if it has one.
+        device, dtype: where and in what precision to run the model.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        mode: str = "generate",
+        chain_of_thought: bool = False,
+        max_new_tokens: int = 256,
+        batch_size: int = 8,
+        max_steps: int = 8,
+        score_norm: str = "sum",
+        use_chat_template: bool = True,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if mode not in ("generate", "score"):
+            raise ValueError(f"HFLMPlanner: mode must be 'generate' or 'score', got {mode!r}")
+        if score_norm not in ("sum", "mean"):
+            raise ValueError(f"HFLMPlanner: score_norm must be 'sum' or 'mean', got {score_norm!r}")
+        if dtype not in _DTYPES:
+            raise ValueError(f"HFLMPlanner: dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+        self.path = str(path)
+        self.mode = mode
+        self.chain_of_thought = chain_of_thought
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.max_steps = max_steps
+        self.score_norm = score_norm
+        from vlx.utils import pick_device
+
+        self.device = pick_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(self.path, local_files_only=True, dtype=_DTYPES[dtype])
+            .to(self.device)
+            .eval()
+        )
+        self.use_chat_template = bool(use_chat_template and getattr(self.tokenizer, "chat_template", None))
+        gen_cfg = self.model.generation_config
+        self.eos_token_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else gen_cfg.eos_token_id
+        if isinstance(self.eos_token_id, list):
+            self.eos_token_id = self.eos_token_id[0]
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else (self.eos_token_id if self.eos_token_id is not None else 0)
+
+    def __repr__(self) -> str:
+        return f"HFLMPlanner(path={self.path!r}, mode={self.mode!r}, chat_template={self.use_chat_template})"
+
+    # -- prompts
+    def render(self, user_text: str) -> str:
+        """The full prompt text: chat template with a generation prompt, or the plain text."""
+        if self.use_chat_template:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
+            )
+        return user_text + "\n"
+
+    def encode(self, text: str, prompt: bool) -> list[int]:
+        """Token ids; a prompt gets the tokenizer's special tokens unless the chat template
+        already wrote them, a continuation never does."""
+        add = prompt and not self.use_chat_template
+        return self.tokenizer(text, add_special_tokens=add)["input_ids"]
+
+    def score_prefix_ids(self, instruction: str, skills: Sequence[SkillSpec], history: Sequence[PlanStep] = ()) -> list[int]:
+        """Context ids for scoring step ``len(history) + 1``: the prompt, "1.", and each
+        chosen step as " text\\n" followed by the next number."""
+        ids = self.encode(self.render(build_score_prompt(instruction, skills)) + "1.", prompt=True)
+        for k, s in enumerate(history):
+            ids += self.option_ids(step_text(s)) + self.encode(f"{k + 2}.", prompt=False)
+        return ids
+
+    def option_ids(self, text: str) -> list[int]:
+        ids = self.encode(f" {text}\n", prompt=False)
+        if not ids:
+            raise ValueError(f"option {text!r} tokenizes to nothing with {self.path}")
+        return ids
+
+    # -- scoring
+    @torch.no_grad()
+    def score_options(self, prefix_ids: list[int], options: Sequence[list[int]]) -> torch.Tensor:
+        """Log-likelihood of each option's ids after ``prefix_ids`` -> (N,) float32 (sum or
+        mean over the option's tokens). Batched with right padding, so positions and the
+        causal mask of real tokens match an unpadded forward pass."""
+        out = []
+        P = len(prefix_ids)
+        for i in range(0, len(options), self.batch_size):
+            chunk = options[i : i + self.batch_size]
+            L = P + max(len(o) for o in chunk)
+            ids = torch.full((len(chunk), L), self.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), L), dtype=torch.long)
+            for r, o in enumerate(chunk):
+                ids[r, : P + len(o)] = torch.tensor(prefix_ids + list(o))
+                mask[r, : P + len(o)] = 1
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, L-1, V): predicts token t+1
+            tok = logp.gather(-1, ids[:, 1:].to(self.device).unsqueeze(-1)).squeeze(-1)  # (B, L-1)
+            sel = torch.zeros_like(tok, dtype=torch.bool)
+            for r, o in enumerate(chunk):
+                sel[r, P - 1 : P - 1 + len(o)] = True
+            s = (tok * sel).sum(-1)
+            if self.score_norm == "mean":
+                s = s / sel.sum(-1)
+            out.append(s.cpu())
+        return torch.cat(out)
+
+    def _plan_by_scoring(self, instruction: str, skills: Sequence[SkillSpec]) -> Plan:
+        t0 = time.perf_counter()
+        groundings = enumerate_groundings(skills)
+        texts = [step_text(g) for g in groundings] + [DONE]
+        opt_ids = [self.option_ids(t) for t in texts]
+        steps: list[PlanStep] = []
+        prompt_tokens = completion_tokens = 0
+        notes = []
+        while len(steps) < self.max_steps:
+            prefix = self.score_prefix_ids(instruction, skills, steps)
+            scores = self.score_options(prefix, opt_ids)
+            prompt_tokens += len(prefix)
+            completion_tokens += sum(len(o) for o in opt_ids)
+            k = int(scores.argmax())
+            notes.append(f"step {len(steps) + 1}: {texts[k]} (logp {float(scores[k]):.2f})")
+            if k == len(groundings):  # "done" wins
+                break
+            steps.append(groundings[k])
+        return Plan(
+            steps=steps,
+            raw_text="\n".join(f"{i + 1}. {step_text(s)}" for i, s in enumerate(steps)),
+            latency_s=time.perf_counter() - t0,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            reasoning="; ".join(notes),
+        )
+
+    # -- generation
+    @torch.no_grad()
+    def _generate(self, prompts: list[str]) -> list[tuple[str, int, int, float]]:
+        """(text, prompt tokens, completion tokens, seconds) per prompt, batched with left
+        padding so every row's generation starts at the same column."""
+        results = []
+        for i in range(0, len(prompts), self.batch_size):
+            chunk = prompts[i : i + self.batch_size]
+            t0 = time.perf_counter()
+            encoded = [self.encode(p, prompt=True) for p in chunk]
+            L = max(len(e) for e in encoded)
+            ids = torch.full((len(chunk), L), self.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), L), dtype=torch.long)
+            for r, e in enumerate(encoded):
+                ids[r, L - len(e) :] = torch.tensor(e)
+                mask[r, L - len(e) :] = 1
+            out = self.model.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.pad_token_id,
+                eos_token_id=self.eos_token_id,
+            )
+            gen = out[:, L:].cpu()
+            dt = (time.perf_counter() - t0) / len(chunk)
+            for r, e in enumerate(encoded):
+                row = gen[r].tolist()
+                n = len(row)
+                if self.eos_token_id is not None and self.eos_token_id in row:
+                    n = row.index(self.eos_token_id) + 1  # the eos was generated; count it
+                text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+                results.append((text, len(e), n, dt))
+        return results
+
+    def plan_batch(self, instructions: Sequence[str], observations: Sequence[Any], skills: Sequence[SkillSpec]) -> list[Plan]:
+        """One plan per instruction; generate mode runs them through the LM in batches."""
+        if len(observations) != len(instructions):
+            raise ValueError(f"plan_batch: {len(instructions)} instructions but {len(observations)} observations")
+        if self.mode == "score":
+            return [self._plan_by_scoring(ins, skills) for ins in instructions]
+        prompts = [self.render(build_plan_prompt(ins, skills, self.chain_of_thought)) for ins in instructions]
+        return [
+            plan_from_text(text, latency_s=dt, prompt_tokens=p, completion_tokens=c)
+            for text, p, c, dt in self._generate(prompts)
+        ]
+
+    def plan(self, instruction: str, observation: Any, skills: Sequence[SkillSpec]) -> Plan:
+        return self.plan_batch([instruction], [observation], skills)[0]

