@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from vlx.cli import main
+from vlx.config import from_dict, read_yaml_with_extends, to_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tiny_yaml_equals_quickstart_default(tmp_path):
+    from vlx.quickstart import quickstart_config
+    from vlx.recipes.clip_shapes import ClipShapesConfig
+
+    q = to_dict(quickstart_config(tmp_path))
+    y = to_dict(from_dict(ClipShapesConfig, read_yaml_with_extends(ROOT / "configs/vlx/clip_shapes_tiny.yaml")))
+    for cfg in (q, y):
+        cfg["data"].pop("root"), cfg["train"].pop("output_dir")
+    assert q == y
+
+
+def test_every_config_loads(capsys):
+    """Every YAML in configs/ names a registered recipe and type-checks."""
+    from vlx.cli import load_recipe_config
+
+    files = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert files
+    for f in files:
+        load_recipe_config(str(f), [])
+
+
+def test_config_typo_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: %s\ntrain: {epochz: 3}\n" % (ROOT / "configs/vlx/clip_shapes_tiny.yaml"))
+    assert main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "bad.yaml: unknown key 'train.epochz'" in err
+
+
+def test_unknown_recipe(tmp_path, capsys):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("recipe: nope\n")
+    assert main(["train", str(bad)]) == 2
+    assert "unknown recipe 'nope'" in capsys.readouterr().err
