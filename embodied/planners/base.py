@@ -171,7 +171,7 @@ def parse_plan_text(text: str) -> ParsedPlan:
     for k, item in enumerate(items):
         r = _step_from_item(item, k)
         (errors if isinstance(r, PlanError) else steps).append(r)
-    reasoning = _FENCE.sub("", text[:start]).strip()
+    reasoning = re.sub(r"```(?:json)?\s*$", "", _FENCE.sub("", text[:start]).strip()).strip()
     return ParsedPlan(steps, errors, reasoning)
 
 
@@ -262,11 +262,13 @@ def classify_plan_errors(
         for key, n in (gt_count - got_count).items():
             errors += [PlanError(PlanErrorKind.MISSING_STEP, None, f"missing {step_text((key[0], dict(key[1])))}")] * n
         extra_left = got_count - gt_count
-        for i, s in valid:
+        extras = []
+        for i, s in reversed(valid):  # the first occurrences are the ones that match the truth
             k = _step_key(s)
             if extra_left[k] > 0:
                 extra_left[k] -= 1
-                errors.append(PlanError(PlanErrorKind.EXTRA_STEP, i, f"extra {s}"))
+                extras.append(PlanError(PlanErrorKind.EXTRA_STEP, i, f"extra {s}"))
+        errors += extras[::-1]
         # Order is judged on the shared steps only (each kept up to its count in both).
         budget = gt_count & got_count
         def shared(seq: list) -> list:

@@ -69,9 +69,11 @@ class MiniLMEmbedder:
             from vlx.tokenizers import TokenizerConfig, build_tokenizer
         except ImportError:
             return None
+        from vlx.config import ConfigError
+
         try:
             enc = build_text_encoder(EncoderConfig(name="minilm", freeze=True))
-        except KeyError:
+        except (KeyError, ConfigError):  # not registered in this vlx version
             return None
         tok = build_tokenizer(TokenizerConfig(name="minilm", max_length=self.max_length))
         return enc.to(self.device).eval(), tok
