@@ -16,6 +16,8 @@ its instructions.
 """
 from __future__ import annotations
 
+import copy
+import inspect
 import time
 from typing import Any, Sequence
 
@@ -44,6 +46,8 @@ class HFLMPlanner:
         max_steps: cap on plan length in score mode.
         score_norm: "sum" (SayCan) or "mean" (per-token, less biased to short options).
         use_chat_template: render prompts with the tokenizer's chat template if it has one.
+        reuse_prefix_cache: score mode runs the prompt once and reuses its KV cache (off for
+            models whose cache cannot be batch-repeated).
         device, dtype: where and in what precision to run the model.
     """
 
@@ -59,6 +63,7 @@ class HFLMPlanner:
         use_chat_template: bool = True,
         device: str = "cpu",
         dtype: str = "float32",
+        reuse_prefix_cache: bool = True,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -75,6 +80,7 @@ class HFLMPlanner:
         self.batch_size = batch_size
         self.max_steps = max_steps
         self.score_norm = score_norm
+        self.reuse_prefix_cache = reuse_prefix_cache
         from vlx.utils import pick_device
 
         self.device = pick_device(device)
@@ -84,6 +90,8 @@ class HFLMPlanner:
             .to(self.device)
             .eval()
         )
+        # transformers >= 5.2x names the KV cache `cache`; earlier versions `past_key_values`.
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.use_chat_template = bool(use_chat_template and getattr(self.tokenizer, "chat_template", None))
         gen_cfg = self.model.generation_config
         self.eos_token_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else gen_cfg.eos_token_id
@@ -128,29 +136,42 @@ class HFLMPlanner:
     @torch.no_grad()
     def score_options(self, prefix_ids: list[int], options: Sequence[list[int]]) -> torch.Tensor:
         """Log-likelihood of each option's ids after ``prefix_ids`` -> (N,) float32 (sum or
-        mean over the option's tokens). Batched with right padding, so positions and the
-        causal mask of real tokens match an unpadded forward pass."""
-        out = []
+        mean over the option's tokens). Options are batched with right padding, so the
+        positions and causal mask of real tokens match an unpadded forward pass; with
+        ``reuse_prefix_cache`` the shared prefix runs once and its KV cache is repeated over
+        each batch (the prompt is most of the tokens when there are many groundings)."""
         P = len(prefix_ids)
+        prefix_logits = cache = None
+        if self.reuse_prefix_cache:
+            out = self.model(input_ids=torch.tensor([prefix_ids], device=self.device), use_cache=True)
+            prefix_logits = out.logits[:, -1:]  # (1, 1, V): predicts option token 0
+            cache = getattr(out, self._cache_kw)
+        scores = []
         for i in range(0, len(options), self.batch_size):
             chunk = options[i : i + self.batch_size]
-            L = P + max(len(o) for o in chunk)
-            ids = torch.full((len(chunk), L), self.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), L), dtype=torch.long)
+            B, Lo = len(chunk), max(len(o) for o in chunk)
+            opt = torch.full((B, Lo), self.pad_token_id, dtype=torch.long)
+            opt_mask = torch.zeros((B, Lo), dtype=torch.long)
             for r, o in enumerate(chunk):
-                ids[r, : P + len(o)] = torch.tensor(prefix_ids + list(o))
-                mask[r, : P + len(o)] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, L-1, V): predicts token t+1
-            tok = logp.gather(-1, ids[:, 1:].to(self.device).unsqueeze(-1)).squeeze(-1)  # (B, L-1)
-            sel = torch.zeros_like(tok, dtype=torch.bool)
-            for r, o in enumerate(chunk):
-                sel[r, P - 1 : P - 1 + len(o)] = True
-            s = (tok * sel).sum(-1)
+                opt[r, : len(o)] = torch.tensor(o)
+                opt_mask[r, : len(o)] = 1
+            opt, opt_mask = opt.to(self.device), opt_mask.to(self.device)
+            if cache is not None:
+                past = copy.deepcopy(cache)  # the forward pass appends to it
+                past.batch_repeat_interleave(B)
+                mask = torch.cat([torch.ones((B, P), dtype=torch.long, device=self.device), opt_mask], 1)
+                logits = self.model(input_ids=opt, attention_mask=mask, use_cache=True, **{self._cache_kw: past}).logits
+                logits = torch.cat([prefix_logits.expand(B, -1, -1), logits[:, :-1]], 1)  # (B, Lo, V)
+            else:
+                ids = torch.cat([torch.tensor([prefix_ids], device=self.device).expand(B, -1), opt], 1)
+                mask = torch.cat([torch.ones((B, P), dtype=torch.long, device=self.device), opt_mask], 1)
+                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, P - 1 : -1]  # (B, Lo, V)
+            tok = torch.log_softmax(logits.float(), -1).gather(-1, opt.unsqueeze(-1)).squeeze(-1)  # (B, Lo)
+            s = (tok * opt_mask).sum(-1)
             if self.score_norm == "mean":
-                s = s / sel.sum(-1)
-            out.append(s.cpu())
-        return torch.cat(out)
+                s = s / opt_mask.sum(-1)
+            scores.append(s.cpu())
+        return torch.cat(scores)
 
     def _plan_by_scoring(self, instruction: str, skills: Sequence[SkillSpec]) -> Plan:
         t0 = time.perf_counter()

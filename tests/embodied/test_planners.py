@@ -186,9 +186,9 @@ def naive_logprob(model, ids: list[int], n_prefix: int) -> float:
     return sum(float(lp[t - 1, ids[t]]) for t in range(n_prefix, len(ids)))
 
 
-@pytest.mark.parametrize("which", [0, 1])
-def test_hf_score_mode_matches_naive_and_is_always_valid(tiny_lm_dirs, which):
-    p = build_planner("hf_lm", path=tiny_lm_dirs[which], mode="score", batch_size=3, max_steps=3)
+@pytest.mark.parametrize("which,cache", [(0, True), (1, False)])
+def test_hf_score_mode_matches_naive_and_is_always_valid(tiny_lm_dirs, which, cache):
+    p = build_planner("hf_lm", path=tiny_lm_dirs[which], mode="score", batch_size=3, max_steps=3, reuse_prefix_cache=cache)
     assert p.use_chat_template == bool(which)
     prefix = p.score_prefix_ids("open the microwave then turn on the light", KITCHEN)
     texts = [step_text(g) for g in enumerate_groundings(KITCHEN)] + [DONE]
@@ -198,6 +198,10 @@ def test_hf_score_mode_matches_naive_and_is_always_valid(tiny_lm_dirs, which):
     naive = torch.tensor([naive_logprob(p.model, prefix + o, len(prefix)) for o in options])
     assert scores.shape == (len(texts),)
     assert torch.allclose(scores, naive, atol=1e-4), (scores, naive)
+    p.score_norm = "mean"
+    mean = p.score_options(prefix, options)
+    assert torch.allclose(mean, naive / torch.tensor([len(o) for o in options]), atol=1e-4)
+    p.score_norm = "sum"
     assert len(set(scores.tolist())) == len(texts)  # random but distinct
 
     plan = p.plan("open the microwave then turn on the light", None, KITCHEN)
