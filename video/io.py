@@ -1,0 +1,273 @@
+"""Video decoding into model-ready uint8 frames: decord (batched, seek-based ``get_batch``,
+resize inside the decoder) with PyAV as a fallback behind the same interface, and the frame
+samplers people use (uniform, TSN random segments, fixed fps, explicit timestamps).
+
+Every failure is a ``DataError`` naming the file and the reason (missing/unreadable,
+corrupt, truncated, no video stream, zero frames), raised when the file is opened or decoded.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlx.data.errors import DataError
+
+# ---------------------------------------------------------------------------------------
+# Samplers: frame indices from (number of frames, native fps). Pure functions, easy to test.
+# ---------------------------------------------------------------------------------------
+
+
+def uniform_indices(num_total: int, num_frames: int) -> np.ndarray:
+    """Centres of ``num_frames`` equal segments (CLIP4Clip/eval-time TSN). Repeats frames
+    when the clip is shorter than ``num_frames``."""
+    return np.minimum(((np.arange(num_frames) + 0.5) * num_total / num_frames).astype(np.int64), num_total - 1)
+
+
+def tsn_indices(num_total: int, num_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """TSN (Wang et al. 2016) training sampler: one random frame from each of ``num_frames``
+    equal segments, so every epoch sees other frames in the same temporal order."""
+    edges = np.linspace(0, num_total, num_frames + 1)
+    lo, hi = np.floor(edges[:-1]).astype(np.int64), np.maximum(np.floor(edges[1:]).astype(np.int64), np.floor(edges[:-1]).astype(np.int64) + 1)
+    return np.minimum(rng.integers(lo, hi), num_total - 1)
+
+
+def fps_indices(num_total: int, native_fps: float, target_fps: float, max_frames: Optional[int] = None) -> np.ndarray:
+    """Frames at a fixed rate ``target_fps`` from t=0; uniformly thinned to ``max_frames``."""
+    duration = num_total / native_fps
+    times = np.arange(0.0, duration, 1.0 / target_fps)
+    idx = np.minimum(np.round(times * native_fps).astype(np.int64), num_total - 1)
+    if max_frames is not None and len(idx) > max_frames:
+        idx = idx[uniform_indices(len(idx), max_frames)]
+    return idx
+
+
+def timestamp_indices(num_total: int, native_fps: float, timestamps: Sequence[float]) -> np.ndarray:
+    """The frame shown at each time (seconds); times past the end clamp to the last frame."""
+    t = np.asarray(timestamps, dtype=np.float64)
+    if (t < 0).any():
+        raise ValueError(f"timestamps must be >= 0, got {list(timestamps)}")
+    return np.minimum(np.floor(t * native_fps + 1e-6).astype(np.int64), num_total - 1)
+
+
+@dataclass
+class SamplerConfig:
+    """Which frames to take. ``kind``: uniform | tsn | fps | timestamps."""
+
+    kind: Literal["uniform", "tsn", "fps", "timestamps"] = "uniform"
+    num_frames: int = 8
+    fps: float = 1.0  # for kind=fps; num_frames caps the count
+    timestamps: list[float] = field(default_factory=list)  # for kind=timestamps
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1:
+            raise ValueError(f"sampler.num_frames must be >= 1, got {self.num_frames}")
+        if self.kind == "fps" and self.fps <= 0:
+            raise ValueError(f"sampler.fps must be > 0, got {self.fps}")
+
+
+def sample_indices(cfg: SamplerConfig, num_total: int, native_fps: float, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    if cfg.kind == "uniform":
+        return uniform_indices(num_total, cfg.num_frames)
+    if cfg.kind == "tsn":
+        return tsn_indices(num_total, cfg.num_frames, rng if rng is not None else np.random.default_rng())
+    if cfg.kind == "fps":
+        return fps_indices(num_total, native_fps, cfg.fps, cfg.num_frames)
+    if cfg.kind == "timestamps":
+        return timestamp_indices(num_total, native_fps, cfg.timestamps)
+    raise ValueError(f"unknown sampler kind {cfg.kind!r}; expected uniform, tsn, fps or timestamps")
+
+
+# ---------------------------------------------------------------------------------------
+# Readers
+# ---------------------------------------------------------------------------------------
+
+
+class VideoReader(Protocol):
+    """One open video. ``get_batch(indices) -> uint8 (T, H, W, 3)``; ``timestamps(indices)
+    -> float64 (T,)`` seconds."""
+
+    path: str
+    num_frames: int
+    fps: float
+
+    def get_batch(self, indices: Sequence[int]) -> np.ndarray: ...
+
+    def timestamps(self, indices: Sequence[int]) -> np.ndarray: ...
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise DataError(f"{path}: video file not found")
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise DataError(f"{path}: video file is unreadable (not a regular file or no read permission)")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{path}: video file is empty (0 bytes)")
+
+
+class DecordReader:
+    """decord's VideoReader; ``size=(H, W)`` makes the decoder scale frames (cheaper than
+    scaling full-size RGB afterwards)."""
+
+    def __init__(self, path: str | Path, size: Optional[tuple[int, int]] = None, num_threads: int = 1):
+        import decord
+
+        self.path = str(path)
+        _check_file(self.path)
+        h, w = size if size is not None else (-1, -1)
+        try:
+            self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), width=w, height=h, num_threads=num_threads)
+        except Exception as e:  # decord raises DECORDError with a C++ backtrace; keep line 1
+            raise DataError(f"{self.path}: cannot open video (corrupt or truncated file): {_first_line(e)}") from None
+        self.num_frames = len(self._vr)
+        if self.num_frames == 0:
+            raise DataError(f"{self.path}: video has zero frames")
+        self.fps = float(self._vr.get_avg_fps()) or 1.0
+
+    def get_batch(self, indices: Sequence[int]) -> np.ndarray:
+        try:
+            return self._vr.get_batch(list(map(int, indices))).asnumpy()
+        except Exception as e:
+            raise DataError(f"{self.path}: decoding frames {list(map(int, indices))} failed (truncated or corrupt data): {_first_line(e)}") from None
+
+    def timestamps(self, indices: Sequence[int]) -> np.ndarray:
+        return self._vr.get_frame_timestamp(list(map(int, indices)))[:, 0].astype(np.float64)
+
+
+class PyAVReader:
+    """PyAV fallback: decodes sequentially up to the last requested frame (no seeking, so it
+    is exact on any container). Same interface as ``DecordReader``."""
+
+    def __init__(self, path: str | Path, size: Optional[tuple[int, int]] = None, num_threads: int = 1):
+        import av
+
+        self.path = str(path)
+        _check_file(self.path)
+        self.size = size
+        try:
+            with av.open(self.path) as c:
+                if not c.streams.video:
+                    raise DataError(f"{self.path}: no video stream in the file")
+                s = c.streams.video[0]
+                self.fps = float(s.average_rate or s.guessed_rate or 1.0)
+                n = s.frames
+                if n <= 0:  # some containers do not store a count: count by decoding
+                    n = sum(1 for _ in c.decode(video=0))
+        except DataError:
+            raise
+        except Exception as e:
+            raise DataError(f"{self.path}: cannot open video (corrupt or truncated file): {_first_line(e)}") from None
+        self.num_frames = n
+        if n == 0:
+            raise DataError(f"{self.path}: video has zero frames")
+        self._times: dict[int, float] = {}
+
+    def get_batch(self, indices: Sequence[int]) -> np.ndarray:
+        import av
+
+        want = sorted(set(int(i) for i in indices))
+        got: dict[int, np.ndarray] = {}
+        kw = {"width": self.size[1], "height": self.size[0]} if self.size else {}
+        try:
+            with av.open(self.path) as c:
+                for i, frame in enumerate(c.decode(video=0)):
+                    if i in want:
+                        got[i] = frame.to_ndarray(format="rgb24", **kw)
+                        self._times[i] = float(frame.time) if frame.time is not None else i / self.fps
+                    if i >= want[-1]:
+                        break
+        except Exception as e:
+            raise DataError(f"{self.path}: decoding failed (truncated or corrupt data): {_first_line(e)}") from None
+        missing = [i for i in want if i not in got]
+        if missing:
+            raise DataError(f"{self.path}: truncated video: frames {missing} of {self.num_frames} could not be decoded")
+        return np.stack([got[int(i)] for i in indices])
+
+    def timestamps(self, indices: Sequence[int]) -> np.ndarray:
+        return np.array([self._times.get(int(i), int(i) / self.fps) for i in indices], dtype=np.float64)
+
+
+def _first_line(e: BaseException) -> str:
+    """First line of a backend's message, without decord's '[hh:mm:ss] file.cc:N: ' prefix."""
+    text = str(e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    line = re.sub(r"^\[[0-9:]+\] \S+:\d+: ", "", line)
+    return line[:200]
+
+
+def open_video(path: str | Path, size: Optional[tuple[int, int]] = None, backend: Literal["auto", "decord", "pyav"] = "auto", num_threads: int = 1) -> VideoReader:
+    """Opens with decord; with ``backend="auto"`` falls back to PyAV when decord is missing
+    or cannot open the file (decord lacks some codecs/containers). Both failing raises the
+    decord reason."""
+    if backend == "pyav":
+        return PyAVReader(path, size, num_threads)
+    try:
+        return DecordReader(path, size, num_threads)
+    except ImportError:
+        if backend == "decord":
+            raise
+        return PyAVReader(path, size, num_threads)
+    except DataError as first:
+        if backend == "decord" or "cannot open" not in str(first):
+            raise
+        # PyAV's reasons are the more specific ones (e.g. "no video stream").
+        return PyAVReader(path, size, num_threads)
+
+
+# ---------------------------------------------------------------------------------------
+# One call: path -> (frames (T, H, W, 3) uint8, timestamps (T,))
+# ---------------------------------------------------------------------------------------
+
+
+def resize_crop(frames: torch.Tensor, size: int, crop: Literal["center", "none"] = "center") -> torch.Tensor:
+    """uint8 (T, H, W, C) -> uint8 (T, size, size, C): shorter side to ``size`` then centre
+    crop (``crop="center"``), or a direct squash (``"none"``)."""
+    T, H, W, C = frames.shape
+    x = frames.permute(0, 3, 1, 2).float()
+    if crop == "none":
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    else:
+        s = size / min(H, W)
+        nh, nw = max(size, round(H * s)), max(size, round(W * s))
+        if (nh, nw) != (H, W):
+            x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+        top, left = (nh - size) // 2, (nw - size) // 2
+        x = x[:, :, top : top + size, left : left + size]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+@dataclass
+class VideoLoadConfig:
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    size: int = 224  # output frames are size x size
+    crop: Literal["center", "none"] = "none"  # none: the decoder squashes to size x size
+    backend: Literal["auto", "decord", "pyav"] = "auto"
+    num_threads: int = 1
+
+
+def load_video(path: str | Path, cfg: VideoLoadConfig, rng: Optional[np.random.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (frames uint8 (T, size, size, 3), timestamps float32 (T,) seconds)."""
+    decoder_size = (cfg.size, cfg.size) if cfg.crop == "none" else None
+    reader = open_video(path, decoder_size, cfg.backend, cfg.num_threads)
+    idx = sample_indices(cfg.sampler, reader.num_frames, reader.fps, rng)
+    frames = torch.from_numpy(reader.get_batch(idx))
+    if frames.shape[0] != len(idx) or frames.ndim != 4:
+        raise DataError(f"{path}: decoder returned frames of shape {tuple(frames.shape)} for {len(idx)} indices")
+    if cfg.crop != "none":
+        frames = resize_crop(frames, cfg.size, cfg.crop)
+    return frames, torch.from_numpy(reader.timestamps(idx)).float()
+
+
+# ImageNet/CLIP normalisation used by the core's image pipeline.
+def frames_to_model(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (..., T, H, W, 3) -> float (..., T, 3, H, W), normalised."""
+    x = frames.movedim(-1, -3).float().div_(255.0)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x - m) / s
