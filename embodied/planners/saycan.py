@@ -97,7 +97,7 @@ class MiniLMEmbedder:
 # Clause separators. Strong ones always separate steps; weak ones ("," and "and") also occur
 # inside single tasks ("pick and place the puck"), so they split only when it helps.
 _STRONG = re.compile(
-    r"\s*(?:;|\.\s+|,?\s*\b(?:and then|then|after that|afterwards|followed by|finally|next)\b)\s*", re.I
+    r"\s*(?:;|\.\s+|,?\s*\b(?:and then|then|after that|afterwards|followed by|finally)\b|,?\s*\bnext\s*,)\s*", re.I
 )
 _WEAK = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.I)
 _LEAD = re.compile(r"^(?:please|first|firstly|now|,|\s)+", re.I)
