@@ -1,0 +1,234 @@
+"""Summaries of harness runs: success per task with Wilson 95% intervals, sub-goal success,
+CALVIN-style average completed chain length (Mees et al., 2022), plan executability and the
+Embodied Agent Interface error taxonomy, plan length, planner latency and tokens; written as
+``summary.json``, ``summary.md``, ``per_task.csv``, a bar plot ``success.png`` and rollout
+mp4s replayed from recorded actions (``videos/``).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from embodied.types import PlanErrorKind
+
+TAXONOMY = [k.value for k in PlanErrorKind]
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (scipy's ``binomtest``)."""
+    if n == 0:
+        return (0.0, 1.0)
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return float(np.mean(xs)) if len(xs) else None
+
+
+def _group_stats(records: Sequence[dict]) -> dict[str, Any]:
+    n = len(records)
+    k = sum(bool(r.get("success")) for r in records)
+    lo, hi = wilson_interval(k, n)
+    plans = [p for r in records for p in r.get("plans", [])]
+    first = [r["plans"][0] for r in records if r.get("plans")]
+    n_sub = sum(len(r.get("subgoals", [])) for r in records)
+    multi = [r for r in records if len(r.get("subgoals", [])) > 1]
+    return dict(
+        episodes=n,
+        successes=k,
+        success_rate=k / n if n else None,
+        ci95_low=lo,
+        ci95_high=hi,
+        errored=sum(r.get("status") != "ok" for r in records),
+        subgoal_success=(sum(len(r.get("completed_subgoals", [])) for r in records) / n_sub) if n_sub else None,
+        avg_chain_length=_mean([r.get("chain_length", 0) for r in records]),
+        avg_chain_length_multistep=_mean([r.get("chain_length", 0) for r in multi]),
+        plan_executability=_mean([float(p["executable"]) for p in plans]),
+        skill_choice_accuracy=_mean([float(p["exact"]) for p in first]),
+        plan_length=_mean([len(p["steps"]) for p in plans]),
+        replans=_mean([r.get("replans", 0) for r in records]),
+        env_steps=_mean([r.get("env_steps", 0) for r in records]),
+    )
+
+
+def summarize(records: Sequence[dict], meta: dict | None = None) -> dict[str, Any]:
+    """The report's numbers (see module docstring) over ``records``, overall and per task."""
+    tasks: dict[str, list[dict]] = {}
+    for r in records:
+        tasks.setdefault(r["task"], []).append(r)
+    plans = [p for r in records for p in r.get("plans", [])]
+    errors = Counter(e["kind"] for p in plans for e in p.get("errors", []))
+    lat = [p["latency_s"] for p in plans]
+    overall = _group_stats(records)
+    overall.update(
+        tasks=len(tasks),
+        mean_task_success=_mean([_group_stats(v)["success_rate"] for v in tasks.values()]),
+        plans=len(plans),
+        error_taxonomy={k: int(errors.get(k, 0)) for k in TAXONOMY},
+        planner_status=dict(Counter(p.get("status", "ok") for p in plans)),
+        planner_latency_s=dict(mean=_mean(lat), p50=float(np.percentile(lat, 50)) if lat else None,
+                               p95=float(np.percentile(lat, 95)) if lat else None),
+        prompt_tokens=int(sum(p.get("prompt_tokens", 0) for p in plans)),
+        completion_tokens=int(sum(p.get("completion_tokens", 0) for p in plans)),
+        env_errors=[dict(episode_id=r["episode_id"], error=r.get("error")) for r in records if r.get("status") != "ok"],
+    )
+    return dict(meta=meta or {}, overall=overall, per_task={t: _group_stats(v) for t, v in tasks.items()})
+
+
+def _fmt(x: Any, pct: bool = False) -> str:
+    if x is None:
+        return "-"
+    if pct:
+        return f"{100 * x:.1f}"
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+PER_TASK_COLUMNS = ["task", "episodes", "successes", "success_rate", "ci95_low", "ci95_high", "subgoal_success",
+                    "avg_chain_length", "plan_executability", "skill_choice_accuracy", "plan_length", "replans",
+                    "errored", "env_steps"]
+
+
+def to_markdown(summary: dict) -> str:
+    m, o = summary["meta"], summary["overall"]
+    cfg = m.get("config", {})
+    lines = [
+        f"# Embodied evaluation: {m.get('benchmark', '?')}",
+        "",
+        f"planner `{cfg.get('planner', '?')}`, skills `{cfg.get('skills', '?')}`, {cfg.get('episodes', '?')} episodes "
+        f"per task, seed {cfg.get('seed', '?')}, {m.get('world_size', 1)} rank(s).",
+        "",
+        f"Protocol: {m.get('protocol') or 'success by the benchmark signal'}",
+        "",
+        f"**Success: {_fmt(o['success_rate'], True)}%** (95% Wilson CI {_fmt(o['ci95_low'], True)}-"
+        f"{_fmt(o['ci95_high'], True)}) over {o['episodes']} episodes, {o['tasks']} tasks; "
+        f"mean per-task success {_fmt(o['mean_task_success'], True)}%; errored episodes {o['errored']}.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| sub-goal success | {_fmt(o['subgoal_success'], True)}% |",
+        f"| avg completed chain length (all / multi-step) | {_fmt(o['avg_chain_length'])} / {_fmt(o['avg_chain_length_multistep'])} |",
+        f"| plan executability | {_fmt(o['plan_executability'], True)}% |",
+        f"| skill choice accuracy (first plan = ground truth) | {_fmt(o['skill_choice_accuracy'], True)}% |",
+        f"| plan length (mean) | {_fmt(o['plan_length'])} |",
+        f"| re-plans per episode | {_fmt(o['replans'])} |",
+        f"| planner latency mean / p50 / p95 (s) | {_fmt(o['planner_latency_s']['mean'])} / "
+        f"{_fmt(o['planner_latency_s']['p50'])} / {_fmt(o['planner_latency_s']['p95'])} |",
+        f"| tokens prompt / completion | {o['prompt_tokens']} / {o['completion_tokens']} |",
+        f"| planner status | {', '.join(f'{k}: {v}' for k, v in sorted(o['planner_status'].items())) or '-'} |",
+        "",
+        "## Plan errors (Embodied Agent Interface taxonomy)",
+        "",
+        "| " + " | ".join(TAXONOMY) + " |",
+        "|" + "---|" * len(TAXONOMY),
+        "| " + " | ".join(str(o["error_taxonomy"][k]) for k in TAXONOMY) + " |",
+        "",
+        "## Per task",
+        "",
+        "| task | n | success % | 95% CI | sub-goal % | chain | executable % | skill acc % | errored |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t, s in summary["per_task"].items():
+        lines.append(
+            f"| {t} | {s['episodes']} | {_fmt(s['success_rate'], True)} | {_fmt(s['ci95_low'], True)}-{_fmt(s['ci95_high'], True)} "
+            f"| {_fmt(s['subgoal_success'], True)} | {_fmt(s['avg_chain_length'])} | {_fmt(s['plan_executability'], True)} "
+            f"| {_fmt(s['skill_choice_accuracy'], True)} | {s['errored']} |"
+        )
+    if o["env_errors"]:
+        lines += ["", "## Errored episodes", ""] + [f"- `{e['episode_id']}`: {e['error']}" for e in o["env_errors"][:50]]
+    return "\n".join(lines) + "\n"
+
+
+def plot_success(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per = summary["per_task"]
+    names = list(per)
+    rates = np.array([per[t]["success_rate"] or 0.0 for t in names])
+    lo = rates - np.array([per[t]["ci95_low"] for t in names])
+    hi = np.array([per[t]["ci95_high"] for t in names]) - rates
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(names) + 2), 3.5))
+    ax.bar(range(len(names)), 100 * rates, yerr=100 * np.stack([lo, hi]), capsize=3, color="tab:blue")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("success % (95% Wilson CI)")
+    ax.set_title(f"{summary['meta'].get('benchmark', '')} - planner {summary['meta'].get('config', {}).get('planner', '')}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_mp4(frames: Sequence[np.ndarray], path: Path, fps: int = 30) -> None:
+    """(H, W, 3) uint8 frames -> H.264 mp4 with PyAV."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = w - w % 2, h - h % 2
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[: stream.height, : stream.width]), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def replay_episode(benchmark: Any, record: dict, size: int = 128, camera: str | None = None) -> tuple[list[np.ndarray], bool]:
+    """Frames of ``record`` re-run from its seed and recorded actions, and whether the
+    replay reached the benchmark's success (it must match the record: episodes are seeded)."""
+    env = benchmark.make_env(record["task"], render=True, camera=camera, width=size, height=size)
+    try:
+        env.reset(seed=record["seed"])
+        frames, ok = [env.render()], False
+        for a in record["actions"]:
+            _, _, _, _, info = env.step(np.asarray(a, dtype=np.float32))
+            ok = ok or env.success(info)
+            frames.append(env.render())
+    finally:
+        env.close()
+    return frames, ok
+
+
+def write_videos(out: Path, records: Sequence[dict], benchmark: Any, limit: int, size: int = 128) -> list[str]:
+    from tqdm import tqdm
+
+    chosen = [r for r in records if r.get("actions")][:limit]
+    (out / "videos").mkdir(exist_ok=True)
+    paths = []
+    for r in tqdm(chosen, desc="videos", unit="ep"):
+        frames, ok = replay_episode(benchmark, r, size=size)
+        p = out / "videos" / f"{r['task']}_ep{r['episode']}_{'success' if ok else 'fail'}.mp4"
+        write_mp4(frames, p)
+        paths.append(str(p))
+    return paths
+
+
+def write_report(out: Path, records: Sequence[dict], meta: dict, benchmark: Any = None, videos: int = 0) -> dict:
+    """Write the report files into ``out``; returns the summary dict."""
+    out = Path(out)
+    summary = summarize(records, meta)
+    if videos and benchmark is not None:
+        summary["videos"] = write_videos(out, records, benchmark, videos)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "summary.md").write_text(to_markdown(summary))
+    with open(out / "per_task.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(PER_TASK_COLUMNS)
+        for t, s in summary["per_task"].items():
+            w.writerow([t] + [s[c] for c in PER_TASK_COLUMNS[1:]])
+    if summary["per_task"]:
+        plot_success(summary, out / "success.png")
+    return summary
