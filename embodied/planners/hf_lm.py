@@ -113,24 +113,40 @@ class HFLMPlanner:
         return user_text + "\n"
 
     def encode(self, text: str, prompt: bool) -> list[int]:
-        """Token ids; a prompt gets the tokenizer's special tokens unless the chat template
-        already wrote them, a continuation never does."""
-        add = prompt and not self.use_chat_template
-        return self.tokenizer(text, add_special_tokens=add)["input_ids"]
+        """Token ids. A prompt starts with the tokenizer's BOS (when it has one and no chat
+        template already wrote it); nothing is appended, so a prompt's ids are a prefix of
+        the ids of the prompt plus a continuation (BERT-style [SEP] would break that)."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        if prompt and not self.use_chat_template and bos is not None and ids[:1] != [bos]:
+            ids = [bos] + ids
+        return ids
 
-    def score_prefix_ids(self, instruction: str, skills: Sequence[SkillSpec], history: Sequence[PlanStep] = ()) -> list[int]:
-        """Context ids for scoring step ``len(history) + 1``: the prompt, "1.", and each
-        chosen step as " text\\n" followed by the next number."""
-        ids = self.encode(self.render(build_score_prompt(instruction, skills)) + "1.", prompt=True)
+    def score_context(self, instruction: str, skills: Sequence[SkillSpec], history: Sequence[PlanStep] = ()) -> str:
+        """Text before step ``len(history) + 1``: the prompt, then numbered steps, ending in
+        "N." (each option continues it with " text\n")."""
+        text = self.render(build_score_prompt(instruction, skills)) + "1."
         for k, s in enumerate(history):
-            ids += self.option_ids(step_text(s)) + self.encode(f"{k + 2}.", prompt=False)
-        return ids
+            text += f" {step_text(s)}\n{k + 2}."
+        return text
 
-    def option_ids(self, text: str) -> list[int]:
-        ids = self.encode(f" {text}\n", prompt=False)
-        if not ids:
-            raise ValueError(f"option {text!r} tokenizes to nothing with {self.path}")
-        return ids
+    def score_inputs(
+        self, instruction: str, skills: Sequence[SkillSpec], options: Sequence[str], history: Sequence[PlanStep] = ()
+    ) -> tuple[list[int], list[list[int]]]:
+        """(context ids, ids of each option's " text\n"). An option is tokenized together
+        with the context and split off at the context's length, so word pieces that merge
+        across the boundary (SentencePiece's leading "▁") come out as in running text; when
+        the context's ids are not a prefix of the joint ids, it is tokenized alone."""
+        context = self.score_context(instruction, skills, history)
+        ctx = self.encode(context, prompt=True)
+        out = []
+        for o in options:
+            full = self.encode(context + f" {o}\n", prompt=True)
+            ids = full[len(ctx) :] if full[: len(ctx)] == ctx else self.encode(f" {o}\n", prompt=False)
+            if not ids:
+                raise ValueError(f"option {o!r} tokenizes to nothing with {self.path}")
+            out.append(ids)
+        return ctx, out
 
     # -- scoring
     @torch.no_grad()
@@ -177,12 +193,11 @@ class HFLMPlanner:
         t0 = time.perf_counter()
         groundings = enumerate_groundings(skills)
         texts = [step_text(g) for g in groundings] + [DONE]
-        opt_ids = [self.option_ids(t) for t in texts]
         steps: list[PlanStep] = []
         prompt_tokens = completion_tokens = 0
         notes = []
         while len(steps) < self.max_steps:
-            prefix = self.score_prefix_ids(instruction, skills, steps)
+            prefix, opt_ids = self.score_inputs(instruction, skills, texts, steps)
             scores = self.score_options(prefix, opt_ids)
             prompt_tokens += len(prefix)
             completion_tokens += sum(len(o) for o in opt_ids)

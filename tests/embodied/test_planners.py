@@ -191,9 +191,9 @@ def naive_logprob(model, ids: list[int], n_prefix: int) -> float:
 def test_hf_score_mode_matches_naive_and_is_always_valid(tiny_lm_dirs, which, cache):
     p = build_planner("hf_lm", path=tiny_lm_dirs[which], mode="score", batch_size=3, max_steps=3, reuse_prefix_cache=cache)
     assert p.use_chat_template == bool(which)
-    prefix = p.score_prefix_ids("open the microwave then turn on the light", KITCHEN)
     texts = [step_text(g) for g in enumerate_groundings(KITCHEN)] + [DONE]
-    options = [p.option_ids(t) for t in texts]
+    prefix, options = p.score_inputs("open the microwave then turn on the light", KITCHEN, texts)
+    assert p.tokenizer.decode(prefix + options[0]).endswith("1. open ( object = microwave )")
     assert len({len(o) for o in options}) > 1  # padding is exercised
     scores = p.score_options(prefix, options)
     naive = torch.tensor([naive_logprob(p.model, prefix + o, len(prefix)) for o in options])
@@ -209,8 +209,8 @@ def test_hf_score_mode_matches_naive_and_is_always_valid(tiny_lm_dirs, which, ca
     # Re-run the greedy loop naively: each step is the argmax given the steps before it.
     history = []
     for _ in range(3):
-        pre = p.score_prefix_ids("open the microwave then turn on the light", KITCHEN, history)
-        s = [naive_logprob(p.model, pre + o, len(pre)) for o in options]
+        pre, opts = p.score_inputs("open the microwave then turn on the light", KITCHEN, texts, history)
+        s = [naive_logprob(p.model, pre + o, len(pre)) for o in opts]
         k = max(range(len(s)), key=s.__getitem__)
         if texts[k] == DONE:
             break
