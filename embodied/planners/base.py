@@ -254,7 +254,7 @@ def classify_plan_errors(
     if affordances is not None:
         for i, step in valid:
             if affordances.get(step.skill, 1.0) <= 0.0:
-                errors.append(PlanError(PlanErrorKind.AFFORDANCE, i, f"{step} is not afforded in this state"))
+                errors.append(PlanError(PlanErrorKind.AFFORDANCE, i, f"{step_text(step)} is not afforded in this state"))
     if ground_truth is not None:
         gt = [_step_key(s) for s in ground_truth]
         got = [_step_key(s) for _, s in valid]
@@ -267,7 +267,7 @@ def classify_plan_errors(
             k = _step_key(s)
             if extra_left[k] > 0:
                 extra_left[k] -= 1
-                extras.append(PlanError(PlanErrorKind.EXTRA_STEP, i, f"extra {s}"))
+                extras.append(PlanError(PlanErrorKind.EXTRA_STEP, i, f"extra {step_text(s)}"))
         errors += extras[::-1]
         # Order is judged on the shared steps only (each kept up to its count in both).
         budget = gt_count & got_count
