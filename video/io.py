@@ -120,6 +120,7 @@ class DecordReader:
 
         self.path = str(path)
         _check_file(self.path)
+        self.size, self._num_threads, self._post_resize = size, num_threads, False
         h, w = size if size is not None else (-1, -1)
         try:
             self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), width=w, height=h, num_threads=num_threads)
@@ -132,9 +133,20 @@ class DecordReader:
 
     def get_batch(self, indices: Sequence[int]) -> np.ndarray:
         try:
-            return self._vr.get_batch(list(map(int, indices))).asnumpy()
+            out = self._vr.get_batch(list(map(int, indices))).asnumpy()
         except Exception as e:
+            if self.size is not None and not self._post_resize and "DECORDArrayCopyFromTo" in str(e):
+                # decord's scaler fails for some output widths (buffer alignment): decode at
+                # full size and resize in torch instead.
+                import decord
+
+                self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self._num_threads)
+                self._post_resize = True
+                return self.get_batch(indices)
             raise DataError(f"{self.path}: decoding frames {list(map(int, indices))} failed (truncated or corrupt data): {_first_line(e)}") from None
+        if self._post_resize:
+            out = resize_crop(torch.from_numpy(out), self.size[0], "none").numpy() if self.size[0] == self.size[1] else _resize_hw(out, self.size)
+        return out
 
     def timestamps(self, indices: Sequence[int]) -> np.ndarray:
         return self._vr.get_frame_timestamp(list(map(int, indices)))[:, 0].astype(np.float64)
@@ -223,6 +235,12 @@ def open_video(path: str | Path, size: Optional[tuple[int, int]] = None, backend
 # ---------------------------------------------------------------------------------------
 # One call: path -> (frames (T, H, W, 3) uint8, timestamps (T,))
 # ---------------------------------------------------------------------------------------
+
+
+def _resize_hw(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def resize_crop(frames: torch.Tensor, size: int, crop: Literal["center", "none"] = "center") -> torch.Tensor:

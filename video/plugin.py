@@ -1,1 +1,26 @@
 """Registers video's recipes and CLI commands with the vlx core (entry point `vlx.plugins`)."""
+from vlx.cli import register_command, register_quickstart
+
+import video.recipes  # noqa: F401  registers video_retrieval, video_captioning, video_qa
+from video import cli as _cli
+
+
+@register_command("caption")
+def add_caption_parser(subparsers):
+    _cli.add_caption_parser(subparsers)
+
+
+@register_command("video-features")
+def add_features_parser(subparsers):
+    _cli.add_features_parser(subparsers)
+
+
+def _quickstart(args) -> int:
+    from video.report import run_moving_shapes_report
+
+    run_moving_shapes_report()
+    return 0
+
+
+# Below the core's image-text quickstart (priority 0): `vlx quickstart video` runs it.
+register_quickstart("video", _quickstart, priority=-1, help="moving shapes: temporal vs meanP retrieval, tiny captioner CIDEr-D")

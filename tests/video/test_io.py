@@ -108,3 +108,11 @@ def test_pyav_truncated_data_is_reported(bad_videos):
     with pytest.raises(DataError, match="truncated"):
         r = PyAVReader(bad_videos["truncated_data"])
         r.get_batch([r.num_frames - 1])
+
+
+@pytest.mark.parametrize("size", [16, 48])
+def test_decord_sizes_its_scaler_rejects_fall_back_to_torch_resize(bad_videos, size):
+    f, _ = load_video(bad_videos["good"], VideoLoadConfig(sampler=SamplerConfig("uniform", 4), size=size, backend="decord"))
+    assert f.shape == (4, size, size, 3)
+    ref, _ = load_video(bad_videos["good"], VideoLoadConfig(sampler=SamplerConfig("uniform", 4), size=size, backend="pyav"))
+    assert (f.float() - ref.float()).abs().mean() < 10

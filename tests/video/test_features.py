@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from video.datasets import load_msrvtt
+from video.features import FeatureDataset, done_video_ids, extract_features
+from video.io import SamplerConfig, VideoLoadConfig
+
+LOAD = VideoLoadConfig(sampler=SamplerConfig("uniform", 4), size=16)
+
+
+def encode(frames: torch.Tensor) -> torch.Tensor:
+    """A deterministic stand-in encoder: per-frame channel means (T, 3)."""
+    return frames.float().mean(dim=(1, 2))
+
+
+def test_extraction_resumes_after_a_crash(shapes_dir, bad_videos, tmp_path):
+    records = load_msrvtt(shapes_dir / "annotation.json", shapes_dir / "videos")  # 10 videos
+    records.append({"video": str(bad_videos["corrupt"]), "video_id": "broken", "captions": ["x"]})
+    ref = extract_features(records, LOAD, encode, tmp_path / "ref", shard_size=3, progress=False)
+    assert ref == {"extracted": 10, "already_done": 0, "bad": 1, "total_features": 10}
+
+    calls = {"n": 0}
+
+    def crashing(frames):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt  # killed while the third shard is half full
+        return encode(frames)
+
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(records, LOAD, crashing, out, shard_size=3, progress=False)
+    assert len(done_video_ids(out)) == 6  # two whole shards survive, the partial one is gone
+    calls["n"] = 100
+    counted = []
+    second = extract_features(records, LOAD, lambda f: counted.append(1) or encode(f), out, shard_size=3, progress=False)
+    assert second["already_done"] == 6 and second["extracted"] == 4 and len(counted) == 4
+    a = FeatureDataset(records, tmp_path / "ref")
+    b = FeatureDataset(records, out)
+    assert len(a) == len(b) == 20 and a.missing == b.missing == ["broken"]
+    for i in range(len(a)):
+        torch.testing.assert_close(a[i]["features"], b[i]["features"])
+        assert a[i]["caption"] == b[i]["caption"]
+    assert a[0]["features"].shape == (4, 3)
+    bad = [json.loads(l) for l in (out / "bad.jsonl").read_text().splitlines()]
+    assert bad[0]["video_id"] == "broken" and "corrupt" in bad[0]["reason"]
+
+
+@pytest.mark.slow
+def test_extraction_resumes_after_sigkill(shapes_dir, tmp_path):
+    """A real SIGKILL of the extraction process; the rerun finishes and matches."""
+    script = f"""
+import os, signal, torch
+from video.datasets import load_msrvtt
+from video.features import extract_features
+from video.io import SamplerConfig, VideoLoadConfig
+recs = load_msrvtt({str(shapes_dir / 'annotation.json')!r}, {str(shapes_dir / 'videos')!r})
+n = [0]
+def enc(f):
+    n[0] += 1
+    if n[0] == 6 and os.environ.get('KILL'):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return f.float().mean(dim=(1, 2))
+print(extract_features(recs, VideoLoadConfig(sampler=SamplerConfig('uniform', 4), size=16), enc, {str(tmp_path / 'f')!r}, shard_size=2, progress=False))
+"""
+    killed = subprocess.run([sys.executable, "-c", script], env={**__import__("os").environ, "KILL": "1"}, capture_output=True, text=True)
+    assert killed.returncode == -9
+    assert len(done_video_ids(tmp_path / "f")) == 4
+    rerun = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "'already_done': 4" in rerun.stdout and "'total_features': 10" in rerun.stdout

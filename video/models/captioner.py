@@ -1,0 +1,219 @@
+"""LLaVA-style video captioner / video QA (Liu et al. 2023; PLLaVA, Xu et al. 2024): a vision
+tower encodes each frame to patch tokens, PLLaVA adaptive pooling shrinks the (T, H, W)
+grid to (t, h, w), an MLP projector maps the tokens into the LM's embedding space, and any
+Hugging Face causal LM from a local directory reads ``[visual tokens] [bos] prompt`` and
+predicts the answer. LoRA (peft) on the LM is optional; ``generate`` exposes the usual
+decoding options.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+from vlx.config import ConfigError
+from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
+from vlx.encoders import EncoderConfig, build_image_encoder
+from video.io import frames_to_model
+from video.pooling import AdaptiveGridPooling
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
+class LMConfig:
+    """``path``: a local HF causal-LM dir (weights + tokenizer). Empty: a tiny LM is built from
+    ``tiny`` (a LlamaConfig dict) with the MiniLM tokenizer and saved to ``tiny_dir``."""
+
+    path: Optional[str] = None
+    tiny: dict[str, Any] = field(default_factory=lambda: dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4))
+    tiny_dir: str = "runs/tiny_lm"
+    freeze: bool = False
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 24
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+
+
+@dataclass
+class VideoCaptionerConfig:
+    vision: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="vit", preset="tiny"))
+    pool_size: list[int] = field(default_factory=lambda: [4, 2, 2])  # PLLaVA (t, h, w)
+    projector_layers: int = 2
+    lm: LMConfig = field(default_factory=LMConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+def build_tiny_lm(out_dir: str | Path, tiny: dict[str, Any], seed: int = 0) -> Path:
+    """A randomly initialised LlamaForCausalLM (sizes from ``tiny``) with the MiniLM
+    tokenizer ([CLS] as bos, [SEP] as eos), saved as a normal HF dir. Idempotent."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from vlx.encoders.hf import minilm_path
+
+    out = Path(out_dir)
+    if (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file():
+        return out
+    tok = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
+    tok.bos_token, tok.eos_token = tok.cls_token, tok.sep_token
+    cfg = LlamaConfig(vocab_size=len(tok), max_position_embeddings=256, bos_token_id=tok.cls_token_id,
+                      eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True, **tiny)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if out.exists():  # another process built it meanwhile
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.replace(out)
+    return out
+
+
+def load_lm(cfg: LMConfig):
+    """-> (causal LM, tokenizer) from ``cfg.path`` or a tiny LM; LoRA applied if enabled."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = Path(cfg.path) if cfg.path else build_tiny_lm(cfg.tiny_dir, cfg.tiny)
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"model.lm.path: {path} is not a local Hugging Face causal-LM directory (no config.json)")
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    lm = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+    if cfg.freeze or cfg.lora.enabled:
+        lm.requires_grad_(False)
+    if cfg.lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        lm = get_peft_model(lm, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                                           target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM"))
+    return lm, tok
+
+
+def _special(tok, *names: str) -> Optional[int]:
+    for n in names:
+        v = getattr(tok, n, None)
+        if v is not None:
+            return int(v)
+    return None
+
+
+class VideoCaptioner(nn.Module):
+    """``forward(batch) -> {"loss"}`` with batch: frames uint8 (B, T, H, W, 3), input_ids (B, L)
+    (``[bos] prompt target [eos]`` right-padded), attention_mask (B, L), labels (B, L) (-100
+    outside the target). ``generate(frames, prompts) -> list[str]``."""
+
+    def __init__(self, vision: nn.Module, lm: nn.Module, tokenizer, pool_size: Sequence[int], projector_layers: int = 2, generation: Optional[GenerationConfig] = None):
+        super().__init__()
+        self.vision, self.lm, self.tokenizer = vision, lm, tokenizer
+        self.pool = AdaptiveGridPooling(tuple(pool_size))
+        d_v, d_lm = vision.output_dim, lm.get_input_embeddings().embedding_dim
+        layers: list[nn.Module] = [nn.Linear(d_v, d_lm)]
+        for _ in range(projector_layers - 1):
+            layers += [nn.GELU(), nn.Linear(d_lm, d_lm)]
+        self.projector = nn.Sequential(*layers)
+        self.generation = generation or GenerationConfig()
+        self.bos_id = _special(tokenizer, "bos_token_id", "cls_token_id")
+        self.eos_id = _special(tokenizer, "eos_token_id", "sep_token_id")
+        self.pad_id = _special(tokenizer, "pad_token_id", "eos_token_id") or 0
+
+    # -- vision -> LM tokens --------------------------------------------------------------
+    def visual_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames uint8 (B, T, H, W, 3) or float (B, T, 3, H, W) -> (B, t*h*w, D_lm)."""
+        if frames.dtype == torch.uint8:
+            frames = frames_to_model(frames, IMAGE_MEAN, IMAGE_STD)
+        B, T = frames.shape[:2]
+        tokens = self.vision(frames.flatten(0, 1)).tokens[:, 1:]  # drop CLS: (B*T, N, Dv)
+        g = int(round(tokens.shape[1] ** 0.5))
+        grid = tokens.reshape(B, T, g, g, -1)
+        pooled = self.pool(grid).flatten(1, 3)  # (B, t*h*w, Dv)
+        return self.projector(pooled)
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(ids)
+
+    def forward(self, batch: dict) -> dict:
+        vis = self.visual_tokens(batch["frames"])
+        B, V, _ = vis.shape
+        text = self._embed(batch["input_ids"]).to(vis.dtype)
+        mask = torch.cat([torch.ones(B, V, dtype=batch["attention_mask"].dtype, device=vis.device), batch["attention_mask"]], 1)
+        labels = torch.cat([torch.full((B, V), -100, dtype=torch.long, device=vis.device), batch["labels"]], 1)
+        out = self.lm(inputs_embeds=torch.cat([vis, text], 1), attention_mask=mask, labels=labels)
+        return {"loss": out.loss}
+
+    # -- text side -------------------------------------------------------------------------
+    def encode_prompt(self, prompt: str) -> list[int]:
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+        return ([self.bos_id] if self.bos_id is not None else []) + list(ids)
+
+    def make_targets(self, prompts: Sequence[str], targets: Sequence[str], max_length: int = 64) -> dict[str, torch.Tensor]:
+        """Teacher-forcing inputs: ``[bos] prompt target [eos]`` right-padded; labels -100 on
+        the prompt and padding."""
+        rows, labs = [], []
+        for p, t in zip(prompts, targets):
+            pi = self.encode_prompt(p)
+            ti = list(self.tokenizer(t, add_special_tokens=False)["input_ids"]) + ([self.eos_id] if self.eos_id is not None else [])
+            ids = (pi + ti)[:max_length]
+            lab = ([-100] * len(pi) + ti)[:max_length]
+            rows.append(ids)
+            labs.append(lab)
+        L = max(map(len, rows))
+        input_ids = torch.full((len(rows), L), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), L), -100, dtype=torch.long)
+        attn = torch.zeros((len(rows), L), dtype=torch.long)
+        for i, (r, l) in enumerate(zip(rows, labs)):
+            input_ids[i, : len(r)] = torch.tensor(r)
+            labels[i, : len(l)] = torch.tensor(l)
+            attn[i, : len(r)] = 1
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attn}
+
+    @torch.no_grad()
+    def generate(self, frames: torch.Tensor, prompts: Optional[Sequence[str]] = None, **overrides: Any) -> list[str]:
+        """frames (B, T, H, W, 3) uint8 -> B strings. ``overrides`` replace fields of the
+        GenerationConfig (max_new_tokens, num_beams, do_sample, temperature, top_p, top_k,
+        repetition_penalty)."""
+        vis = self.visual_tokens(frames)
+        B, V, D = vis.shape
+        prompts = list(prompts) if prompts is not None else [""] * B
+        seqs = [torch.cat([vis[i], self._embed(torch.tensor(self.encode_prompt(p), dtype=torch.long, device=vis.device)).to(vis.dtype)]) for i, p in enumerate(prompts)]
+        L = max(s.shape[0] for s in seqs)
+        embeds = vis.new_zeros(B, L, D)
+        mask = torch.zeros(B, L, dtype=torch.long, device=vis.device)
+        for i, s in enumerate(seqs):  # left padding: generation continues from the right end
+            embeds[i, L - s.shape[0]:] = s
+            mask[i, L - s.shape[0]:] = 1
+        g = {k: getattr(self.generation, k) for k in GenerationConfig.__dataclass_fields__}
+        g.update(overrides)
+        if not g["do_sample"]:
+            g.pop("temperature"), g.pop("top_p"), g.pop("top_k")
+        out = self.lm.generate(inputs_embeds=embeds, attention_mask=mask, eos_token_id=self.eos_id, pad_token_id=self.pad_id, **g)
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def build_video_captioner(cfg: VideoCaptionerConfig) -> VideoCaptioner:
+    if len(cfg.pool_size) != 3:
+        raise ConfigError(f"model.pool_size must be [t, h, w], got {cfg.pool_size}")
+    vision = build_image_encoder(cfg.vision)
+    lm, tok = load_lm(cfg.lm)
+    return VideoCaptioner(vision, lm, tok, cfg.pool_size, cfg.projector_layers, cfg.generation)

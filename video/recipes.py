@@ -1,0 +1,234 @@
+"""Video recipes for ``vlx train`` / ``vlx eval``: text-video retrieval (VideoCLIP with a
+configurable temporal pooler), captioning and open-ended QA (VideoCaptioner). The default
+data is the procedural moving-shapes set (generated on first use), read through the
+MSR-VTT / Video-ChatGPT loaders like any real dataset."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from vlx.encoders import EncoderConfig
+from vlx.models.dual_encoder import DualEncoderConfig
+from vlx.tokenizers import TokenizerConfig, build_tokenizer
+from vlx.train.recipe import RecipeConfig, Task, register_recipe
+from video.datasets import AnnotationConfig, VideoDataset, collate_video, load_annotations
+from video.io import SamplerConfig, VideoLoadConfig
+from video.models.captioner import VideoCaptionerConfig, build_video_captioner
+from video.models.video_clip import VideoCLIPConfig, build_video_clip
+from video.pooling import TemporalPoolingConfig
+
+SHAPES_ROOT = "data/moving_shapes"
+
+
+@dataclass
+class VideoDataConfig:
+    train: AnnotationConfig = field(default_factory=lambda: AnnotationConfig("msrvtt", f"{SHAPES_ROOT}/annotation.json", f"{SHAPES_ROOT}/videos", "train"))
+    test: AnnotationConfig = field(default_factory=lambda: AnnotationConfig("msrvtt", f"{SHAPES_ROOT}/annotation.json", f"{SHAPES_ROOT}/videos", "test"))
+    load: VideoLoadConfig = field(default_factory=lambda: VideoLoadConfig(sampler=SamplerConfig("uniform", 8), size=32))
+    skip_bad: bool = True
+    cache: bool = True  # keep decoded frames in memory (small sets)
+    max_test: Optional[int] = None
+    # Generate moving shapes into ``shapes_root`` when the annotation file is missing.
+    generate: bool = True
+    shapes_root: str = SHAPES_ROOT
+    n_train: int = 600
+    n_test: int = 64
+    render_size: int = 64
+    data_seed: int = 0
+
+
+def ensure_moving_shapes(cfg: VideoDataConfig) -> None:
+    if cfg.generate and not Path(cfg.train.file).is_file():
+        from video.synthetic import generate_moving_shapes
+
+        generate_moving_shapes(cfg.shapes_root, cfg.n_train, cfg.n_test, cfg.render_size, seed=cfg.data_seed, progress=True)
+
+
+def _eval_load(cfg: VideoLoadConfig) -> VideoLoadConfig:
+    """Evaluation always samples deterministically (TSN -> uniform)."""
+    s = cfg.sampler
+    kind = "uniform" if s.kind == "tsn" else s.kind
+    return VideoLoadConfig(SamplerConfig(kind, s.num_frames, s.fps, list(s.timestamps)), cfg.size, cfg.crop, cfg.backend, cfg.num_threads)
+
+
+def _datasets(cfg: VideoDataConfig, pairs: bool, seed: int) -> tuple[VideoDataset, VideoDataset]:
+    ensure_moving_shapes(cfg)
+    train = VideoDataset(load_annotations(cfg.train), cfg.load, pairs=pairs, skip_bad=cfg.skip_bad, cache=cfg.cache, seed=seed)
+    test_recs = load_annotations(cfg.test)[: cfg.max_test]
+    test = VideoDataset(test_recs, _eval_load(cfg.load), pairs=False, skip_bad=False, cache=cfg.cache)
+    return train, test
+
+
+def _batches(ds: VideoDataset, batch_size: int):
+    for s in range(0, len(ds), batch_size):
+        yield collate_video([ds[i] for i in range(s, min(len(ds), s + batch_size))])
+
+
+# ---------------------------------------------------------------------------------------
+# Retrieval
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoRetrievalConfig(RecipeConfig):
+    model: VideoCLIPConfig = field(
+        default_factory=lambda: VideoCLIPConfig(
+            dual=DualEncoderConfig(image=EncoderConfig(name="vit", preset="tiny"), text=EncoderConfig(name="transformer", preset="tiny"), embed_dim=64),
+            pooling=TemporalPoolingConfig("seqtransf", layers=2, heads=4),
+        )
+    )
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: VideoDataConfig = field(default_factory=VideoDataConfig)
+    eval_batch_size: int = 64
+
+
+@torch.no_grad()
+def evaluate_video_retrieval(model, test: VideoDataset, tokenizer, device: torch.device, batch_size: int = 64) -> dict[str, Any]:
+    """Text->video over every caption of every test video, video->text with all of a
+    video's captions correct. Percent, with chance R@1."""
+    from vlx.metrics import retrieval_metrics
+
+    vids, caps, cap_video = [], [], []
+    for b in _batches(test, batch_size):
+        vids.append(model.encode_video(b["frames"].to(device)).float())
+    for vi, r in enumerate(test.records):
+        for c in r["captions"]:
+            caps.append(c)
+            cap_video.append(vi)
+    txt = []
+    for s in range(0, len(caps), batch_size):
+        t = tokenizer(caps[s : s + batch_size])
+        txt.append(model.encode_text(t["input_ids"].to(device), t["attention_mask"].to(device)).float())
+    v, t = torch.cat(vids), torch.cat(txt)
+    sim = t @ v.T  # (captions, videos)
+    t2v = retrieval_metrics(sim, torch.tensor(cap_video))
+    per_video: list[set[int]] = [set() for _ in range(len(v))]
+    for ci, vi in enumerate(cap_video):
+        per_video[vi].add(ci)
+    v2t = retrieval_metrics(sim.T, per_video)
+    out = {f"t2v_{k}": float(x) for k, x in t2v.items()}
+    out.update({f"v2t_{k}": float(x) for k, x in v2t.items()})
+    out.update({"n_videos": len(v), "n_captions": len(caps), "chance_t2v_R@1": 100.0 / len(v)})
+    return out
+
+
+def _tokenize_collate(tokenizer):
+    def collate(items: list[dict]) -> dict[str, Any]:
+        batch = collate_video(items)
+        batch.update(tokenizer(batch.pop("caption")))
+        batch.pop("video_id", None)
+        return batch
+
+    return collate
+
+
+@register_recipe("video_retrieval", VideoRetrievalConfig)
+def build_video_retrieval(cfg: VideoRetrievalConfig) -> Task:
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    train, test = _datasets(cfg.data, pairs=True, seed=cfg.train.seed)
+    model = build_video_clip(cfg.model)
+    return Task(
+        model=model,
+        train_dataset=train,
+        collate_fn=_tokenize_collate(tokenizer),
+        evaluate=lambda m, device: evaluate_video_retrieval(m, test, tokenizer, device, cfg.eval_batch_size),
+        on_epoch_end=train.on_epoch_end,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Captioning and QA
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoCaptioningConfig(RecipeConfig):
+    model: VideoCaptionerConfig = field(default_factory=VideoCaptionerConfig)
+    data: VideoDataConfig = field(default_factory=VideoDataConfig)
+    prompt: str = ""  # captioning prompt (empty: the LM captions right after the video)
+    max_length: int = 48
+    eval_batch_size: int = 32
+    samples_file: str = "eval_samples.jsonl"  # predictions vs references, under output_dir
+
+
+@dataclass
+class VideoQAConfig(VideoCaptioningConfig):
+    data: VideoDataConfig = field(
+        default_factory=lambda: VideoDataConfig(
+            train=AnnotationConfig("qa", f"{SHAPES_ROOT}/qa_train.json", f"{SHAPES_ROOT}/videos"),
+            test=AnnotationConfig("qa", f"{SHAPES_ROOT}/qa_test.json", f"{SHAPES_ROOT}/videos"),
+        )
+    )
+
+
+def _caption_collate(model, prompt: str, max_length: int):
+    def collate(items: list[dict]) -> dict[str, Any]:
+        batch = collate_video(items)
+        if "question" in batch:
+            prompts, targets = batch.pop("question"), batch.pop("answer")
+        else:
+            prompts, targets = [prompt] * len(items), batch["caption"]
+        batch.update(model.make_targets(prompts, targets, max_length))
+        for k in ("caption", "video_id"):
+            batch.pop(k, None)
+        return batch
+
+    return collate
+
+
+@torch.no_grad()
+def evaluate_captioning(model, test: VideoDataset, device: torch.device, prompt: str, batch_size: int, samples_path: Optional[Path] = None, **gen: Any) -> dict[str, Any]:
+    """Generates for every test item; captioning: BLEU/ROUGE-L/CIDEr-D against all of a
+    video's captions; QA: also exact-match accuracy of the answer."""
+    from vlx.metrics import caption_metrics
+
+    preds, refs, rows = [], [], []
+    for b in _batches(test, batch_size):
+        prompts = b.get("question", [prompt] * len(b["frames"]))
+        out = model.generate(b["frames"].to(device), prompts, **gen)
+        preds.extend(out)
+    for i, p in enumerate(preds):
+        rec = test.records[test.items[i][0]]
+        ref = [rec["answer"]] if "answer" in rec else rec["captions"]
+        refs.append(ref)
+        rows.append({"video": rec["video_id"], "question": rec.get("question", prompt), "prediction": p, "references": ref})
+    result = {k: float(v) for k, v in caption_metrics(preds, refs).items()}
+    if any("answer" in test.records[j] for j, _ in test.items):
+        norm = lambda s: " ".join(s.lower().strip(" .").split())
+        result["exact_match"] = 100.0 * sum(norm(p) == norm(r[0]) for p, r in zip(preds, refs)) / len(preds)
+    result["n_test"] = len(preds)
+    result["examples"] = [f"{r['prediction']!r} | ref {r['references'][0]!r}" for r in rows[:3]]
+    if samples_path is not None:
+        samples_path.parent.mkdir(parents=True, exist_ok=True)
+        samples_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return result
+
+
+def _build_captioning_task(cfg: VideoCaptioningConfig) -> Task:
+    train, test = _datasets(cfg.data, pairs=True, seed=cfg.train.seed)
+    if not Path(cfg.model.lm.tiny_dir).is_absolute() and not cfg.model.lm.path:
+        cfg.model.lm.tiny_dir = str(Path(cfg.train.output_dir) / Path(cfg.model.lm.tiny_dir).name)
+    model = build_video_captioner(cfg.model)
+    samples = Path(cfg.train.output_dir) / cfg.samples_file
+    return Task(
+        model=model,
+        train_dataset=train,
+        collate_fn=_caption_collate(model, cfg.prompt, cfg.max_length),
+        evaluate=lambda m, device: evaluate_captioning(m, test, device, cfg.prompt, cfg.eval_batch_size, samples),
+        on_epoch_end=train.on_epoch_end,
+    )
+
+
+@register_recipe("video_captioning", VideoCaptioningConfig)
+def build_video_captioning(cfg: VideoCaptioningConfig) -> Task:
+    return _build_captioning_task(cfg)
+
+
+@register_recipe("video_qa", VideoQAConfig)
+def build_video_qa(cfg: VideoQAConfig) -> Task:
+    return _build_captioning_task(cfg)
