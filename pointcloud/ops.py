@@ -1,0 +1,321 @@
+"""Point-cloud ops on batched ``(B, N, 3)`` tensors: farthest point sampling, kNN, ball query,
+grouping, normalisation and augmentations (PointNet++ / DGCNN conventions).
+
+Each search op is one function that dispatches to the fastest backend present for the
+input's device (``backend="auto"``) and accepts ``backend=`` to force one:
+
+==========  =========================================  ======================================
+op          CPU (auto order)                           CUDA (auto order)
+==========  =========================================  ======================================
+FPS         open3d (legacy C++ FPS), torch             pytorch3d, torch
+kNN         scipy cKDTree, open3d NNS, torch           pytorch3d, torch
+==========  =========================================  ======================================
+
+The vectorised ``torch`` backend runs everywhere and is the fallback. All backends return
+the same answer (tests compare each with a naive loop). Results keep the input's device;
+distances returned by ``knn`` are recomputed in torch from the indices so they carry
+gradients to ``query``/``points`` whatever backend found the neighbours.
+
+Public API (used by pointcloud.encoders and scene_graph):
+``validate_points``, ``farthest_point_sample``, ``knn``, ``ball_query``, ``group_points``,
+``gather_points``, ``normalize_points``, ``random_rotation``, ``random_scale``, ``jitter``,
+``random_point_dropout``, ``available_backends``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+
+from vlx.data.errors import DataError
+
+Backend = Literal["auto", "torch", "open3d", "scipy", "pytorch3d"]
+
+_HAS = {name: importlib.util.find_spec(mod) is not None for name, mod in
+        (("open3d", "open3d"), ("scipy", "scipy"), ("pytorch3d", "pytorch3d"))}
+_HAS["torch"] = True
+
+# Fastest-first, from benchmarks/bench_pointcloud_ops.py on the project's CPU machines:
+# open3d's FPS is the legacy geometry.PointCloud one (the tensor-API one is ~100x slower);
+# scipy's cKDTree with workers=-1 edges out open3d's NNS for kNN on 16 x 8192.
+_AUTO = {
+    ("fps", "cpu"): ("open3d", "torch"),
+    ("fps", "cuda"): ("pytorch3d", "torch"),
+    ("knn", "cpu"): ("scipy", "open3d", "torch"),
+    ("knn", "cuda"): ("pytorch3d", "torch"),
+}
+_SUPPORTED = {"fps": {"torch", "open3d", "pytorch3d"}, "knn": {"torch", "open3d", "scipy", "pytorch3d"}}
+
+
+def available_backends(op: Literal["fps", "knn"], device: str | torch.device = "cpu") -> list[str]:
+    """Backends importable here that can run ``op`` for tensors on ``device`` (CPU-only
+    libraries still run on CUDA tensors through a host copy, but are not chosen by auto)."""
+    dev = torch.device(device).type
+    order = _AUTO.get((op, dev), ("torch",))
+    rest = sorted(_SUPPORTED[op] - set(order))
+    return [b for b in (*order, *rest) if _HAS[b]]
+
+
+def _pick(op: str, backend: str, device: torch.device) -> str:
+    if backend != "auto":
+        if backend not in _SUPPORTED[op]:
+            raise ValueError(f"{op}: unknown backend {backend!r}; known: {sorted(_SUPPORTED[op])}")
+        if not _HAS[backend]:
+            raise ImportError(f"{op}: backend {backend!r} is not installed")
+        return backend
+    for b in _AUTO.get((op, device.type), ("torch",)):
+        if _HAS[b]:
+            return b
+    return "torch"
+
+
+def validate_points(points: torch.Tensor, name: str = "points", dims: int | None = 3) -> torch.Tensor:
+    """Raise a one-line DataError unless ``points`` is a non-empty, finite ``(B, N, dims)``
+    tensor; returns it unchanged. ``name`` says where the points came from (a file, a key)."""
+    if not isinstance(points, torch.Tensor):
+        raise DataError(f"{name}: expected a torch.Tensor of shape (B, N, {dims or 'D'}), got {type(points).__name__}")
+    if points.dim() != 3 or (dims is not None and points.shape[-1] != dims):
+        raise DataError(f"{name}: expected shape (B, N, {dims or 'D'}), got {tuple(points.shape)}")
+    if points.shape[0] == 0 or points.shape[1] == 0:
+        raise DataError(f"{name}: empty point cloud, shape {tuple(points.shape)}")
+    if not points.is_floating_point():
+        raise DataError(f"{name}: expected floating-point coordinates, got {points.dtype}")
+    bad = ~torch.isfinite(points)
+    if bool(bad.any()):
+        b, n = (int(v) for v in bad.any(-1).nonzero()[0])
+        raise DataError(f"{name}: non-finite coordinate (NaN/inf) at batch {b}, point {n}")
+    return points
+
+
+# ----------------------------------------------------------------------------- FPS
+
+def farthest_point_sample(points: torch.Tensor, n_samples: int, backend: Backend = "auto", check: bool = True) -> torch.Tensor:
+    """Farthest point sampling starting from point 0 of every cloud.
+
+    points: (B, N, 3). Returns LongTensor (B, M) with M = n_samples of distinct point indices,
+    sorted ascending (open3d's C++ FPS gives the set, not the pick order, so every backend
+    returns the set in one canonical order). ``n_samples >= N`` returns all indices.
+    """
+    if check:
+        validate_points(points)
+    B, N, _ = points.shape
+    if n_samples < 1:
+        raise ValueError(f"farthest_point_sample: n_samples must be >= 1, got {n_samples}")
+    if n_samples >= N:
+        return torch.arange(N, device=points.device).expand(B, N).clone()
+    which = _pick("fps", backend, points.device)
+    if which == "open3d":
+        idx = _fps_open3d(points, n_samples)
+    elif which == "pytorch3d":
+        from pytorch3d.ops import sample_farthest_points
+
+        idx = sample_farthest_points(points.float(), K=n_samples, random_start_point=False)[1]
+    else:
+        idx = _fps_torch(points, n_samples)
+    return idx.sort(dim=1).values
+
+
+@torch.no_grad()
+def _fps_torch(points: torch.Tensor, m: int) -> torch.Tensor:
+    B, N, _ = points.shape
+    pts = points.float()
+    dist = torch.full((B, N), float("inf"), device=points.device)
+    idx = torch.empty(B, m, dtype=torch.long, device=points.device)
+    far = torch.zeros(B, dtype=torch.long, device=points.device)
+    rows = torch.arange(B, device=points.device)
+    for i in range(m):
+        idx[:, i] = far
+        d = (pts - pts[rows, far].unsqueeze(1)).square().sum(-1)
+        dist = torch.minimum(dist, d)
+        far = dist.argmax(-1)
+    return idx
+
+
+def _fps_open3d(points: torch.Tensor, m: int) -> torch.Tensor:
+    import open3d as o3d
+
+    # Legacy FPS returns the selected points, not indices; the colour channel carries each
+    # point's index through the selection (float64 holds integers exactly).
+    arr = points.detach().cpu().double().numpy()
+    N = arr.shape[1]
+    carrier = np.zeros((N, 3))
+    carrier[:, 0] = np.arange(N)
+    colors = o3d.utility.Vector3dVector(carrier)
+    out = []
+    for cloud in arr:
+        pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud))
+        pc.colors = colors
+        sel = pc.farthest_point_down_sample(m)
+        out.append(np.asarray(sel.colors)[:, 0].astype(np.int64))
+    return torch.from_numpy(np.stack(out)).to(points.device)
+
+
+# ----------------------------------------------------------------------------- kNN
+
+def knn(query: torch.Tensor, points: torch.Tensor, k: int, backend: Backend = "auto", check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """k nearest neighbours of every query point among ``points`` (any feature dim D).
+
+    query: (B, M, D), points: (B, N, D), k <= N. Returns ``(dists (B, M, k), idx (B, M, k))``,
+    Euclidean distances ascending; a query that is also a point finds itself first.
+    ``dists`` is differentiable w.r.t. both inputs.
+    """
+    if check:
+        validate_points(query, "knn query", dims=None)
+        validate_points(points, "knn points", dims=None)
+    if query.shape[0] != points.shape[0] or query.shape[2] != points.shape[2]:
+        raise DataError(f"knn: query {tuple(query.shape)} and points {tuple(points.shape)} must share batch and feature dims")
+    N = points.shape[1]
+    if not 1 <= k <= N:
+        raise ValueError(f"knn: k must be in [1, N={N}], got {k}")
+    which = _pick("knn", backend, query.device)
+    if which == "scipy":
+        idx = _knn_scipy(query, points, k)
+    elif which == "open3d":
+        idx = _knn_open3d(query, points, k)
+    elif which == "pytorch3d":
+        from pytorch3d.ops import knn_points
+
+        idx = knn_points(query.float(), points.float(), K=k, return_sorted=True).idx
+    else:
+        idx = _knn_torch(query, points, k)
+    nbrs = gather_points(points, idx)  # (B, M, k, D)
+    sq = (nbrs - query.unsqueeze(2)).square().sum(-1)
+    # sqrt's gradient is infinite at 0 (a point finding itself); give it 0 there instead.
+    dists = torch.where(sq > 0, sq.clamp_min(1e-20).sqrt(), torch.zeros_like(sq))
+    return dists, idx
+
+
+@torch.no_grad()
+def _knn_torch(query: torch.Tensor, points: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    # Chunk the queries so the (B, chunk, N) distance block stays a few hundred MB at most.
+    out = []
+    for s in range(0, query.shape[1], chunk):
+        d = torch.cdist(query[:, s:s + chunk].float(), points.float())
+        out.append(d.topk(k, dim=-1, largest=False, sorted=True).indices)
+    return torch.cat(out, dim=1)
+
+
+def _knn_scipy(query: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
+    from scipy.spatial import cKDTree
+
+    q = query.detach().cpu().numpy()
+    p = points.detach().cpu().numpy()
+    out = np.empty((q.shape[0], q.shape[1], k), dtype=np.int64)
+    for b in range(q.shape[0]):
+        _, i = cKDTree(p[b]).query(q[b], k=k, workers=-1)
+        out[b] = i.reshape(q.shape[1], k)
+    return torch.from_numpy(out).to(query.device)
+
+
+def _knn_open3d(query: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
+    import open3d.core as o3c
+
+    q = query.detach().cpu().float().numpy()
+    p = points.detach().cpu().float().numpy()
+    out = np.empty((q.shape[0], q.shape[1], k), dtype=np.int64)
+    for b in range(q.shape[0]):
+        nns = o3c.nns.NearestNeighborSearch(o3c.Tensor(np.ascontiguousarray(p[b])))
+        nns.knn_index()
+        i, _ = nns.knn_search(o3c.Tensor(np.ascontiguousarray(q[b])), k)
+        out[b] = i.numpy()
+    return torch.from_numpy(out).to(query.device)
+
+
+def ball_query(query: torch.Tensor, points: torch.Tensor, radius: float, k: int, backend: Backend = "auto") -> torch.Tensor:
+    """Up to k neighbours within ``radius`` of each query (PointNet++ grouping).
+
+    query: (B, M, 3), points: (B, N, 3). Returns LongTensor (B, M, k): the k nearest points
+    within the radius, nearest first; slots beyond the points found repeat the nearest one
+    (PointNet++ pads with the first hit). A query with nothing in range gets its nearest point.
+    """
+    if radius <= 0:
+        raise ValueError(f"ball_query: radius must be > 0, got {radius}")
+    k = min(k, points.shape[1])
+    dists, idx = knn(query, points, k, backend=backend)
+    inside = dists <= radius
+    inside[..., 0] = True
+    return torch.where(inside, idx, idx[..., :1].expand_as(idx))
+
+
+def gather_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Pick rows of ``features`` (B, N, C) by ``idx`` (B, *S) -> (B, *S, C). Differentiable."""
+    B, N, C = features.shape
+    flat = idx.reshape(B, -1)
+    out = features.gather(1, flat.unsqueeze(-1).expand(-1, -1, C))
+    return out.reshape(*idx.shape, C)
+
+
+def group_points(points: torch.Tensor, centers: torch.Tensor, idx: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    """Local neighbourhoods relative to their centre (PointNet++ set abstraction input).
+
+    points (B, N, 3), centers (B, M, 3), idx (B, M, K), features (B, N, C) or None.
+    Returns (B, M, K, 3 + C): neighbour offsets from the centre, then their features.
+    """
+    grouped = gather_points(points, idx) - centers.unsqueeze(2)
+    if features is not None:
+        grouped = torch.cat([grouped, gather_points(features, idx)], dim=-1)
+    return grouped
+
+
+# ----------------------------------------------------------------------------- normalise / augment
+
+def normalize_points(points: torch.Tensor) -> torch.Tensor:
+    """Centre each cloud at its centroid and scale it into the unit sphere. (B, N, 3) -> same."""
+    centered = points - points.mean(dim=1, keepdim=True)
+    scale = centered.norm(dim=-1).amax(dim=1, keepdim=True).clamp_min(1e-9)
+    return centered / scale.unsqueeze(-1)
+
+
+def rotation_matrices(angles: torch.Tensor, axis: Literal["x", "y", "z"]) -> torch.Tensor:
+    """Rotations about one axis. angles (B,) radians -> (B, 3, 3)."""
+    c, s = angles.cos(), angles.sin()
+    o, z = torch.ones_like(c), torch.zeros_like(c)
+    rows = {
+        "x": [[o, z, z], [z, c, -s], [z, s, c]],
+        "y": [[c, z, s], [z, o, z], [-s, z, c]],
+        "z": [[c, -s, z], [s, c, z], [z, z, o]],
+    }[axis]
+    return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+
+def random_rotation(points: torch.Tensor, mode: Literal["z", "so3"] = "z", generator: torch.Generator | None = None) -> torch.Tensor:
+    """Rotate each cloud about the up (z) axis, or by a uniform random rotation (``so3``:
+    QR of a Gaussian matrix with the sign fixed, Mezzadri 2007). (B, N, 3) -> same."""
+    B = points.shape[0]
+    if mode == "z":
+        ang = torch.rand(B, generator=generator) * 2 * math.pi
+        R = rotation_matrices(ang, "z")
+    elif mode == "so3":
+        q, r = torch.linalg.qr(torch.randn(B, 3, 3, generator=generator))
+        q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+        det = torch.linalg.det(q)
+        q[:, :, 0] *= det.sign().unsqueeze(-1)
+        R = q
+    else:
+        raise ValueError(f"random_rotation: mode must be 'z' or 'so3', got {mode!r}")
+    return points @ R.to(points).transpose(1, 2)
+
+
+def random_scale(points: torch.Tensor, low: float = 0.8, high: float = 1.25, anisotropic: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Scale each cloud by factors drawn from U(low, high), per axis if ``anisotropic``."""
+    B = points.shape[0]
+    s = torch.rand(B, 1, 3 if anisotropic else 1, generator=generator) * (high - low) + low
+    return points * s.to(points)
+
+
+def jitter(points: torch.Tensor, sigma: float = 0.01, clip: float = 0.05, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Add clipped Gaussian noise per coordinate (PointNet's jitter)."""
+    noise = (torch.randn(points.shape, generator=generator) * sigma).clamp(-clip, clip)
+    return points + noise.to(points)
+
+
+def random_point_dropout(points: torch.Tensor, max_ratio: float = 0.875, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Drop a random fraction (up to ``max_ratio``) of each cloud's points by replacing them
+    with the cloud's first point, so N stays fixed (PointNet++'s dropout augmentation)."""
+    B, N, _ = points.shape
+    ratio = torch.rand(B, 1, generator=generator) * max_ratio
+    drop = (torch.rand(B, N, generator=generator) <= ratio).to(points.device)
+    return torch.where(drop.unsqueeze(-1), points[:, :1].expand_as(points), points)

@@ -1,0 +1,259 @@
+"""Multi-view depth images from point clouds, batched and vectorised, on CPU or CUDA.
+
+Two projections, both orthographic and both returning ``(B, V, H, W)`` images in [0, 1]
+(near = bright, background = 0) that the core's image encoders take as ``in_channels=1``
+(or ``.repeat`` to 3 channels):
+
+* ``depth_maps`` -- CLIP2Point (Huang et al. 2023): min-depth per pixel, foreground min-max
+  normalised; ``VIEW_SETS["clip2point_6"]`` for zero-shot, ``"clip2point_10"`` for
+  pre-training / few-shot, optional per-sample camera jitter (its two renders per sample).
+* ``realistic_projection`` -- PointCLIP V2 (Zhu et al. 2023): quantise into a pixel x
+  depth-bin grid, densify by 3-D max pooling, Gaussian smoothing, max over depth.
+
+Published versions need CUDA (pytorch3d rasteriser, torch_scatter); here the min-depth
+z-buffer is one ``scatter_reduce(amin)`` over all clouds and views at once.
+``project_points`` also gives every point's pixel and visibility, which the image-bridged
+recipes use as pixel-point correspondences.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from pointcloud.ops import normalize_points, rotation_matrices, validate_points
+
+# (azimuth, elevation) in degrees around the up (z) axis.
+# 6 views: front, right, back, left, top, bottom (PointCLIP / CLIP2Point zero-shot set);
+# 10 views: those plus four elevated corner views (CLIP2Point's pre-training / few-shot set).
+VIEW_SETS: dict[str, list[tuple[float, float]]] = {
+    "clip2point_6": [(0, 0), (90, 0), (180, 0), (270, 0), (0, 90), (0, -90)],
+    "clip2point_10": [(0, 0), (90, 0), (180, 0), (270, 0), (0, 90), (0, -90),
+                      (45, 30), (135, 30), (225, 30), (315, 30)],
+}
+
+# Camera axes for azimuth = elevation = 0: image x = world x, image y = world z (up),
+# depth = world y (the camera sits at -y looking along +y).
+_CANONICAL = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def view_matrices(views: str | Sequence[tuple[float, float]]) -> torch.Tensor:
+    """(V, 3, 3) world -> camera (image x, image y, depth) matrices for a named view set or
+    a list of (azimuth, elevation) degrees."""
+    if isinstance(views, str):
+        if views not in VIEW_SETS:
+            raise KeyError(f"unknown view set {views!r}; known: {sorted(VIEW_SETS)}")
+        views = VIEW_SETS[views]
+    ang = torch.tensor(views, dtype=torch.float32)
+    if ang.dim() != 2 or ang.shape[1] != 2:
+        raise ValueError(f"views: expected (azimuth, elevation) pairs, got shape {tuple(ang.shape)}")
+    az, el = torch.deg2rad(ang[:, 0]), torch.deg2rad(ang[:, 1])
+    # Turn the object by -azimuth about z, then tilt by elevation about the image x axis.
+    return _CANONICAL @ rotation_matrices(el, "x") @ rotation_matrices(-az, "z")
+
+
+def jitter_views(mats: torch.Tensor, batch: int, degrees: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sample camera jitter: (V, 3, 3) -> (B, V, 3, 3), each view perturbed by small random
+    rotations (uniform in +-degrees about each axis), as in CLIP2Point's two renders."""
+    V = mats.shape[0]
+    a = (torch.rand(3, batch * V, generator=generator) * 2 - 1) * math.radians(degrees)
+    R = rotation_matrices(a[0], "x") @ rotation_matrices(a[1], "y") @ rotation_matrices(a[2], "z")
+    return (R.view(batch, V, 3, 3) @ mats.unsqueeze(0)).contiguous()
+
+
+def _camera_coords(points: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
+    """points (B, N, 3), mats (V|B,V, 3, 3) -> camera coordinates (3, V, B, N).
+
+    One (3V, 3) x (3, B*N) matmul into a coordinate-major layout, so every later elementwise
+    pass runs over contiguous memory (a batched einsum into (B, V, N, 3) was ~10x slower);
+    the scatters below do not care in which order their indices come."""
+    B, N, _ = points.shape
+    m = mats.to(points)
+    if m.dim() == 3:
+        V = m.shape[0]
+        cam = m.transpose(0, 1).reshape(3 * V, 3) @ points.reshape(B * N, 3).T  # rows: (axis, view)
+        return cam.view(3, V, B, N)
+    V = m.shape[1]
+    cam = torch.bmm(m.permute(0, 2, 1, 3).reshape(B, 3 * V, 3), points.transpose(1, 2))  # (B, 3V, N)
+    return cam.view(B, 3, V, N).permute(1, 2, 0, 3).contiguous()
+
+
+def _pixels(cam: torch.Tensor, image_size: int, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cam (3, V, B, N) -> flat pixel index and depth in [0, 2], both (V, B, N)."""
+    S = image_size
+    col = cam[0].mul(margin * 0.5 * S).add_(0.5 * S).long().clamp_(0, S - 1)
+    row = cam[1].mul(-margin * 0.5 * S).add_(0.5 * S).long().clamp_(0, S - 1)
+    return row.mul_(S).add_(col), cam[2] + 1
+
+
+def _image_offsets(B: int, V: int, device: torch.device, stride: int) -> torch.Tensor:
+    """(V, B, 1): where the image of (view v, cloud b) starts in a flat (B, V, ...) buffer."""
+    return (torch.arange(B, device=device).view(1, B, 1) * V + torch.arange(V, device=device).view(V, 1, 1)) * stride
+
+
+def project_points(points: torch.Tensor, mats: torch.Tensor, image_size: int, margin: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthographic projection of clouds in the unit sphere.
+
+    points (B, N, 3); mats (V, 3, 3) or (B, V, 3, 3). Returns ``pix`` LongTensor (B, V, N),
+    the flat pixel index ``row * W + col``, and ``depth`` (B, V, N) in [0, 2] (0 = nearest
+    possible). ``margin`` < 1 leaves a border so the cloud does not touch the image edge.
+    """
+    pix, depth = _pixels(_camera_coords(points, mats), image_size, margin)
+    return pix.permute(1, 0, 2), depth.permute(1, 0, 2)
+
+
+def zbuffer(pix: torch.Tensor, depth: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Min depth per pixel: pix, depth (B, V, N) -> (B, V, H, W), +inf where no point lands."""
+    B, V, N = pix.shape
+    HW = image_size * image_size
+    idx = pix + _image_offsets(B, V, pix.device, HW).permute(1, 0, 2)
+    buf = torch.full((B * V * HW,), float("inf"), dtype=depth.dtype, device=depth.device)
+    buf.scatter_reduce_(0, idx.reshape(-1), depth.reshape(-1), reduce="amin", include_self=True)
+    return buf.view(B, V, image_size, image_size)
+
+
+def visible_points(pix: torch.Tensor, depth: torch.Tensor, image_size: int, tol: float = 0.02) -> torch.Tensor:
+    """(B, V, N) bool: the point is within ``tol`` of its pixel's min depth (not occluded)."""
+    zb = zbuffer(pix, depth, image_size).flatten(2)
+    return depth <= zb.gather(2, pix) + tol
+
+
+def depth_maps(points: torch.Tensor, views: str | Sequence[tuple[float, float]] | torch.Tensor = "clip2point_10", image_size: int = 224,
+               jitter_degrees: float = 0.0, generator: torch.Generator | None = None, normalize: bool = True,
+               near: float = 1.0, far: float = 0.2, margin: float = 0.9) -> torch.Tensor:
+    """CLIP2Point depth images. points (B, N, 3) -> (B, V, H, W): foreground in [far, near]
+    (each view's nearest point = ``near``, farthest = ``far``), background 0.
+
+    ``views``: a VIEW_SETS name, (azimuth, elevation) pairs, or matrices (V|B,V, 3, 3).
+    ``jitter_degrees`` > 0 perturbs every sample's cameras independently. With
+    ``normalize=False`` the points must already lie in the unit sphere.
+
+    Speed (this is the hot path of pre-training): the per-view min-max normalisation uses
+    each view's depth range over all its points, so brightness is a decreasing function of
+    depth fixed before the z-buffer, and one ``scatter_reduce(amax)`` of brightness into a
+    zero image is the z-buffer and the normalisation at once. The pixel scale, the image
+    offset of every (cloud, view) and the depth shift are folded into one affine matmul over
+    homogeneous points (float32 holds the flat pixel indices exactly below 2^24).
+    """
+    validate_points(points)
+    pts = normalize_points(points) if normalize else points
+    B, N, _ = pts.shape
+    if not normalize and float(pts.detach().norm(dim=-1).max()) > 1 + 1e-5:
+        raise ValueError("depth_maps: with normalize=False the points must lie in the unit sphere")
+    mats = views if isinstance(views, torch.Tensor) else view_matrices(views)
+    mats = mats.to(pts)
+    if jitter_degrees > 0:
+        if mats.dim() != 3:
+            raise ValueError("depth_maps: jitter needs shared (V, 3, 3) view matrices")
+        mats = jitter_views(mats, B, jitter_degrees, generator).to(pts)
+    V = mats.shape[-3]
+    S = image_size
+    if B * V * S * S >= 2 ** 24:  # beyond exact float32 indices: render in chunks of clouds
+        step = max(1, (2 ** 24 - 1) // (V * S * S))
+        return torch.cat([depth_maps(pts[s:s + step], mats if mats.dim() == 3 else mats[s:s + step], S,
+                                     normalize=False, near=near, far=far, margin=margin) for s in range(0, B, step)])
+    h = 0.5 * S
+    # Affine rows per view: col = h*m*x + h*(1... ), row = -h*m*y + h + (b*V + v)*S, depth = z.
+    sx, sy = margin * h, -margin * h
+    cloud = torch.arange(B, device=pts.device, dtype=pts.dtype).view(B, 1, 1).expand(B, N, 1)
+    homo = torch.cat([pts, torch.ones_like(pts[..., :1]), cloud], dim=-1)  # (B, N, 5)
+    A = torch.zeros(*mats.shape[:-2], 3, 5, dtype=pts.dtype, device=pts.device)
+    A[..., 0, :3] = mats[..., 0, :] * sx
+    A[..., 0, 3] = h
+    A[..., 1, :3] = mats[..., 1, :] * sy
+    vidx = torch.arange(V, device=pts.device, dtype=pts.dtype)
+    A[..., 1, 3] = h + vidx * S if mats.dim() == 3 else (h + vidx * S).expand(B, V)
+    A[..., 1, 4] = V * S
+    A[..., 2, :3] = mats[..., 2, :]
+    if mats.dim() == 3:
+        cam = A.transpose(0, 1).reshape(3 * V, 5) @ homo.reshape(B * N, 5).T  # (3V, B*N)
+        cam = cam.view(3, V, B, N)
+    else:
+        cam = torch.bmm(A.permute(0, 2, 1, 3).reshape(B, 3 * V, 5), homo.transpose(1, 2)).view(B, 3, V, N).permute(1, 2, 0, 3)
+    col, row, depth = cam[0].floor(), cam[1].floor(), cam[2]
+    flat = torch.add(col, row, alpha=S).long()  # (V, B, N) flat index into (B, V, S, S)
+    lo, hi = torch.aminmax(depth, dim=-1, keepdim=True) if depth.is_contiguous() else (depth.amin(-1, keepdim=True), depth.amax(-1, keepdim=True))
+    scale = (far - near) / (hi - lo).clamp_min(1e-6)
+    bright = torch.addcmul(near - lo * scale, depth, scale)
+    img = torch.zeros(B * V * S * S, dtype=pts.dtype, device=pts.device)
+    img.scatter_reduce_(0, flat.reshape(-1), bright.reshape(-1), reduce="amax", include_self=True)
+    return img.view(B, V, S, S)
+
+
+def _gaussian_kernel(sigma: float) -> list[float]:
+    r = max(1, int(math.ceil(2 * sigma)))
+    k = [math.exp(-0.5 * (x / sigma) ** 2) for x in range(-r, r + 1)]
+    return [v / sum(k) for v in k]
+
+
+def _shift_max(x: torch.Tensor, dim: int, r: int) -> torch.Tensor:
+    out = x.clone()
+    n = x.shape[dim]
+    for s in range(1, r + 1):
+        a = out.narrow(dim, s, n - s)
+        a.copy_(torch.maximum(a, x.narrow(dim, 0, n - s)))
+        b = out.narrow(dim, 0, n - s)
+        b.copy_(torch.maximum(b, x.narrow(dim, s, n - s)))
+    return out
+
+
+def _shift_conv(x: torch.Tensor, dim: int, k: list[float]) -> torch.Tensor:
+    r = len(k) // 2
+    out = x * k[r]
+    n = x.shape[dim]
+    for s in range(1, r + 1):
+        out.narrow(dim, s, n - s).add_(x.narrow(dim, 0, n - s), alpha=k[r - s])
+        out.narrow(dim, 0, n - s).add_(x.narrow(dim, s, n - s), alpha=k[r + s])
+    return out
+
+
+def densify_and_smooth(grid: torch.Tensor, pool: int = 3, sigma: float = 1.0) -> torch.Tensor:
+    """PointCLIP V2's grid post-processing: (M, D, H, W) -> same shape. A ``pool``^3 max
+    filter fills the gaps between sparse points, then a Gaussian (zero outside) smooths.
+
+    Both are separable, done as shifted slices along each axis: on the CPU this is ~10x
+    faster than torch max_pool3d / conv3d with one channel."""
+    if pool > 1:
+        for dim in (1, 2, 3):
+            grid = _shift_max(grid, dim, pool // 2)
+    if sigma > 0:
+        k = _gaussian_kernel(sigma)
+        for dim in (1, 2, 3):
+            grid = _shift_conv(grid, dim, k)
+    return grid
+
+
+def quantize_grid(points: torch.Tensor, mats: torch.Tensor, image_size: int, depth_bins: int) -> torch.Tensor:
+    """Scatter clouds (in the unit sphere) into a (B*V, D, H, W) grid; each cell holds the max
+    nearness (1 - depth/2, near points bright) of the points in it, 0 if empty."""
+    pix, depth = _pixels(_camera_coords(points, mats), image_size, 0.9)  # (V, B, N)
+    B, V = points.shape[0], pix.shape[0]
+    HW = image_size * image_size
+    near = (1 - depth / 2).clamp(0, 1)
+    dbin = (depth * (depth_bins / 2)).long().clamp_(0, depth_bins - 1)
+    cell = _image_offsets(B, V, pix.device, depth_bins * HW) + dbin * HW + pix
+    grid = torch.zeros(B * V * depth_bins * HW, dtype=points.dtype, device=points.device)
+    grid.scatter_reduce_(0, cell.reshape(-1), near.reshape(-1), reduce="amax", include_self=True)
+    return grid.view(B * V, depth_bins, image_size, image_size)
+
+
+def realistic_projection(points: torch.Tensor, views: str | Sequence[tuple[float, float]] | torch.Tensor = "clip2point_10", image_size: int = 224,
+                         depth_bins: int = 8, pool: int = 3, sigma: float = 1.0, chunk: int = 16, normalize: bool = True) -> torch.Tensor:
+    """PointCLIP V2 realistic projection. points (B, N, 3) -> (B, V, H, W) in [0, 1], each
+    image scaled so its brightest pixel is 1.
+
+    The grid is processed ``chunk`` clouds at a time to bound memory (16 clouds x 10 views x
+    8 bins x 224^2 floats is 257 MB).
+    """
+    validate_points(points)
+    pts = normalize_points(points) if normalize else points
+    mats = (views if isinstance(views, torch.Tensor) else view_matrices(views)).to(pts.device)
+    out = []
+    for s in range(0, pts.shape[0], chunk):
+        p = pts[s:s + chunk]
+        m = mats[s:s + chunk] if mats.dim() == 4 else mats
+        grid = densify_and_smooth(quantize_grid(p, m, image_size, depth_bins), pool, sigma)
+        out.append(grid.amax(1).view(p.shape[0], -1, image_size, image_size))
+    img = torch.cat(out)
+    return img / img.flatten(2).amax(-1).clamp_min(1e-6)[..., None, None]

@@ -1,0 +1,95 @@
+"""Depth projections against a per-point loop; view sets; PointCLIP V2 grid ops against F.* ops."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pointcloud import ops, projection as P
+from vlx.data.errors import DataError
+
+
+@pytest.fixture
+def cloud():
+    return ops.normalize_points(torch.rand(2, 400, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+
+
+def naive_depth(p, views, S):
+    pix, d = P.project_points(p, P.view_matrices(views), S)
+    B, V, N = pix.shape
+    ref = torch.zeros(B, V, S * S)
+    for b in range(B):
+        for v in range(V):
+            lo, hi = d[b, v].min(), d[b, v].max()
+            for n in range(N):
+                br = 1 + (0.2 - 1) * (d[b, v, n] - lo) / (hi - lo)
+                ref[b, v, pix[b, v, n]] = max(ref[b, v, pix[b, v, n]], br)
+    return ref.view(B, V, S, S)
+
+
+@pytest.mark.parametrize("views", ["clip2point_6", "clip2point_10"])
+def test_depth_maps_match_loop(cloud, views):
+    img = P.depth_maps(cloud, views, 16, normalize=False)
+    assert img.shape == (2, len(P.VIEW_SETS[views]), 16, 16)
+    torch.testing.assert_close(img, naive_depth(cloud, views, 16), atol=1e-5, rtol=0)
+
+
+def test_zbuffer_is_min_depth(cloud):
+    pix, d = P.project_points(cloud, P.view_matrices("clip2point_6"), 8)
+    zb = P.zbuffer(pix, d, 8).flatten(2)
+    for v in range(6):
+        for p in range(64):
+            hit = d[0, v][pix[0, v] == p]
+            expect = hit.min() if len(hit) else torch.tensor(float("inf"))
+            assert zb[0, v, p] == expect
+    vis = P.visible_points(pix, d, 8, tol=0.0)
+    assert vis.any(-1).all() and not vis.all()
+
+
+def test_views_see_different_sides():
+    # A point at +x is the nearest in the right view (azimuth 90), the farthest seen from the left.
+    pts = torch.tensor([[[1.0, 0, 0], [-1.0, 0, 0], [0, 0.5, 0.5]]])
+    _, d = P.project_points(pts, P.view_matrices([(0, 0), (90, 0), (270, 0), (0, 90)]), 8)
+    assert d[0, 1, 0] < d[0, 1, 1] and d[0, 2, 0] > d[0, 2, 1]
+    assert torch.isclose(d[0, 0, 0], d[0, 0, 1])  # the front view cannot tell +x from -x by depth
+    assert d[0, 3, 2] < d[0, 3, 0]  # top view: the raised point is nearer
+
+
+def test_jitter_changes_views_but_keeps_content(cloud):
+    g = torch.Generator().manual_seed(0)
+    a = P.depth_maps(cloud, "clip2point_10", 32, jitter_degrees=10, generator=g)
+    b = P.depth_maps(cloud, "clip2point_10", 32)
+    assert not torch.equal(a, b)
+    assert abs((a > 0).float().mean() - (b > 0).float().mean()) < 0.05
+
+
+def test_chunked_rendering_equals_one_shot(cloud):
+    big = P.depth_maps(cloud.repeat(3, 1, 1), "clip2point_6", 16)
+    assert torch.equal(big[:2], big[2:4])
+
+
+def test_densify_smooth_match_torch_ops():
+    g = torch.rand(2, 4, 10, 12).mul(3).floor().div(3)
+    pooled = P.densify_and_smooth(g, pool=3, sigma=0)
+    torch.testing.assert_close(pooled, F.max_pool3d(g.unsqueeze(1), 3, 1, 1).squeeze(1))
+    k = torch.tensor(P._gaussian_kernel(1.0))
+    k3 = k.view(-1, 1, 1) * k.view(1, -1, 1) * k.view(1, 1, -1)
+    ref = F.conv3d(g.unsqueeze(1), k3.view(1, 1, 5, 5, 5), padding=2).squeeze(1)
+    torch.testing.assert_close(P.densify_and_smooth(g, pool=1, sigma=1.0), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_realistic_projection(cloud):
+    img = P.realistic_projection(cloud, "clip2point_6", 32, depth_bins=4)
+    assert img.shape == (2, 6, 32, 32)
+    assert torch.allclose(img.flatten(2).amax(-1), torch.ones(2, 6))
+    sparse = P.depth_maps(cloud, "clip2point_6", 32) > 0
+    assert ((img > 0.05).float().mean() > sparse.float().mean())  # densified: more pixels covered
+
+
+def test_bad_clouds(cloud):
+    with pytest.raises(DataError, match="non-finite"):
+        P.depth_maps(torch.tensor([[[0.0, float("nan"), 0]]]))
+    with pytest.raises(DataError, match="empty"):
+        P.realistic_projection(torch.zeros(1, 0, 3))
+    with pytest.raises(ValueError, match="unit sphere"):
+        P.depth_maps(cloud * 3, normalize=False)
+    with pytest.raises(KeyError, match="unknown view set"):
+        P.view_matrices("clip2point_7")
