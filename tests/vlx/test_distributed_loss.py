@@ -1,0 +1,113 @@
+"""The all-gather path with 2 processes (gloo on the CPU): each rank's loss equals the
+single-process loss on the concatenated batch, each rank's local features get world_size x the
+matching slice of the single-process gradient, and DDP-style gradient averaging of a shared
+layer reproduces the single-process parameter gradient (the convention in vlx/losses/clip.py)."""
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+WORLD = 2
+SIZES = (5, 3)  # uneven shards: a last partial batch must work too
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def global_batch():
+    """The full batch every process can rebuild: inputs z (N, 6) for two towers, ids, tokens."""
+    g = torch.Generator().manual_seed(0)
+    n = sum(SIZES)
+    return {
+        "za": torch.randn(n, 6, generator=g, dtype=torch.float64),
+        "zb": torch.randn(n, 6, generator=g, dtype=torch.float64),
+        "ids": torch.tensor([0, 1, 2, 0, 3, 4, 1, 5]),
+        "ta": F.normalize(torch.randn(n, 3, 4, generator=g, dtype=torch.float64), dim=-1),
+        "tb": F.normalize(torch.randn(n, 2, 4, generator=g, dtype=torch.float64), dim=-1),
+        "tb_mask": torch.tensor([[1, 1], [1, 0], [1, 1], [1, 0], [1, 1], [1, 1], [1, 0], [1, 1]], dtype=torch.bool),
+    }
+
+
+def towers():
+    torch.manual_seed(1)
+    return torch.nn.Linear(6, 4).double(), torch.nn.Linear(6, 4).double()
+
+
+CASES = {
+    "clip": lambda L, a, b, sl, d: L.ClipLoss()(a, b, 5.0),
+    "clip_ids": lambda L, a, b, sl, d: L.ClipLoss()(a, b, 5.0, ids=d["ids"][sl]),
+    "siglip": lambda L, a, b, sl, d: L.SigLipLoss()(a, b, 5.0, -2.0),
+    "soft_clip": lambda L, a, b, sl, d: L.SoftLabelClipLoss(0.2)(a, b, 5.0, ids=d["ids"][sl]),
+    "intra": lambda L, a, b, sl, d: L.IntraModalLoss()(a, b, 5.0),
+    "nt_xent": lambda L, a, b, sl, d: L.nt_xent(a, b, 0.3),
+    # token features that depend on the towers' outputs, so gradients reach a and b
+    "filip": lambda L, a, b, sl, d: L.FilipLoss()(d["ta"][sl] + a[:, None, :], d["tb"][sl] + b[:, None, :], None,
+                                                   d["tb_mask"][sl], 3.0),
+}
+
+
+def run_case(name, sl):
+    """Loss on the rows ``sl`` of the global batch; returns (loss, grad wrt the rows' features,
+    grads of the two towers' weights)."""
+    import vlx.losses as L
+
+    d = global_batch()
+    fa, fb = towers()
+    a = F.normalize(fa(d["za"][sl]), dim=-1)
+    b = F.normalize(fb(d["zb"][sl]), dim=-1)
+    a.retain_grad()
+    loss = CASES[name](L, a, b, sl, d)
+    loss.backward()
+    return loss.detach(), a.grad.clone(), torch.cat([fa.weight.grad.flatten(), fb.weight.grad.flatten()])
+
+
+def worker(rank, port, queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    start = sum(SIZES[:rank])
+    sl = slice(start, start + SIZES[rank])
+    out = {}
+    for name in CASES:
+        loss, ga, gw = run_case(name, sl)
+        dist.all_reduce(gw)  # what DDP does: average the parameter gradients over ranks
+        out[name] = (float(loss), ga, gw / WORLD)
+    queue.put((rank, out))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_all_gather_two_processes_match_single_process():
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    procs = mp.spawn(worker, args=(free_port(), queue), nprocs=WORLD, join=False)
+    results = dict(queue.get() for _ in range(WORLD))
+    procs.join()
+    full = slice(0, sum(SIZES))
+    for name in CASES:
+        loss, ga, gw = run_case(name, full)
+        for rank in range(WORLD):
+            r_loss, r_ga, r_gw = results[rank][name]
+            start = sum(SIZES[:rank])
+            assert r_loss == pytest.approx(float(loss), abs=1e-12), (name, rank)
+            # the local shard's gradient: world_size x the single-process slice
+            assert torch.allclose(r_ga, WORLD * ga[start : start + SIZES[rank]], atol=1e-12), (name, rank)
+            # after DDP averaging, the parameter gradient is the single-process one
+            assert torch.allclose(r_gw, gw, atol=1e-12), (name, rank)
+
+
+def test_single_process_is_not_distributed():
+    """Without an initialised group the gather is the identity (same objects back)."""
+    from vlx.losses import gather_batch
+
+    x, y = torch.randn(3, 2, requires_grad=True), torch.arange(3)
+    gx, gy, gn = gather_batch(x, y, None)
+    assert gx is x and gy is y and gn is None
