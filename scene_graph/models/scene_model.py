@@ -1,0 +1,243 @@
+"""Scene-graph vision-language model (after "3D Scene Graph Guided Vision-Language
+Pre-training", Liu et al. 2024): object tokens from a point encoder, graph layers over the
+scene graph with relation edge features, cross-attention fusion with a text encoder from
+the core, and heads for grounding, QA, object captioning and the pre-training objectives.
+
+Each fusion block: objects attend to the words of their own scene's text, then exchange
+messages along the relation edges (the text-conditioned object states flow along edges whose
+features say "left of", "on", ...). ``gnn.use_edges: false`` removes every edge and keeps all
+weights: the ablation that shows what the relations buy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GATConv, GINEConv, TransformerConv
+from torch_geometric.utils import to_dense_batch
+
+from scene_graph.builder import EDGE_DIM
+from scene_graph.models.object_encoder import ObjectEncoder, ObjectEncoderConfig
+from vlx.config import ConfigError
+from vlx.encoders import EncoderConfig, build_text_encoder
+
+
+@dataclass
+class GNNConfig:
+    kind: Literal["transformer", "gat", "gine"] = "transformer"
+    layers: int = 2
+    heads: int = 4
+    use_edges: bool = True
+
+
+@dataclass
+class SceneModelConfig:
+    dim: int = 128
+    objects: ObjectEncoderConfig = field(default_factory=ObjectEncoderConfig)
+    text: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="transformer", preset="tiny"))
+    gnn: GNNConfig = field(default_factory=GNNConfig)
+    fusion_heads: int = 4
+    dropout: float = 0.0
+    num_answers: int = 0       # QA answer classes (0: no QA head)
+    num_classes: int = 0       # object categories for masked-object prediction (0: none)
+    vocab_size: int = 0        # masked words / captions (0: none)
+    init_temperature: float = 0.07
+
+
+def make_graph_layer(kind: str, dim: int, heads: int) -> nn.Module:
+    """A torch-geometric layer ``(x (N, D), edge_index (2, E), edge_attr (E, D)) -> (N, D)``."""
+    if dim % heads:
+        raise ConfigError(f"model.dim {dim} must be divisible by model.gnn.heads {heads}")
+    if kind == "transformer":
+        return TransformerConv(dim, dim // heads, heads=heads, edge_dim=dim, root_weight=True)
+    if kind == "gat":
+        return GATConv(dim, dim // heads, heads=heads, edge_dim=dim, add_self_loops=True, fill_value="mean")
+    if kind == "gine":
+        return GINEConv(nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)), edge_dim=dim, train_eps=True)
+    raise ConfigError(f"model.gnn.kind: unknown {kind!r}; known: transformer, gat, gine")
+
+
+class FusionBlock(nn.Module):
+    """Objects cross-attend to their scene's words (optional), then message passing along edges
+    whose features are modulated by the sentence (so an edge can say "this is the relation the
+    text asks for"), then an MLP."""
+
+    def __init__(self, dim: int, heads: int, gnn: GNNConfig, dropout: float):
+        super().__init__()
+        self.edge_mlp = nn.Sequential(nn.Linear(EDGE_DIM, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.edge_film = nn.Linear(dim, 2 * dim)
+        self.norm_x = nn.LayerNorm(dim)
+        self.cross = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm_g = nn.LayerNorm(dim)
+        self.graph = make_graph_layer(gnn.kind, dim, gnn.heads)
+        self.norm_m = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor, node_batch: Tensor,
+                text: Optional[Tensor] = None, text_pad: Optional[Tensor] = None,
+                sent: Optional[Tensor] = None) -> Tensor:
+        e = self.edge_mlp(edge_attr)                                # (E, D)
+        if sent is not None:
+            scale, shift = self.edge_film(sent[node_batch[edge_index[0]]]).chunk(2, dim=-1)
+            e = e * (1 + scale) + shift
+        if text is not None:
+            # Each object (one query) attends only to its own scene's words: gather them per node.
+            q = self.norm_x(h).unsqueeze(1)                     # (N, 1, D)
+            kv = text[node_batch]                               # (N, L, D)
+            a, _ = self.cross(q, kv, kv, key_padding_mask=text_pad[node_batch], need_weights=False)
+            h = h + a.squeeze(1)
+        h = h + self.graph(self.norm_g(h), edge_index, e)
+        return h + self.mlp(self.norm_m(h))
+
+
+class SceneGraphModel(nn.Module):
+    def __init__(self, cfg: SceneModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        for key, h in (("fusion_heads", cfg.fusion_heads), ("gnn.heads", cfg.gnn.heads)):
+            if d % h:
+                raise ConfigError(f"model.dim {d} must be divisible by model.{key} {h}")
+        self.objects = ObjectEncoder(cfg.objects, d)
+        self.text = build_text_encoder(cfg.text)
+        self.text_proj = nn.Linear(self.text.output_dim, d)
+        self.blocks = nn.ModuleList(FusionBlock(d, cfg.fusion_heads, cfg.gnn, cfg.dropout) for _ in range(cfg.gnn.layers))
+        self.norm = nn.LayerNorm(d)
+        self.ground_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
+        self.ground_query = nn.Linear(d, d)  # score also = <object, sentence>: matches the class fast
+        self.answer_head = (nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, cfg.num_answers))
+                            if cfg.num_answers else None)
+        self.class_head = nn.Linear(d, cfg.num_classes) if cfg.num_classes else None
+        self.mask_token = nn.Parameter(torch.zeros(d))
+        # Pre-training projections into one contrastive space.
+        self.obj_proj = nn.Linear(d, d)
+        self.rel_proj = nn.Sequential(nn.Linear(2 * d + EDGE_DIM, d), nn.GELU(), nn.Linear(d, d))
+        self.scene_proj = nn.Linear(d, d)
+        self.sent_proj = nn.Linear(d, d)
+        self.logit_scale = nn.Parameter(torch.tensor(1.0 / cfg.init_temperature).log())
+        if cfg.vocab_size:
+            self.word_cross = nn.MultiheadAttention(d, cfg.fusion_heads, batch_first=True)
+            self.word_head = nn.Linear(d, cfg.vocab_size)
+            self.caption = CaptionHead(d, cfg.vocab_size)
+
+    # -- pieces ---------------------------------------------------------------------------
+    def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> word tokens ``(B, L, D)``, padding mask ``(B, L)`` (True = pad), pooled ``(B, D)``."""
+        out = self.text(input_ids, attention_mask)
+        tokens = self.text_proj(out.tokens)
+        pad = attention_mask == 0
+        pooled = self.text_proj(out.pooled)
+        return tokens, pad, pooled
+
+    def edges(self, batch: dict) -> tuple[Tensor, Tensor]:
+        ei, ea = batch["edge_index"], batch["edge_attr"]
+        if not self.cfg.gnn.use_edges:
+            return ei[:, :0], ea[:0]
+        return ei, ea
+
+    def encode_objects(self, batch: dict, mask: Optional[Tensor] = None) -> Tensor:
+        """Object tokens ``(N, D)``; rows in ``mask (N,)`` bool get the mask token (their
+        points hidden, their box kept: masked modality learning predicts them from context)."""
+        h = self.objects(batch["points"], batch["box"], batch["node_batch"])
+        if mask is not None:
+            h = torch.where(mask[:, None], self.mask_token + self._box_only(batch), h)
+        return h
+
+    def _box_only(self, batch: dict) -> Tensor:
+        from torch_geometric.utils import scatter
+
+        box, nb = batch["box"], batch["node_batch"]
+        centre = scatter(box[:, :3], nb, dim=0, reduce="mean")[nb]
+        return self.objects.box(torch.cat([box[:, :3] - centre, box[:, 3:6]], -1))
+
+    def contextualise(self, h: Tensor, batch: dict, text: Optional[Tensor] = None, pad: Optional[Tensor] = None,
+                      sent: Optional[Tensor] = None) -> Tensor:
+        ei, ea = self.edges(batch)
+        for blk in self.blocks:
+            h = blk(h, ei, ea, batch["node_batch"], text, pad, sent)
+        return self.norm(h)
+
+    # -- tasks ----------------------------------------------------------------------------
+    def ground(self, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
+        """-> per-object scores ``(N,)``, fused object states ``(N, D)``, pooled text ``(B, D)``."""
+        words, pad, sent = self.encode_text(batch["input_ids"], batch["attention_mask"])
+        h = self.contextualise(self.encode_objects(batch), batch, words, pad, sent)
+        q = self.ground_query(sent)[batch["node_batch"]]
+        scores = self.ground_head(h).squeeze(-1) + (h * q).sum(-1) / h.shape[-1] ** 0.5
+        return scores, h, sent
+
+    def answer(self, scores: Tensor, h: Tensor, sent: Tensor, node_batch: Tensor) -> Tensor:
+        """Answer logits ``(B, A)`` from the score-weighted object state and the question."""
+        dense, valid = to_dense_batch(h, node_batch)                                     # (B, M, D)
+        s, _ = to_dense_batch(scores, node_batch, fill_value=float("-inf"))
+        pooled = (s.softmax(-1).unsqueeze(-1) * dense).sum(1)
+        return self.answer_head(torch.cat([pooled, sent], -1))
+
+    def forward(self, batch: dict) -> dict:
+        """Grounding (and QA when the model has an answer head): ``loss``, ``scores (N,)``."""
+        scores, h, sent = self.ground(batch)
+        loss_g = grounding_loss(scores, batch["node_batch"], batch["target"])
+        out = {"scores": scores, "loss_ground": loss_g.detach()}
+        loss = loss_g
+        if self.answer_head is not None:
+            logits = self.answer(scores, h, sent, batch["node_batch"])
+            valid = batch["answer"] >= 0
+            loss_a = F.cross_entropy(logits[valid], batch["answer"][valid]) if valid.any() else logits.sum() * 0
+            out.update(answer_logits=logits, loss_answer=loss_a.detach())
+            loss = loss + loss_a
+        out["loss"] = loss
+        return out
+
+
+def grounding_loss(scores: Tensor, node_batch: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy over the objects of each scene: scores ``(N,)``, target ``(B,)`` global index."""
+    dense, valid = to_dense_batch(scores, node_batch, fill_value=float("-inf"))   # (B, M)
+    ptr = torch.zeros(dense.shape[0] + 1, dtype=torch.long, device=scores.device)
+    ptr[1:] = torch.bincount(node_batch, minlength=dense.shape[0]).cumsum(0)
+    return F.cross_entropy(dense, target - ptr[:-1])
+
+
+def predict_objects(scores: Tensor, node_batch: Tensor) -> Tensor:
+    """Global index of the best-scoring object of each scene: ``(B,)``."""
+    dense, _ = to_dense_batch(scores, node_batch, fill_value=float("-inf"))
+    ptr = torch.zeros(dense.shape[0] + 1, dtype=torch.long, device=scores.device)
+    ptr[1:] = torch.bincount(node_batch, minlength=dense.shape[0]).cumsum(0)
+    return dense.argmax(-1) + ptr[:-1]
+
+
+class CaptionHead(nn.Module):
+    """Object captioning: a GRU decoder started from an object state (Scan2Cap-style)."""
+
+    def __init__(self, dim: int, vocab_size: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.gru = nn.GRU(dim, dim, batch_first=True)
+        self.out = nn.Linear(dim, vocab_size)
+
+    def forward(self, obj: Tensor, input_ids: Tensor) -> Tensor:
+        """Teacher forcing: obj ``(B, D)``, input_ids ``(B, L)`` -> logits ``(B, L-1, V)`` for ids[:, 1:]."""
+        y, _ = self.gru(self.embed(input_ids[:, :-1]), obj.unsqueeze(0).contiguous())
+        return self.out(y)
+
+    @torch.no_grad()
+    def generate(self, obj: Tensor, bos: int, eos: int, max_len: int = 20) -> Tensor:
+        """Greedy decoding -> ``(B, <=max_len)`` ids (after ``bos``)."""
+        hdn = obj.unsqueeze(0).contiguous()
+        tok = torch.full((obj.shape[0], 1), bos, dtype=torch.long, device=obj.device)
+        out = []
+        done = torch.zeros(obj.shape[0], dtype=torch.bool, device=obj.device)
+        for _ in range(max_len):
+            y, hdn = self.gru(self.embed(tok), hdn)
+            tok = self.out(y).argmax(-1)
+            out.append(tok)
+            done |= tok.squeeze(1) == eos
+            if done.all():
+                break
+        return torch.cat(out, 1)
+
+
+def build_scene_model(cfg: SceneModelConfig) -> SceneGraphModel:
+    return SceneGraphModel(cfg)

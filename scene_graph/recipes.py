@@ -1,0 +1,183 @@
+"""Recipes: 3D visual grounding (``sg_grounding``), 3D QA (``sg_qa``) and scene-graph
+pre-training (``sg_pretrain``) on ScanNet-layout scenes with ScanRefer / Sr3D / ScanQA
+annotations; procedural rooms are generated into ``data.root`` when missing."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from scene_graph.builder import GraphConfig
+from scene_graph.data.annotations import read_referit3d_csv, read_scanqa, read_scanrefer
+from scene_graph.data.dataset import ReferralDataset, SceneStore, collate_referrals
+from scene_graph.data.rooms import RoomConfig, generate_rooms, rooms_ready
+from scene_graph.losses import PretrainLossConfig, SceneGraphPretrainer
+from scene_graph.metrics import candidate_accuracy, grounding_accuracy, qa_exact_match
+from scene_graph.models import SceneModelConfig, build_scene_model, predict_objects
+from vlx.config import ConfigError
+from vlx.data.errors import DataError
+from vlx.tokenizers import TokenizerConfig, build_tokenizer
+from vlx.train.recipe import RecipeConfig, Task, register_recipe
+from vlx.utils import to_device
+
+READERS = {"scanrefer": read_scanrefer, "referit3d": read_referit3d_csv, "scanqa": read_scanqa}
+
+
+@dataclass
+class SceneDataConfig:
+    root: str = "data/scene_graph_rooms"
+    scans: str = "scans"                  # ScanNet-layout scenes, relative to root
+    train_file: str = "scanrefer_train.json"
+    val_file: str = "scanrefer_val.json"
+    format: Literal["scanrefer", "referit3d", "scanqa"] = "scanrefer"
+    generate: bool = True                 # write procedural rooms into root when missing
+    rooms: RoomConfig = field(default_factory=RoomConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    skip_bad: bool = False                # skip (and count) bad annotations instead of failing
+    max_train: Optional[int] = None
+    max_val: Optional[int] = None
+
+
+@dataclass
+class SceneGraphRecipeConfig(RecipeConfig):
+    model: SceneModelConfig = field(default_factory=SceneModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: SceneDataConfig = field(default_factory=SceneDataConfig)
+    init_from: Optional[str] = None       # a checkpoint dir (e.g. of sg_pretrain) to start from
+    eval_batch_size: int = 64
+
+
+@dataclass
+class PretrainRecipeConfig(SceneGraphRecipeConfig):
+    losses: PretrainLossConfig = field(default_factory=PretrainLossConfig)
+
+
+def _prepare(cfg: SceneDataConfig) -> Path:
+    root = Path(cfg.root)
+    if cfg.generate and not rooms_ready(root, cfg.rooms):
+        generate_rooms(root, cfg.rooms)
+    if not (root / cfg.train_file).is_file():
+        raise ConfigError(f"data.train_file: {root / cfg.train_file} not found (data.generate is {cfg.generate})")
+    return root
+
+
+def load_split(cfg: SceneDataConfig, which: str, store: SceneStore, answer_vocab=None) -> ReferralDataset:
+    root = Path(cfg.root)
+    refs = READERS[cfg.format](root / getattr(cfg, f"{which}_file"))
+    limit = cfg.max_train if which == "train" else cfg.max_val
+    if limit is not None:
+        refs = refs[:limit]
+    return ReferralDataset(refs, store, answer_vocab=answer_vocab, skip_bad=cfg.skip_bad)
+
+
+def _maybe_init(model: torch.nn.Module, path: Optional[str]) -> None:
+    """Start from another recipe's checkpoint (e.g. sg_pretrain's, whose weights sit under
+    ``model.``): every tensor whose name and shape fit is loaded, heads that differ are not."""
+    if not path:
+        return
+    from safetensors.torch import load_file
+
+    from vlx.train.checkpoint import MODEL_FILE, find_checkpoint
+
+    p = Path(path)
+    file = p if p.suffix == ".safetensors" else find_checkpoint(p) / MODEL_FILE
+    if not file.is_file():
+        raise DataError(f"{file}: checkpoint weights not found (init_from)")
+    sd = {k.removeprefix("model."): v for k, v in load_file(str(file)).items()}
+    own = model.state_dict()
+    keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    if not keep:
+        raise DataError(f"{file}: no weights fit this model (init_from)")
+    model.load_state_dict(keep, strict=False)
+
+
+def evaluate_grounding(model, dataset: ReferralDataset, collate, device, batch_size: int,
+                       answer_names: Optional[list[str]] = None) -> dict:
+    """ScanRefer Acc@0.25/0.5 (Unique/Multiple/Overall), referit3d candidate accuracy
+    (Easy/Hard/View-dep/View-indep), QA EM@1/EM@10 when the model answers, and the number
+    of skipped bad samples."""
+    model.eval()
+    pred_box, gt_box, uniq, hard, vd, correct, topk, answers = [], [], [], [], [], [], [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    with torch.no_grad():
+        for batch in loader:
+            batch = to_device(batch, device)
+            out = model(batch)
+            pred = predict_objects(out["scores"], batch["node_batch"])
+            pred_box.append(batch["box"][pred].cpu())
+            gt_box.append(batch["box"][batch["target"]].cpu())
+            correct.append((pred == batch["target"]).cpu())
+            uniq.append(batch["unique"].cpu()), hard.append(batch["hard"].cpu()), vd.append(batch["view_dep"].cpu())
+            if "answer_logits" in out and answer_names:
+                k = min(10, out["answer_logits"].shape[1])
+                topk += [[answer_names[j] for j in row] for row in out["answer_logits"].topk(k, -1).indices.tolist()]
+    model.train()
+    res = {"n": len(dataset), "skipped": len(dataset.skipped)}
+    if not len(dataset):
+        return res
+    res.update(grounding_accuracy(torch.cat(pred_box), torch.cat(gt_box), torch.cat(uniq)))
+    res.update({f"candidate/{k}": v for k, v in candidate_accuracy(torch.cat(correct), torch.cat(hard), torch.cat(vd)).items()})
+    if topk:
+        answers = [item["answers"] for item in dataset.items]
+        res.update(qa_exact_match(topk, answers))
+        try:
+            from vlx.metrics import caption_metrics
+
+            res.update(caption_metrics([t[0] for t in topk], answers))
+        except ImportError:  # the core's caption metrics not installed: EM only
+            pass
+    return res
+
+
+def _build(cfg: SceneGraphRecipeConfig, qa: bool) -> Task:
+    _prepare(cfg.data)
+    tok = build_tokenizer(cfg.tokenizer)
+    store = SceneStore(Path(cfg.data.root) / cfg.data.scans, cfg.data.graph)
+    answer_vocab, names = None, None
+    if qa:
+        refs = READERS[cfg.data.format](Path(cfg.data.root) / cfg.data.train_file)
+        names = sorted({r.answers[0].lower() for r in refs if r.answers})
+        answer_vocab = {a: k for k, a in enumerate(names)}
+        cfg.model.num_answers = len(names)
+    train = load_split(cfg.data, "train", store, answer_vocab)
+    val = load_split(cfg.data, "val", store, answer_vocab)
+    model = build_scene_model(cfg.model)
+    _maybe_init(model, cfg.init_from)
+    collate = lambda samples: collate_referrals(samples, tok)  # noqa: E731
+    return Task(model=model, train_dataset=train, collate_fn=collate,
+                evaluate=lambda m, device: evaluate_grounding(m, val, collate, device, cfg.eval_batch_size, names))
+
+
+@register_recipe("sg_grounding", SceneGraphRecipeConfig)
+def build_grounding(cfg: SceneGraphRecipeConfig) -> Task:
+    """Ground ScanRefer / Sr3D expressions: score every object of the scene."""
+    return _build(cfg, qa=False)
+
+
+@register_recipe("sg_qa", SceneGraphRecipeConfig)
+def build_qa(cfg: SceneGraphRecipeConfig) -> Task:
+    """ScanQA: answer classification plus grounding of the answer's object."""
+    return _build(cfg, qa=True)
+
+
+@register_recipe("sg_pretrain", PretrainRecipeConfig)
+def build_pretrain(cfg: PretrainRecipeConfig) -> Task:
+    """Scene-graph-guided pre-training: object-, relation- and scene-text contrastive terms,
+    masked objects from positions and relations, masked words, relation-swap negatives."""
+    _prepare(cfg.data)
+    tok = build_tokenizer(cfg.tokenizer)
+    store = SceneStore(Path(cfg.data.root) / cfg.data.scans, cfg.data.graph)
+    train = load_split(cfg.data, "train", store)
+    val = load_split(cfg.data, "val", store)
+    labels = sorted({l for item in train.items for l in item["graph"].label_names})
+    cfg.model.vocab_size = tok.vocab_size
+    cfg.model.num_classes = len(labels)
+    model = SceneGraphPretrainer(build_scene_model(cfg.model), tok, labels, cfg.losses)
+    _maybe_init(model.model, cfg.init_from)
+    collate = lambda samples: model.collate(samples)  # noqa: E731
+    return Task(model=model, train_dataset=train, collate_fn=collate,
+                evaluate=lambda m, device: m.evaluate(val, device, cfg.eval_batch_size))

@@ -1,0 +1,74 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scene_graph.data.dataset import collate_referrals
+from scene_graph.models import (
+    CaptionHead, GNNConfig, ObjectEncoderConfig, SceneModelConfig, build_scene_model, grounding_loss, predict_objects,
+)
+from vlx.config import ConfigError
+
+
+def small(**kw):
+    return SceneModelConfig(dim=32, fusion_heads=2, gnn=GNNConfig(heads=2, **kw))
+
+
+@pytest.mark.parametrize("kind", ["transformer", "gat", "gine"])
+def test_forward_backward_each_graph_layer(kind, room_dataset, tokenizer):
+    torch.manual_seed(0)
+    b = collate_referrals(room_dataset.items[:5], tokenizer)
+    m = build_scene_model(small(kind=kind))
+    out = m(b)
+    assert out["scores"].shape == (b["box"].shape[0],) and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert m.blocks[0].graph is not None and any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.blocks[0].graph.parameters())
+
+
+def test_edges_carry_information_between_objects(room_dataset, tokenizer):
+    """Without edges an object's score ignores every other object; with edges it does not."""
+    b = collate_referrals(room_dataset.items[:1], tokenizer)
+    other = b["points"].clone()
+    other[1:] = torch.rand_like(other[1:])
+    b2 = dict(b, points=other)
+    for use_edges, changes in ((False, False), (True, True)):
+        torch.manual_seed(0)
+        m = build_scene_model(small(use_edges=use_edges)).eval()
+        with torch.no_grad():
+            s1, s2 = m(b)["scores"][0], m(b2)["scores"][0]
+        assert (not torch.allclose(s1, s2, atol=1e-6)) == changes
+
+
+def test_grounding_loss_and_prediction_match_naive():
+    torch.manual_seed(0)
+    sizes = [3, 5, 2]
+    nb = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
+    scores = torch.randn(sum(sizes))
+    target = torch.tensor([1, 3 + 4, 8 + 0])
+    ref, pred, start = 0.0, [], 0
+    for k, n in enumerate(sizes):
+        s = scores[start:start + n]
+        ref += F.cross_entropy(s[None], (target[k] - start)[None]) / 3
+        pred.append(start + int(s.argmax()))
+        start += n
+    assert torch.allclose(grounding_loss(scores, nb, target), ref)
+    assert predict_objects(scores, nb).tolist() == pred
+
+
+def test_qa_head_and_caption_head(room_dataset, tokenizer):
+    b = collate_referrals(room_dataset.items[:4], tokenizer)
+    b["answer"] = torch.tensor([0, 1, 2, -1])
+    m = build_scene_model(SceneModelConfig(dim=32, fusion_heads=2, gnn=GNNConfig(heads=2), num_answers=3))
+    out = m(b)
+    assert out["answer_logits"].shape == (4, 3) and torch.isfinite(out["loss_answer"])
+    cap = CaptionHead(16, 50)
+    ids = torch.randint(0, 50, (3, 7))
+    assert cap(torch.randn(3, 16), ids).shape == (3, 6, 50)
+    gen = cap.generate(torch.randn(3, 16), bos=1, eos=2, max_len=5)
+    assert gen.shape[0] == 3 and gen.shape[1] <= 5
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="unknown 'nope'"):
+        build_scene_model(SceneModelConfig(objects=ObjectEncoderConfig(backbone="nope")))
+    with pytest.raises(ConfigError, match="divisible"):
+        build_scene_model(SceneModelConfig(dim=30, gnn=GNNConfig(heads=4)))
