@@ -351,14 +351,18 @@ class Harness:
         by_task: dict[str, list[EpisodeUnit]] = {}
         for u in units:
             by_task.setdefault(u.task.name, []).append(u)
-        for task_name, queue in by_task.items():
-            n = min(self.cfg.num_envs, len(queue))
-            fns = [_EnvFactory(self.benchmark.name, task_name) for _ in range(n)]
-            venv = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, shared_memory=False)
-            try:
+        if not by_task:
+            return
+        n = min(self.cfg.num_envs, max(len(q) for q in by_task.values()))
+        # One set of workers for the whole run (spawning them costs seconds); they switch task.
+        fns = [_EnvFactory(self.benchmark.name, next(iter(by_task))) for _ in range(n)]
+        venv = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, shared_memory=False)
+        try:
+            for task_name, queue in by_task.items():
+                venv.call("set_task", task_name)
                 self._lockstep(venv, n, list(queue), writer, bar)
-            finally:
-                venv.close()
+        finally:
+            venv.close()
 
     def _lockstep(self, venv: Any, n: int, queue: list[EpisodeUnit], writer: RecordWriter, bar: Any) -> None:
         gens: list[Any] = [None] * n
@@ -446,7 +450,8 @@ class _EnvFactory:
     def __call__(self) -> Any:
         from embodied.envs import build_benchmark
 
-        return GymTaskEnv(build_benchmark(self.benchmark).make_env(self.task))
+        bench = build_benchmark(self.benchmark)
+        return GymTaskEnv(bench.make_env(self.task), make_env=bench.make_env)
 
 
 def _gym_env_base() -> type:
@@ -459,14 +464,26 @@ class GymTaskEnv(_gym_env_base()):  # type: ignore[misc]
     """A ``TaskEnv`` as a plain ``gymnasium.Env`` for vector workers: success and sub-goals
     travel in ``info`` (``vlx_success``, ``vlx_subgoals`` as "a|b"), errors as ``vlx_error``
     instead of killing the worker, and steps after the episode's end are ignored (lockstep
-    envs whose episode finished idle until reset)."""
+    envs whose episode finished idle until reset). ``set_task(name)`` switches to another
+    task of the same benchmark (envs are cached; spaces must match)."""
 
-    def __init__(self, env: Any):
+    def __init__(self, env: Any, make_env: Any = None):
         self.env = env
+        self._make_env = make_env
+        self._envs = {env.task.name: env}
         self.observation_space = env.observation_space
         self.action_space = env.action_space
         self._last: tuple | None = None
         self._steps = 0
+
+    def set_task(self, task: str) -> None:
+        if task not in self._envs:
+            self._envs[task] = self._make_env(task)
+        self.env, self._last = self._envs[task], None
+
+    def close(self) -> None:
+        for e in self._envs.values():
+            e.close()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         try:
