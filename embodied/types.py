@@ -4,6 +4,21 @@ A planner turns (instruction, observation, skill specs) into a ``Plan`` of ``Pla
 the harness validates each step against the skill specs (never executing text as code),
 runs the matching ``Skill`` in the env until the benchmark's own success signal, and records
 ``PlanError``s in the Embodied Agent Interface taxonomy.
+
+How the harness (embodied/harness.py) calls these, in addition to the signatures below
+(additive notes, no signature changed):
+- ``Planner.plan``'s ``observation`` is a dict: ``{"state": <the env's observation>,
+  "completed_skills": [sub-goal names done so far], "feedback": [one line per failed
+  attempt, for re-planning]}``. Planners that ignore it are fine.
+- Before each planner call the harness calls ``planner.set_ground_truth(steps)`` when the
+  planner has that method (the oracle), with the task's ground-truth ``PlanStep``s.
+- A planner call that raises, exceeds the harness's timeout, or returns anything but a
+  ``Plan`` of ``PlanStep``s becomes an empty plan with one PARSE error (counted, reported).
+- ``Skill.reset(env, args)`` gets the ``TaskEnv`` (embodied/envs/base.py) in local
+  rollouts and ``None`` in vectorised ones (the env lives in a worker process); skills
+  that need the env (e.g. model-based controllers) require ``num_envs=1``.
+- ``Skill.success(info)`` sees the env's ``info`` plus ``info["vlx_success"]`` (whole task
+  solved) and ``info["vlx_subgoals"]`` (sub-goals completed so far).
 """
 from __future__ import annotations
 

@@ -248,3 +248,105 @@ def test_killed_cli_run_resumes_without_loss(tmp_path):
     assert [r["episode"] for r in recs] == list(range(8))
     assert len(read_records(path)) == 8  # nothing repeated
     assert json.loads((out / "summary.json").read_text())["overall"]["episodes"] == 8
+
+
+def _chat_server(mode):
+    """A loopback chat-completions server: 'plan' answers a JSON plan, 'garbage' prose,
+    'slow' sleeps past the client's timeout."""
+    import http.server
+    import threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            if mode == "slow":
+                time.sleep(1.5)
+            content = '{"steps": [{"skill": "reach", "args": {}}]}' if mode == "plan" else "Sure! Just reach it, I guess."
+            body = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}],
+                               "usage": {"prompt_tokens": 11, "completion_tokens": 4}}).encode()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_openai_planner_server_faults_through_harness(tmp_path):
+    """Real OpenAIPlanner against loopback servers: a good plan, garbage, a timeout, a dead port."""
+    import socket
+
+    from embodied.planners import build_planner
+
+    def planner(url):
+        return build_planner("openai", base_url=url, model="tiny", timeout_s=0.4, max_retries=0, backoff_s=0.01)
+
+    results = {}
+    for mode in ("plan", "garbage", "slow"):
+        srv = _chat_server(mode)
+        try:
+            url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+            results[mode] = run(cfg(tmp_path / mode, episodes=1), planner(url))[0]
+        finally:
+            srv.shutdown()
+            srv.server_close()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    s.close()  # nothing listens here any more
+    results["down"] = run(cfg(tmp_path / "down", episodes=1), planner(f"http://127.0.0.1:{dead}/v1"))[0]
+
+    good = results["plan"]
+    assert good["success"] and good["plans"][0]["prompt_tokens"] == 11 and good["plans"][0]["completion_tokens"] == 4
+    g = results["garbage"]["plans"][0]
+    assert not results["garbage"]["success"] and g["errors"][0]["kind"] == "parse_error" and not g["executable"]
+    for mode in ("slow", "down"):
+        p = results[mode]["plans"][0]
+        assert p["status"] == "exception" and p["errors"][0]["kind"] == "parse_error", (mode, p)
+        assert not results[mode]["success"] and results[mode]["env_steps"] == 0
+
+
+class _RaisingTaskEnv(MetaWorldEnv):
+    """Raises at step 3 of episodes whose seed has bit 8 clear (picklable for vector workers)."""
+
+    def reset(self, seed=None):
+        self._bad = seed is not None and (seed >> 8) % 2 == 0
+        return super().reset(seed)
+
+    def step(self, action):
+        if self._bad and self._steps == 2:
+            raise FloatingPointError("worker sim diverged")
+        return super().step(action)
+
+
+class _RaisingBenchmark(MetaWorldBenchmark):
+    def make_env(self, task, **kw):
+        return _RaisingTaskEnv(self.task(task))
+
+
+@pytest.mark.slow
+def test_vector_worker_env_error_is_recorded(tmp_path, monkeypatch):
+    import embodied.envs as envs
+
+    monkeypatch.setitem(envs.BENCHMARKS._items, "raisingmw", lambda variant: _RaisingBenchmark("mt1:reach-v3"))
+    b = _RaisingBenchmark("mt1:reach-v3")
+    b.name = "raisingmw-x"  # workers rebuild the benchmark by name (forked, so they see the patch)
+    from embodied.skills import build_skills
+
+    skills = build_skills(MetaWorldBenchmark("mt1:reach-v3"))
+    recs = run(cfg(tmp_path, episodes=4, num_envs=2), FixedPlanner(["reach"]), bench=b, skills=skills)
+    assert len(recs) == 4 and {r["status"] for r in recs} == {"ok", "env_error"}
+    for r in recs:
+        if (r["seed"] >> 8) % 2 == 0:
+            assert r["status"] == "env_error" and "worker sim diverged" in r["error"] and r["env_steps"] == 2
+        else:
+            assert r["status"] == "ok" and r["success"]
