@@ -165,6 +165,23 @@ def test_caption_scores_agree_with_pycocoevalcap(seed, n):
     assert m["ROUGE-L"] == pytest.approx(100 * want_rouge, abs=1e-4)
 
 
+EDGE_CORPORA = {
+    "one sample": (["a dog on the grass"], [["a dog is on the grass", "dog"]]),
+    "all predictions empty": (["", ""], [["a dog"], ["the cat sat"]]),
+    "empty reference string": (["a dog", ""], [["", "a dog runs"], [""]]),
+    "single words": (["dog", "cat", "dog"], [["dog"], ["dog"], ["cat", "dog"]]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_CORPORA))
+def test_caption_edge_cases_agree_with_pycocoevalcap(name):
+    preds, refs = EDGE_CORPORA[name]
+    want_cider, want_each = coco(Cider(), preds, refs)
+    assert np.allclose(cider_d_scores(preds, refs), want_each, atol=1e-6)
+    assert np.allclose(bleu(preds, refs), coco(Bleu(4), preds, refs, verbose=0)[0], atol=1e-6)
+    assert np.allclose(rouge_l_scores(preds, refs), coco(Rouge(), preds, refs)[1], atol=1e-6)
+
+
 def test_cider_is_the_d_variant():
     """The length penalty and the clipping make CIDEr-D differ from plain CIDEr: repeating a
     matching word cannot raise the score, and a longer candidate is penalised."""

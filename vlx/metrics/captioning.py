@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Sequence
+
+import numpy as np
 
 from vlx.data.errors import DataError
 
@@ -38,14 +39,7 @@ def tokenize_caption(text: str) -> str:
     return " ".join(_TOKEN.findall(s))
 
 
-# ---- shared n-gram counting --------------------------------------------------------------
-def _ngram_counts(words: Sequence[str], n: int) -> Counter:
-    c: Counter = Counter()
-    for k in range(1, n + 1):
-        c.update(tuple(words[i : i + k]) for i in range(len(words) - k + 1))
-    return c
-
-
+# ---- shared n-gram tables ---------------------------------------------------------------
 def _check(preds: Sequence[str], refs: Sequence[Sequence[str]], who: str) -> None:
     if len(preds) != len(refs):
         raise DataError(f"{who}: {len(preds)} predictions but {len(refs)} reference sets")
@@ -56,6 +50,56 @@ def _check(preds: Sequence[str], refs: Sequence[Sequence[str]], who: str) -> Non
             raise DataError(f"{who}: reference set {i} must be a non-empty list of strings, got {r!r}")
 
 
+class _Corpus:
+    """The n-gram counts of every sentence of a captioning corpus as flat numpy arrays, so BLEU
+    and CIDEr-D become a few sorts and bincounts instead of per-sample Python dicts.
+
+    Sentences 0..N-1 are the predictions, N.. the references; ``sample[s]`` is the sample a
+    sentence belongs to (a prediction's own index). ``orders[k-1] = (sent, gram, tf, G)``: one
+    row per distinct (sentence, k-gram) with its count, rows sorted by (sentence, gram), gram
+    ids in [0, G) for that order.
+    """
+
+    def __init__(self, preds: Sequence[str], refs: Sequence[Sequence[str]], n: int):
+        sentences = [p.split() for p in preds] + [r.split() for rs in refs for r in rs]
+        self.n_samples = len(preds)
+        self.n_refs = np.array([len(rs) for rs in refs], dtype=np.int64)
+        self.sample = np.concatenate([np.arange(len(preds)), np.repeat(np.arange(len(preds)), self.n_refs)]).astype(np.int64)
+        self.length = np.array([len(w) for w in sentences], dtype=np.int64)
+        vocab: dict[str, int] = {}
+        ids = np.array([vocab.setdefault(w, len(vocab)) for ws in sentences for w in ws], dtype=np.int64)
+        sent_of_tok = np.repeat(np.arange(len(sentences)), self.length)
+        pos = np.arange(len(ids)) - (np.cumsum(self.length) - self.length)[sent_of_tok]
+        room = self.length[sent_of_tok] - pos  # tokens from here to the end of the sentence
+        self.orders: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
+        v = max(len(vocab), 1)
+        prev = ids  # id of the (k-1)-gram starting at each token (k = 1: the word itself)
+        for k in range(1, n + 1):
+            t = np.flatnonzero(room >= k)
+            if len(t) == 0:
+                e = np.zeros(0, dtype=np.int64)
+                self.orders.append((e, e, e, 1))
+                continue
+            if k == 1:
+                gid, g = ids, v
+            else:  # a k-gram is its (k-1)-gram prefix plus one word: ids stay < (#tokens) * V
+                _, inv = np.unique(prev[t] * v + ids[t + k - 1], return_inverse=True)
+                gid = np.full(len(ids), -1, dtype=np.int64)
+                gid[t] = inv.reshape(-1)
+                g = int(inv.max()) + 1
+            key, tf = np.unique(sent_of_tok[t] * g + gid[t], return_counts=True)
+            self.orders.append((key // g, key % g, tf, g))
+            prev = gid
+
+
+def _lookup(sorted_keys: np.ndarray, values: np.ndarray, query: np.ndarray, default):
+    """values[i] where sorted_keys[i] == query, else ``default`` (vectorised dict.get)."""
+    if len(sorted_keys) == 0:
+        return np.full(len(query), default, dtype=values.dtype)
+    at = np.searchsorted(sorted_keys, query).clip(max=len(sorted_keys) - 1)
+    return np.where(sorted_keys[at] == query, values[at], default)
+
+
 # ---- BLEU --------------------------------------------------------------------------------
 def bleu(preds: Sequence[str], refs: Sequence[Sequence[str]], n: int = 4) -> list[float]:
     """Corpus BLEU-1..n as coco-caption's BleuScorer with option "closest": clipped n-gram
@@ -64,26 +108,34 @@ def bleu(preds: Sequence[str], refs: Sequence[Sequence[str]], n: int = 4) -> lis
     totals, and coco's smoothing constants (1e-15 / 1e-9) so an empty corpus scores ~0.
     preds: N tokenized strings; refs: N lists of tokenized strings. Returns [BLEU-1, ..., BLEU-n]."""
     _check(preds, refs, "bleu")
+    if not preds:
+        return [0.0] * n
+    c = _Corpus(preds, refs, n)
+    N = c.n_samples
     tiny, small = 1e-15, 1e-9
-    correct, guess = [0] * n, [0] * n
-    testlen = reflen = 0
-    for p, rs in zip(preds, refs):
-        words = p.split()
-        tl = len(words)
-        maxref: dict[tuple, int] = {}
-        lens = []
-        for r in rs:
-            rw = r.split()
-            lens.append(len(rw))
-            for g, c in _ngram_counts(rw, n).items():
-                if c > maxref.get(g, 0):
-                    maxref[g] = c
-        testlen += tl
-        reflen += min((abs(l - tl), l) for l in lens)[1]
-        for g, c in _ngram_counts(words, n).items():
-            correct[len(g) - 1] += min(maxref.get(g, 0), c)
-        for k in range(n):
-            guess[k] += max(0, tl - k)
+    testlens = c.length[:N]
+    correct = []
+    for sent, gram, tf, g in c.orders:
+        hyp, ref = sent < N, sent >= N
+        # the largest count of each (sample, n-gram) over the sample's references
+        rkey = c.sample[sent[ref]] * g + gram[ref]
+        order = np.argsort(rkey, kind="stable")
+        rkey, rtf = rkey[order], tf[ref][order]
+        if len(rkey):
+            starts = np.flatnonzero(np.r_[True, rkey[1:] != rkey[:-1]])
+            ukey, maxref = rkey[starts], np.maximum.reduceat(rtf, starts)
+        else:
+            ukey, maxref = rkey, rtf
+        clip = _lookup(ukey, maxref, sent[hyp] * g + gram[hyp], 0)
+        correct.append(int(np.minimum(tf[hyp], clip).sum()))
+    guess = [int(np.maximum(0, testlens - k).sum()) for k in range(n)]
+    # closest reference length: the lexicographic min of (|l - testlen|, l) within each sample
+    reflens = c.length[N:]
+    big = int(reflens.max(initial=0)) + 1
+    d = np.abs(reflens - testlens[c.sample[N:]]) * big + reflens
+    starts = np.cumsum(c.n_refs) - c.n_refs
+    reflen = int((np.minimum.reduceat(d, starts) % big).sum())
+    testlen = int(testlens.sum())
     scores, prod = [], 1.0
     for k in range(n):
         prod *= (correct[k] + tiny) / (guess[k] + small)
@@ -148,45 +200,33 @@ def cider_d_scores(preds: Sequence[str], refs: Sequence[Sequence[str]], n: int =
     length d compares the *bigram* counts (len - 1) of candidate and reference, not word counts.
     """
     _check(preds, refs, "cider_d")
-    ref_counts = [[_ngram_counts(r.split(), n) for r in rs] for rs in refs]
-    df: Counter = Counter()
-    for rcs in ref_counts:
-        df.update(set().union(*rcs))
-    log_n = math.log(float(len(refs))) if refs else 0.0
-    idf_cache: dict[tuple, float] = {}
-
-    def vectorize(counts: Counter) -> tuple[list[dict], list[float], int]:
-        vec: list[dict] = [{} for _ in range(n)]
-        norm = [0.0] * n
-        for g, tf in counts.items():
-            w = idf_cache.get(g)
-            if w is None:
-                w = idf_cache[g] = log_n - math.log(max(1.0, df.get(g, 0.0)))
-            k = len(g) - 1
-            vec[k][g] = x = tf * w
-            norm[k] += x * x
-        length = sum(c for g, c in counts.items() if len(g) == 2)  # the reference's "length"
-        return vec, [math.sqrt(x) for x in norm], length
-
-    scores = []
-    for p, rcs in zip(preds, ref_counts):
-        vh, nh, lh = vectorize(_ngram_counts(p.split(), n))
-        total = [0.0] * n
-        for rc in rcs:
-            vr, nr, lr = vectorize(rc)
-            penalty = math.exp(-((lh - lr) ** 2) / (2 * sigma**2))
-            for k in range(n):
-                rk = vr[k]
-                val = 0.0
-                for g, x in vh[k].items():
-                    y = rk.get(g)
-                    if y is not None:
-                        val += min(x, y) * y
-                if nh[k] != 0 and nr[k] != 0:
-                    val /= nh[k] * nr[k]
-                total[k] += val * penalty
-        scores.append(sum(total) / n / len(rcs) * 10.0)
-    return scores
+    if not preds:
+        return []
+    c = _Corpus(preds, refs, n)
+    N = c.n_samples
+    log_n = math.log(float(N))
+    ref_sample = c.sample[N:]  # the sample (= its prediction's sentence index) of each reference
+    total = np.zeros(len(ref_sample))
+    for sent, gram, tf, g in c.orders:
+        hyp, ref = sent < N, sent >= N
+        pairs = np.unique(c.sample[sent[ref]] * g + gram[ref])  # distinct (sample, n-gram) in refs
+        df = np.bincount(pairs % g, minlength=g)
+        w = tf * (log_n - np.log(np.maximum(1.0, df)))[gram]
+        norm = np.sqrt(np.bincount(sent, w * w, minlength=len(c.length)).astype(np.float64))
+        rsent = sent[ref] - N
+        # the prediction's weight of each reference n-gram (rows are sorted by (sentence, gram))
+        wh = _lookup(sent[hyp] * g + gram[hyp], w[hyp], ref_sample[rsent] * g + gram[ref], 0.0)
+        wr = w[ref]
+        # (astype: bincount of nothing comes back as int64)
+        val = np.bincount(rsent, np.minimum(wh, wr) * wr, minlength=len(ref_sample)).astype(np.float64)
+        den = norm[:N][ref_sample] * norm[N:]
+        total += np.divide(val, den, out=np.zeros_like(val), where=den != 0)
+    # the reference code's "length" is a sentence's number of bigrams
+    bigrams = np.maximum(c.length - 1, 0) if n >= 2 else np.zeros_like(c.length)
+    delta = (bigrams[:N][ref_sample] - bigrams[N:]).astype(np.float64)
+    total *= np.exp(-(delta**2) / (2 * sigma**2))
+    per_sample = np.bincount(ref_sample, total, minlength=N) / n / c.n_refs * 10.0
+    return per_sample.tolist()
 
 
 def cider_d(preds: Sequence[str], refs: Sequence[Sequence[str]], n: int = 4, sigma: float = 6.0) -> float:
