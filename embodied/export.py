@@ -1,0 +1,442 @@
+"""Simulation data for the other siblings, exported from the same MuJoCo scenes the
+benchmarks run in, in the formats those siblings read (files, never imports):
+
+* RGB-D frames in ScanNet's exported layout (what ScanNet's SensReader writes, plus its 2D
+  instance/label pngs): ``color/<i>.jpg``, ``depth/<i>.png`` (uint16 mm), ``pose/<i>.txt``
+  (camera-to-world 4x4, OpenCV axes: x right, y down, z forward), ``intrinsic/intrinsic_color.txt``
+  / ``intrinsic_depth.txt`` / ``extrinsic_*.txt`` (4x4), ``instance-filt/<i>.png`` (uint8 object
+  id per pixel, 0 = none), ``label-filt/<i>.png`` (uint16 label id), ``objects.json`` (object
+  id -> name, label, simulator 3D box), ``frames.json``; and the fused first time step as a
+  ScanNet scene (``<scene>_vh_clean_2.ply`` + ``.segs.json`` + ``.aggregation.json``).
+* Rollout mp4s of the scripted plan with captions narrating the executed steps, as an
+  MSR-VTT-style json (``videos``/``sentences``, plus ``vlx_steps`` with step timings).
+* Object-level scene descriptions from simulator state (names, 3D boxes, spatial relations)
+  as ScanRefer-style referring expressions.
+
+Objects are the root bodies of the MuJoCo tree that own visible geoms (a robot is one object);
+ids are 1-based in a fixed order, the same in every export of a scene. Spatial words use the
+robot's view: +x is right, +y is farther from the robot, +z is up.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from embodied.collect import CameraRig, check_cameras, depth_to_mm, sim_handles
+from vlx.data.errors import DataError
+
+# Names people use for Meta-World's / Kitchen's body names (the rest keep their body name).
+ALIASES = {"world": "floor", "tablelink": "table", "RetainingWall": "wall", "base": "robot arm", "obj": "object"}
+TASK_OBJECT = {"reach-v3": "puck", "push-v3": "puck", "pick-place-v3": "puck", "pick-place-wall-v3": "puck",
+               "push-wall-v3": "puck", "reach-wall-v3": "puck", "sweep-v3": "puck", "basketball-v3": "ball",
+               "soccer-v3": "ball", "peg-insert-side-v3": "peg"}
+STRUCTURE = {"floor", "wall", "robot arm"}  # neither described nor used as anchors
+
+
+@dataclass
+class SimObject:
+    object_id: int  # 1-based; 0 means "no object" in the instance masks
+    body: str  # MuJoCo root body name
+    name: str  # what people call it
+    geoms: list[int]
+    bbox_min: np.ndarray  # (3,) world frame, metres
+    bbox_max: np.ndarray
+
+    @property
+    def center(self) -> np.ndarray:
+        return (self.bbox_min + self.bbox_max) / 2
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(object_id=self.object_id, name=self.name, label=self.name, body=self.body,
+                    bbox_min=self.bbox_min.round(5).tolist(), bbox_max=self.bbox_max.round(5).tolist(),
+                    center=self.center.round(5).tolist(), size=(self.bbox_max - self.bbox_min).round(5).tolist())
+
+
+def _visible_geoms(model: Any) -> np.ndarray:
+    # mujoco.Renderer draws geom groups 0-2 by default; alpha-0 geoms are invisible.
+    return np.flatnonzero((model.geom_group < 3) & (model.geom_rgba[:, 3] > 0))
+
+
+def geom_world_box(model: Any, data: Any, g: int) -> tuple[np.ndarray, np.ndarray]:
+    """World-frame axis-aligned box (min, max) of geom ``g`` from its local AABB and pose."""
+    c, h = model.geom_aabb[g, :3], model.geom_aabb[g, 3:]
+    R, p = data.geom_xmat[g].reshape(3, 3), data.geom_xpos[g]
+    center = p + R @ c
+    half = np.minimum(np.abs(R) @ h, 100.0)  # infinite planes (floors) get a finite 100 m box
+    return center - half, center + half
+
+
+def scene_objects(model: Any, data: Any, task: str | None = None) -> list[SimObject]:
+    """The scene's objects (root bodies with visible geoms), ids 1.. in root-body order."""
+    by_root: dict[int, list[int]] = {}
+    for g in _visible_geoms(model):
+        by_root.setdefault(int(model.body_rootid[model.geom_bodyid[g]]), []).append(int(g))
+    objs = []
+    for k, root in enumerate(sorted(by_root)):
+        body = model.body(root).name or f"body{root}"
+        name = ALIASES.get(body, body.replace("_", " "))
+        if body == "obj" and task in TASK_OBJECT:
+            name = TASK_OBJECT[task]
+        boxes = [geom_world_box(model, data, g) for g in by_root[root]]
+        objs.append(SimObject(k + 1, body, name, by_root[root], np.min([b[0] for b in boxes], 0), np.max([b[1] for b in boxes], 0)))
+    return objs
+
+
+def instance_lookup(model: Any, objects: Sequence[SimObject]) -> np.ndarray:
+    """(ngeom,) object id of each geom (0 for geoms no object owns)."""
+    lut = np.zeros(model.ngeom, np.int32)
+    for o in objects:
+        lut[o.geoms] = o.object_id
+    return lut
+
+
+def segmentation_to_instances(seg: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """(H, W, 2) MuJoCo segmentation (object id, object type) -> (H, W) object ids."""
+    import mujoco
+
+    ids, types = seg[..., 0], seg[..., 1]
+    is_geom = (types == int(mujoco.mjtObj.mjOBJ_GEOM)) & (ids >= 0)
+    out = np.zeros(ids.shape, np.int32)
+    out[is_geom] = lut[ids[is_geom]]
+    return out
+
+
+def camera_intrinsics(model: Any, camera: str, width: int, height: int) -> np.ndarray:
+    """3x3 pinhole K of MuJoCo camera ``camera`` rendered at width x height (square pixels,
+    vertical field of view ``cam_fovy``; pixel centres at integer coordinates)."""
+    cid = model.camera(camera).id
+    f = 0.5 * height / np.tan(np.deg2rad(model.cam_fovy[cid]) / 2)
+    return np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
+
+
+def camera_pose(model: Any, data: Any, camera: str) -> np.ndarray:
+    """4x4 camera-to-world pose with OpenCV axes (MuJoCo cameras look along -z with y up)."""
+    cid = model.camera(camera).id
+    T = np.eye(4)
+    T[:3, :3] = data.cam_xmat[cid].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
+    T[:3, 3] = data.cam_xpos[cid]
+    return T
+
+
+def _mat4(K: np.ndarray) -> np.ndarray:
+    M = np.eye(4)
+    M[:3, :3] = K
+    return M
+
+
+def _write_txt(path: Path, M: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savetxt(path, M, fmt="%.8f")
+
+
+def _scripted_rollout(bench: Any, task: str, seed: int):
+    """Env + a generator that steps the task's ground-truth plan with the scripted skills;
+    yields (step number, plan step index, info) after each env step."""
+    from embodied.skills import build_skills
+
+    env = bench.make_env(task)
+    skills = build_skills(bench, "scripted")
+    spec = bench.task(task)
+    obs, info = env.reset(seed=seed)
+
+    def run():
+        nonlocal obs
+        t = 0
+        for si, step in enumerate(spec.ground_truth):
+            skill = skills.get(step)
+            skill.reset(env, step.arg_dict)
+            while t < spec.max_episode_steps:
+                obs, _, term, _, info = env.step(skill.act(obs))
+                t += 1
+                yield t, si, info
+                if skill.success(info) or term:
+                    break
+
+    return env, run()
+
+
+def export_rgbd(benchmark: str, task: str, out: str | Path, cameras: Sequence[str] = ("corner",), frames: int = 4,
+                stride: int = 10, width: int = 96, height: int = 96, seed: int = 0, scene_id: str | None = None) -> Path:
+    """``frames`` time steps (every ``stride`` env steps of the scripted rollout, from the
+    reset) x ``cameras``, written to ``out/<scene_id>/`` in ScanNet's exported layout (see the
+    module docstring). Returns the scene directory."""
+    from PIL import Image
+
+    from embodied.envs import build_benchmark
+
+    bench = build_benchmark(benchmark)
+    scene_id = scene_id or f"{task}_{seed}"
+    root = Path(out) / scene_id
+    env, steps = _scripted_rollout(bench, task, seed)
+    model, data = sim_handles(env)
+    check_cameras(model, cameras, f"{bench.name} {task}")
+    rig = CameraRig(model, cameras, width, height, where=f"{bench.name} {task}")
+    objects = scene_objects(model, data, task)
+    lut = instance_lookup(model, objects)
+    K = camera_intrinsics(model, cameras[0], width, height)
+    for sub in ("color", "depth", "pose", "instance-filt", "label-filt", "intrinsic"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for name in ("intrinsic_color", "intrinsic_depth"):
+        _write_txt(root / "intrinsic" / f"{name}.txt", _mat4(K))
+    for name in ("extrinsic_color", "extrinsic_depth"):
+        _write_txt(root / "intrinsic" / f"{name}.txt", np.eye(4))
+    label_ids = {n: i + 1 for i, n in enumerate(sorted({o.name for o in objects}))}
+    frame_meta, i, t = [], 0, 0
+    try:
+        for k in range(frames):
+            while t < k * stride:
+                try:
+                    t, _, _ = next(steps)
+                except StopIteration:  # the plan finished: keep filming the final state
+                    t = k * stride
+            for cam in cameras:
+                Kc = camera_intrinsics(model, cam, width, height)
+                if not np.allclose(Kc, K):
+                    raise DataError(f"camera {cam!r}: its field of view differs from {cameras[0]!r}; ScanNet's layout has one intrinsic per scene, export it separately")
+                rgb = rig.render(data, cam, "rgb")
+                depth = rig.render(data, cam, "depth")
+                inst = segmentation_to_instances(rig.render(data, cam, "seg"), lut)
+                Image.fromarray(rgb).save(root / "color" / f"{i}.jpg", quality=95)
+                Image.fromarray(depth_to_mm(depth)).save(root / "depth" / f"{i}.png")
+                Image.fromarray(inst.astype(np.uint8)).save(root / "instance-filt" / f"{i}.png")
+                names = {o.object_id: o.name for o in objects}
+                labels = np.vectorize(lambda v: label_ids.get(names.get(int(v), ""), 0), otypes=[np.uint16])(inst) if inst.any() else inst.astype(np.uint16)
+                Image.fromarray(labels.astype(np.uint16)).save(root / "label-filt" / f"{i}.png")
+                _write_txt(root / "pose" / f"{i}.txt", camera_pose(model, data, cam))
+                frame_meta.append(dict(frame=i, camera=cam, env_step=int(t), time_index=k,
+                                       boxes={o.object_id: [b.round(5).tolist() for b in _object_box(model, data, o)] for o in objects}))
+                i += 1
+    finally:
+        rig.close()
+    doc = dict(scene_id=scene_id, benchmark=bench.name, task=task, seed=seed, width=width, height=height,
+               depth_scale=1000.0, label_ids=label_ids, objects=[o.as_dict() for o in scene_objects(model, data, task)])
+    # objects.json holds the boxes at the first time step (frames.json has every frame's boxes)
+    doc["objects"] = [dict(o, **{"bbox_min": frame_meta[0]["boxes"][o["object_id"]][0], "bbox_max": frame_meta[0]["boxes"][o["object_id"]][1]})
+                      for o in doc["objects"]]
+    (root / "objects.json").write_text(json.dumps(doc, indent=2))
+    (root / "frames.json").write_text(json.dumps(frame_meta))
+    (root / f"{scene_id}.txt").write_text(
+        f"colorWidth = {width}\ncolorHeight = {height}\ndepthWidth = {width}\ndepthHeight = {height}\n"
+        f"fx_color = {K[0, 0]:.6f}\nfy_color = {K[1, 1]:.6f}\nmx_color = {K[0, 2]:.6f}\nmy_color = {K[1, 2]:.6f}\n"
+        f"numColorFrames = {i}\nnumDepthFrames = {i}\nsceneType = simulation\n")
+    first = [f["frame"] for f in frame_meta if f["time_index"] == 0]
+    write_scannet_scene(root, scene_id, first, {o.object_id: o.name for o in objects})
+    env.close()
+    return root
+
+
+def _object_box(model: Any, data: Any, o: SimObject) -> tuple[np.ndarray, np.ndarray]:
+    boxes = [geom_world_box(model, data, g) for g in o.geoms]
+    return np.min([b[0] for b in boxes], 0), np.max([b[1] for b in boxes], 0)
+
+
+def read_scannet_frame(scene_dir: str | Path, i: int) -> dict[str, np.ndarray]:
+    """One exported frame: color (H, W, 3) uint8, depth (H, W) uint16 mm, instance (H, W),
+    pose (4, 4), K (3, 3); DataError naming the missing/bad file."""
+    from PIL import Image
+
+    d = Path(scene_dir)
+    paths = dict(color=d / "color" / f"{i}.jpg", depth=d / "depth" / f"{i}.png", instance=d / "instance-filt" / f"{i}.png",
+                 pose=d / "pose" / f"{i}.txt", K=d / "intrinsic" / "intrinsic_depth.txt")
+    for k, p in paths.items():
+        if not p.is_file():
+            raise DataError(f"{p}: missing ({k} of frame {i})")
+    depth = np.asarray(Image.open(paths["depth"]))
+    if depth.dtype != np.uint16:
+        raise DataError(f"{paths['depth']}: depth must be a uint16 png in millimetres, got {depth.dtype}")
+    return dict(color=np.asarray(Image.open(paths["color"]).convert("RGB")), depth=depth,
+                instance=np.asarray(Image.open(paths["instance"])), pose=np.loadtxt(paths["pose"]),
+                K=np.loadtxt(paths["K"])[:3, :3])
+
+
+def fuse_frames(scene_dir: str | Path, frames: Sequence[int], depth_trunc: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Back-project and fuse exported frames into one world-frame cloud with open3d:
+    xyz (N, 3) float64, rgb (N, 3) in [0, 1], instance ids (N,). Pixels without depth drop."""
+    import open3d as o3d
+
+    xyz, rgb, inst = [], [], []
+    for i in frames:
+        f = read_scannet_frame(scene_dir, i)
+        H, W = f["depth"].shape
+        K = f["K"]
+        intr = o3d.camera.PinholeCameraIntrinsic(W, H, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+        pc = o3d.geometry.PointCloud.create_from_depth_image(
+            o3d.geometry.Image(np.ascontiguousarray(f["depth"])), intr, np.linalg.inv(f["pose"]), depth_scale=1000.0,
+            depth_trunc=depth_trunc, stride=1, project_valid_depth_only=False)
+        p = np.asarray(pc.points)  # (H*W, 3) row-major; NaN where there is no depth
+        ok = np.isfinite(p).all(1)
+        xyz.append(p[ok])
+        rgb.append(f["color"].reshape(-1, 3)[ok] / 255.0)
+        inst.append(f["instance"].reshape(-1)[ok].astype(np.int64))
+    return np.concatenate(xyz), np.concatenate(rgb), np.concatenate(inst)
+
+
+def write_scannet_scene(scene_dir: Path, scene_id: str, frames: Sequence[int], names: dict[int, str]) -> None:
+    """The fused frames as a ScanNet scene: ``<scene>_vh_clean_2.ply`` (points + colours),
+    ``..._vh_clean_2.0.010000.segs.json`` (segment = object id per vertex) and
+    ``<scene>.aggregation.json`` (one segGroup per object)."""
+    import open3d as o3d
+
+    xyz, rgb, inst = fuse_frames(scene_dir, frames)
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz))
+    pc.colors = o3d.utility.Vector3dVector(rgb)
+    o3d.io.write_point_cloud(str(scene_dir / f"{scene_id}_vh_clean_2.ply"), pc, write_ascii=False)
+    (scene_dir / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(
+        json.dumps({"sceneId": scene_id, "segIndices": inst.tolist()}))
+    groups = [dict(id=k, objectId=int(oid), label=names[int(oid)], segments=[int(oid)])
+              for k, oid in enumerate(sorted(set(inst.tolist()) - {0})) if int(oid) in names]
+    (scene_dir / f"{scene_id}.aggregation.json").write_text(json.dumps({"sceneId": scene_id, "segGroups": groups}))
+
+
+# ----------------------------------------------------------------------------- videos
+
+
+def narrate(steps: Sequence[dict], success: bool) -> str:
+    """One caption for the executed plan: ``first, ...; then, ... . the task succeeded.``"""
+    parts = []
+    for k, s in enumerate(steps):
+        what = s["description"].rstrip(".").lower()
+        verdict = "" if s["success"] else " but does not finish it"
+        parts.append(f"{'first' if k == 0 else 'then'}, it does this: {what}{verdict}")
+    return "the robot arm follows a plan: " + "; ".join(parts) + (". the task succeeded." if success else ". the task failed.")
+
+
+def export_videos(benchmark: str, tasks: Sequence[str] | None, out: str | Path, episodes: int = 1, camera: str = "corner",
+                  size: int = 96, stride: int = 2, fps: int = 15, seed: int = 0, max_steps: int | None = None,
+                  split: str = "train") -> Path:
+    """Scripted rollouts as ``out/videos/<video_id>.mp4`` (every ``stride``-th env step) and
+    ``out/msrvtt.json`` with, per video, the narration of the executed plan, the instruction
+    and one sentence per step (``vlx_steps`` gives each step's start/end in seconds)."""
+    from embodied.envs import build_benchmark
+    from embodied.envs.base import seeds_for
+    from embodied.report import write_mp4
+
+    bench = build_benchmark(benchmark)
+    out = Path(out)
+    all_tasks = [t.name for t in bench.tasks()]
+    videos, sentences = [], []
+    specs = {s.name: s for s in bench.skill_specs()}
+    for task in tasks or all_tasks:
+        spec = bench.task(task)
+        for e in range(episodes):
+            s = seeds_for(all_tasks.index(task), e, seed)
+            env, steps = _scripted_rollout(bench, task, s)
+            model, data = sim_handles(env)
+            rig = CameraRig(model, [camera], size, size, where=f"{bench.name} {task}")
+            frames, step_log, success = [rig.render(data, camera)], [], False
+            limit = min(max_steps or spec.max_episode_steps, spec.max_episode_steps)
+            cur, start = None, 0
+            for t, si, info in steps:
+                if si != cur:
+                    cur, start = si, t - 1
+                    step = spec.ground_truth[si]
+                    step_log.append(dict(step=str(step), description=specs[step.skill].description if step.skill in specs else str(step),
+                                         start_step=start, end_step=t, success=False))
+                step_log[-1]["end_step"] = t
+                step_log[-1]["success"] = bool(step_log[-1]["success"] or _skill_done(env, info))
+                success = success or env.success(info)
+                if t % stride == 0:
+                    frames.append(rig.render(data, camera))
+                if t >= limit:
+                    break
+            rig.close()
+            env.close()
+            vid = f"{task}_{e}"
+            (out / "videos").mkdir(parents=True, exist_ok=True)
+            write_mp4(frames, out / "videos" / f"{vid}.mp4", fps=fps)
+            for st in step_log:  # one video frame per `stride` env steps
+                st["start_s"], st["end_s"] = round(st["start_step"] / stride / fps, 3), round(st["end_step"] / stride / fps, 3)
+            videos.append({"video_id": vid, "split": split, "category": 0, "url": "", "id": len(videos),
+                           "start time": 0.0, "end time": round(len(frames) / fps, 3), "vlx_steps": step_log,
+                           "task": task, "success": success, "seed": s})
+            phr = bench.instructions(task)
+            caps = [narrate(step_log, success), phr[e % len(phr)]] + [
+                f"step {k + 1}: the robot arm does this: {st['description'].rstrip('.').lower()}" for k, st in enumerate(step_log)]
+            for c in caps:
+                sentences.append({"video_id": vid, "caption": c, "sen_id": len(sentences)})
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "msrvtt.json"
+    path.write_text(json.dumps({"info": {"description": f"vlx embodied rollouts of {bench.name}", "protocol": bench.protocol},
+                                "videos": videos, "sentences": sentences}, indent=1))
+    return path
+
+
+def _skill_done(env: Any, info: dict) -> bool:
+    return bool(env.success(info))
+
+
+# ----------------------------------------------------------------------------- ScanRefer
+
+
+def _relations(o: SimObject, others: Sequence[SimObject], margin: float = 0.02) -> list[tuple[str, SimObject]]:
+    rels = []
+    for b in others:
+        if b.object_id == o.object_id:
+            continue
+        dx, dy = o.center[0] - b.center[0], o.center[1] - b.center[1]
+        xy_overlap = (o.bbox_min[:2] < b.bbox_max[:2]).all() and (b.bbox_min[:2] < o.bbox_max[:2]).all()
+        if xy_overlap and abs(o.bbox_min[2] - b.bbox_max[2]) < margin:
+            rels.append(("on top of", b))
+        elif o.bbox_min[2] > b.bbox_max[2] + margin:
+            rels.append(("above", b))
+        elif o.bbox_max[2] < b.bbox_min[2] - margin:
+            rels.append(("below", b))
+        if abs(dx) > max(margin, abs(dy)):
+            rels.append(("to the right of" if dx > 0 else "to the left of", b))
+        elif abs(dy) > margin:
+            rels.append(("farther from the robot than" if dy > 0 else "closer to the robot than", b))
+    return rels
+
+
+def describe_scene(objects: Sequence[SimObject], scene_id: str) -> list[dict[str, Any]]:
+    """ScanRefer entries (scene_id, object_id, object_name, ann_id, description, token) for
+    every non-structural object: its relations to the others and its nearest neighbour."""
+    out = []
+    targets = [o for o in objects if o.name not in STRUCTURE]
+    for o in targets:
+        rels = _relations(o, [b for b in objects if b.name not in STRUCTURE])
+        near = min((b for b in objects if b.object_id != o.object_id and b.name not in STRUCTURE),
+                   key=lambda b: float(np.linalg.norm(b.center - o.center)), default=None)
+        for k, (rel, b) in enumerate(rels or [("", None)]):
+            if b is None:
+                desc = f"the {o.name} is the only object here."
+            else:
+                desc = f"the {o.name} is {rel} the {b.name}."
+            if near is not None:
+                desc += f" the nearest object to it is the {near.name}, {np.linalg.norm(near.center - o.center):.2f} m away."
+            out.append(dict(scene_id=scene_id, object_id=str(o.object_id), object_name=o.name, ann_id=str(k),
+                            description=desc, token=re.findall(r"\d+\.\d+|\w+|[^\w\s]", desc),
+                            relation=rel, anchor_id=None if b is None else str(b.object_id)))
+    return out
+
+
+def export_scanrefer(benchmark: str, task: str, out: str | Path, seed: int = 0, scene_id: str | None = None) -> Path:
+    """``out/scanrefer.json`` (ScanRefer list) and ``out/<scene_id>_objects.json`` (boxes)
+    for the scene at the reset of ``task`` with ``seed``; appends to an existing scanrefer.json
+    (other scenes' entries are kept, this scene's replaced)."""
+    from embodied.envs import build_benchmark
+
+    bench = build_benchmark(benchmark)
+    scene_id = scene_id or f"{task}_{seed}"
+    env = bench.make_env(task)
+    env.reset(seed=seed)
+    model, data = sim_handles(env)
+    objects = scene_objects(model, data, task)
+    env.close()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "scanrefer.json"
+    old = json.loads(path.read_text()) if path.exists() else []
+    entries = [e for e in old if e.get("scene_id") != scene_id] + describe_scene(objects, scene_id)
+    path.write_text(json.dumps(entries, indent=1))
+    (out / f"{scene_id}_objects.json").write_text(json.dumps([o.as_dict() for o in objects], indent=1))
+    return path
+
+
+__all__ = ["SimObject", "camera_intrinsics", "camera_pose", "describe_scene", "export_rgbd", "export_scanrefer", "export_videos",
+           "fuse_frames", "narrate", "read_scannet_frame", "scene_objects", "segmentation_to_instances", "write_scannet_scene"]

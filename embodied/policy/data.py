@@ -1,0 +1,76 @@
+"""Behaviour-cloning samples from collected demos (``embodied.collect``): one sample per
+action, with the observation before it, the next K actions (a chunk, masked past the
+episode's end) and the plan step's conditioning text (an index into a text bank)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from embodied.collect import Episode
+
+
+class DemoFrames(Dataset):
+    """``episodes`` -> samples ``{"state" (D,), "actions" (K, A), "action_mask" (K,),
+    "text_id" int[, "image" (3, H, W) float in [0, 1]]}``; ``texts`` lists the bank's strings
+    (index = text_id), plan-step texts in order of first appearance."""
+
+    def __init__(self, episodes: Sequence[Episode], chunk: int = 1, camera: str | None = None):
+        self.episodes, self.chunk, self.camera = list(episodes), int(chunk), camera
+        self.texts: list[str] = []
+        ids: dict[str, int] = {}
+        self.index: list[tuple[int, int, int]] = []  # (episode, t, text id)
+        for ei, ep in enumerate(self.episodes):
+            for t in range(len(ep)):
+                text = ep.text_at(t)
+                if text not in ids:
+                    ids[text] = len(self.texts)
+                    self.texts.append(text)
+                self.index.append((ei, t, ids[text]))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def state_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std (D,) of the states the policy is trained on."""
+        x = np.concatenate([ep.obs[:-1] for ep in self.episodes]).astype(np.float64)
+        return torch.tensor(x.mean(0), dtype=torch.float32), torch.tensor(x.std(0), dtype=torch.float32)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        ei, t, tid = self.index[i]
+        ep = self.episodes[ei]
+        T, A = ep.actions.shape
+        acts = np.zeros((self.chunk, A), np.float32)
+        n = min(self.chunk, T - t)
+        acts[:n] = ep.actions[t : t + n]
+        mask = np.zeros(self.chunk, bool)
+        mask[:n] = True
+        item = {"state": torch.from_numpy(ep.obs[t].astype(np.float32)), "actions": torch.from_numpy(acts),
+                "action_mask": torch.from_numpy(mask), "text_id": tid}
+        if self.camera is not None:
+            item["image"] = torch.from_numpy(ep.rgb[self.camera][t]).permute(2, 0, 1).float() / 255.0
+        return item
+
+
+def make_collate(text_tokens: torch.Tensor, text_mask: torch.Tensor):
+    """Collate that looks up each sample's text features in the bank ``(T, L, Dt)``/``(T, L)``."""
+
+    def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids = torch.tensor([it["text_id"] for it in items])
+        batch = {
+            "state": torch.stack([it["state"] for it in items]),
+            "actions": torch.stack([it["actions"] for it in items]),
+            "action_mask": torch.stack([it["action_mask"] for it in items]),
+            "text_tokens": text_tokens[ids],
+            "text_mask": text_mask[ids],
+        }
+        if "image" in items[0]:
+            batch["images"] = torch.stack([it["image"] for it in items])
+        return batch
+
+    return collate
+
+
+__all__ = ["DemoFrames", "make_collate"]

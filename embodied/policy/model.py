@@ -1,0 +1,195 @@
+"""The plan-conditioned policy, after EmbodiedGPT's embodied-former (Mu et al., 2023):
+learnable queries cross-attend to observation tokens (image features, or state tokens for
+state inputs) and to the plan text's token features; the query outputs, concatenated with a
+global observation feature and proprioception, feed an MLP that predicts a chunk of K actions
+(K = 1: a plain BC head; K > 1: ACT-style action chunks, executed receding-horizon).
+
+Text features come precomputed from a frozen text encoder (``embodied.policy.text``), so
+this module trains only its own (small) weights and its checkpoint holds no text encoder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlx.encoders import EncoderConfig
+
+
+@dataclass
+class PolicyModelConfig:
+    """obs: "state" (flat observation vector, split into ``state_token_size`` tokens) or
+    "image" (RGB from ``camera`` through ``image_encoder``: ``cnn`` = a small CNN for small
+    inputs, or any core image encoder such as ``vit``). ``proprio_dims``: the leading state
+    dims that are proprioception (Meta-World: hand xyz + gripper = 4), fed to the head
+    directly. ``text_dropout``: training-time probability of replacing the plan text by the
+    empty text, so the "no text" evaluation mode stays in distribution."""
+
+    obs: Literal["state", "image"] = "state"
+    state_token_size: int = 3
+    proprio_dims: int = 4
+    image_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="cnn"))
+    camera: str = "corner"
+    image_size: int = 64
+    width: int = 128
+    num_queries: int = 4
+    heads: int = 4
+    layers: int = 2
+    head_hidden: int = 256
+    chunk: int = 1
+    dropout: float = 0.0
+    text_dropout: float = 0.1
+
+
+class SmallCNN(nn.Module):
+    """(B, 3, H, W) in [0, 1] -> tokens (B, h*w, C) of the last feature map and pooled (B, C)."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(64, width, 3, stride=2, padding=1), nn.GELU(),
+        )
+        self.output_dim = width
+
+    def forward(self, images: torch.Tensor):
+        from vlx.encoders import EncoderOutput
+
+        fmap = self.net(images)  # (B, C, h, w)
+        tokens = fmap.flatten(2).transpose(1, 2)
+        return EncoderOutput(pooled=tokens.mean(1), tokens=tokens, mask=None)
+
+
+def build_obs_image_encoder(cfg: EncoderConfig) -> nn.Module:
+    """``cnn`` (this module's SmallCNN) or any encoder of the core's IMAGE_ENCODERS."""
+    if cfg.name == "cnn":
+        return SmallCNN(**dict(cfg.kwargs))
+    from vlx.encoders import build_image_encoder
+
+    return build_image_encoder(cfg)
+
+
+class StateTokenizer(nn.Module):
+    """(B, D) normalised state -> (B, N, W) tokens: consecutive groups of ``size`` dims, each
+    group with its own linear embedding (a grouped linear; groups are e.g. hand xyz, puck xyz)."""
+
+    def __init__(self, state_dim: int, size: int, width: int):
+        super().__init__()
+        self.n = -(-state_dim // size)
+        self.size, self.state_dim = size, state_dim
+        self.weight = nn.Parameter(torch.randn(self.n, size, width) / size**0.5)
+        self.bias = nn.Parameter(torch.zeros(self.n, width))
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        pad = self.n * self.size - self.state_dim
+        x = F.pad(state, (0, pad)).view(state.shape[0], self.n, self.size)
+        return torch.einsum("bns,nsw->bnw", x, self.weight) + self.bias
+
+
+class FormerLayer(nn.Module):
+    """Queries (B, Q, W): cross-attention to observation tokens, then to text tokens, then
+    self-attention, then an MLP, each pre-norm with a residual."""
+
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm_o, self.norm_t, self.norm_s, self.norm_m = (nn.LayerNorm(width) for _ in range(4))
+        self.attn_o = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.attn_t = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.attn_s = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, q: torch.Tensor, obs_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm_o(q)
+        q = q + self.attn_o(h, obs_tokens, obs_tokens, need_weights=False)[0]
+        h = self.norm_t(q)
+        q = q + self.attn_t(h, text_tokens, text_tokens, key_padding_mask=~text_mask, need_weights=False)[0]
+        h = self.norm_s(q)
+        q = q + self.attn_s(h, h, h, need_weights=False)[0]
+        return q + self.mlp(self.norm_m(q))
+
+
+class PlanConditionedPolicy(nn.Module):
+    """``forward(batch) -> {"loss", "mse"}`` for behaviour cloning; ``predict(...) -> (B, K, A)``.
+
+    batch: ``state`` (B, D) raw observation vectors; ``text_tokens`` (B, L, Dt) and
+    ``text_mask`` (B, L) bool from the frozen text encoder; ``actions`` (B, K, A) targets with
+    ``action_mask`` (B, K) (False past the episode's end); ``images`` (B, 3, H, W) in [0, 1]
+    when ``obs == "image"``. States are normalised with the demos' mean/std (buffers saved in
+    the checkpoint); the empty text's features are a buffer too (text dropout, "none" mode).
+    """
+
+    def __init__(self, cfg: PolicyModelConfig, state_dim: int, action_dim: int, text_dim: int, text_len: int):
+        super().__init__()
+        self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
+        W = cfg.width
+        self.register_buffer("state_mean", torch.zeros(state_dim))
+        self.register_buffer("state_std", torch.ones(state_dim))
+        self.register_buffer("null_text_tokens", torch.zeros(text_len, text_dim))
+        self.register_buffer("null_text_mask", torch.zeros(text_len, dtype=torch.bool))
+        if cfg.obs == "state":
+            self.state_tokens = StateTokenizer(state_dim, cfg.state_token_size, W)
+            self.obs_pos = nn.Parameter(torch.zeros(1, self.state_tokens.n, W))
+            self.global_obs = nn.Sequential(nn.Linear(state_dim, W), nn.GELU(), nn.Linear(W, W))
+        else:
+            self.image_encoder = build_obs_image_encoder(cfg.image_encoder)
+            self.image_proj = nn.Linear(self.image_encoder.output_dim, W)
+            self.global_obs = nn.Linear(self.image_encoder.output_dim, W)
+        self.text_proj = nn.Linear(text_dim, W)
+        self.queries = nn.Parameter(torch.randn(1, cfg.num_queries, W) * 0.02)
+        self.layers = nn.ModuleList(FormerLayer(W, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(W)
+        head_in = cfg.num_queries * W + W + cfg.proprio_dims
+        self.head = nn.Sequential(
+            nn.Linear(head_in, cfg.head_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.head_hidden, cfg.head_hidden), nn.GELU(),
+            nn.Linear(cfg.head_hidden, cfg.chunk * action_dim),
+        )
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.state_mean.copy_(mean)
+        self.state_std.copy_(std.clamp_min(1e-3))  # constant dims (unused object slots) stay finite
+
+    def set_null_text(self, tokens: torch.Tensor, mask: torch.Tensor) -> None:
+        self.null_text_tokens.copy_(tokens)
+        self.null_text_mask.copy_(mask)
+
+    def predict(self, state: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor,
+                images: torch.Tensor | None = None) -> torch.Tensor:
+        """state (B, D), text_tokens (B, L, Dt), text_mask (B, L) bool[, images (B, 3, H, W)]
+        -> actions (B, K, A)."""
+        s = (state - self.state_mean) / self.state_std
+        if self.cfg.obs == "state":
+            obs_tokens = self.state_tokens(s) + self.obs_pos
+            glob = self.global_obs(s)
+        else:
+            if images is None:
+                raise ValueError("PlanConditionedPolicy(obs='image'): batch has no 'images'")
+            enc = self.image_encoder(images)
+            obs_tokens, glob = self.image_proj(enc.tokens), self.global_obs(enc.pooled)
+        text = self.text_proj(text_tokens)
+        mask = text_mask.bool()
+        q = self.queries.expand(s.shape[0], -1, -1)
+        for layer in self.layers:
+            q = layer(q, obs_tokens, text, mask)
+        q = self.norm(q).flatten(1)
+        out = self.head(torch.cat([q, glob, s[:, : self.cfg.proprio_dims]], dim=-1))
+        return out.view(s.shape[0], self.cfg.chunk, self.action_dim)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        tokens, mask = batch["text_tokens"], batch["text_mask"].bool()
+        if self.training and self.cfg.text_dropout > 0:
+            drop = torch.rand(tokens.shape[0], device=tokens.device) < self.cfg.text_dropout
+            tokens = torch.where(drop[:, None, None], self.null_text_tokens.to(tokens.dtype), tokens)
+            mask = torch.where(drop[:, None], self.null_text_mask, mask)
+        pred = self.predict(batch["state"], tokens, mask, batch.get("images"))
+        target, amask = batch["actions"], batch["action_mask"].float()
+        err = ((pred - target) ** 2).mean(-1)  # (B, K)
+        loss = (err * amask).sum() / amask.sum().clamp_min(1.0)
+        return {"loss": loss, "mse_first": err[:, 0].mean().detach()}
+
+
+__all__ = ["FormerLayer", "PlanConditionedPolicy", "PolicyModelConfig", "SmallCNN", "StateTokenizer", "build_obs_image_encoder"]

@@ -1,0 +1,127 @@
+"""``embodied_policy``: behaviour cloning of the plan-conditioned policy on collected demos
+through the core Trainer (``vlx train configs/embodied/policy.yaml``; checkpointed and
+resumable by the Trainer). Demos are collected into ``data.demos`` first when missing; the
+evaluation at the end of training rolls the policy out through the harness."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from vlx.encoders import EncoderConfig
+from vlx.tokenizers import TokenizerConfig
+from vlx.train.recipe import RecipeConfig, Task, register_recipe
+
+from embodied.policy.model import PlanConditionedPolicy, PolicyModelConfig
+
+
+@dataclass
+class PolicyDataConfig:
+    """demos: a directory written by ``vlx embodied collect`` (collected here when missing and
+    ``collect`` is true, with ``episodes`` per task); ``only_success`` drops failed demos."""
+
+    demos: str = "data/embodied/demos/reach-pickplace"
+    benchmark: str = "metaworld-mt10"
+    tasks: Optional[list[str]] = field(default_factory=lambda: ["reach-v3", "pick-place-v3"])
+    collect: bool = True
+    episodes: int = 50
+    seed: int = 0
+    max_steps: Optional[int] = None
+    only_success: bool = True
+
+
+@dataclass
+class PolicyEvalConfig:
+    """Rollouts at the end of training (``episodes`` per task and mode; 0 skips them)."""
+
+    episodes: int = 5
+    modes: list[str] = field(default_factory=lambda: ["plan", "none"])
+    seed: int = 0
+    max_steps: Optional[int] = None
+
+
+@dataclass
+class PolicyConfig(RecipeConfig):
+    model: PolicyModelConfig = field(default_factory=PolicyModelConfig)
+    data: PolicyDataConfig = field(default_factory=PolicyDataConfig)
+    eval: PolicyEvalConfig = field(default_factory=PolicyEvalConfig)
+    text: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="minilm", freeze=True))
+    tokenizer: TokenizerConfig = field(default_factory=lambda: TokenizerConfig(name="minilm", max_length=32))
+
+
+def build_policy_model(cfg: PolicyConfig, state_dim: int | None, action_dim: int = 4) -> tuple[PlanConditionedPolicy, Any]:
+    """The (untrained) policy and the frozen text-feature cache. ``state_dim=None`` reads the
+    dimensions from the demos' benchmark (for loading a trained run)."""
+    from embodied.policy.text import TextFeatureCache
+
+    if state_dim is None:
+        from embodied.envs import build_benchmark
+
+        bench = build_benchmark(cfg.data.benchmark)
+        env = bench.make_env((cfg.data.tasks or [bench.tasks()[0].name])[0])
+        from embodied.collect import flatten_obs
+
+        state_dim = int(flatten_obs(env.reset(seed=0)[0]).shape[0])
+        action_dim = int(env.action_space.shape[0])
+        env.close()
+    cache = TextFeatureCache(cfg.text, cfg.tokenizer)
+    torch.manual_seed(cfg.train.seed)  # model init is part of the seeded run
+    model = PlanConditionedPolicy(cfg.model, state_dim, action_dim, cache.dim, cache.length)
+    null_tokens, null_mask = cache.features([""])
+    model.set_null_text(null_tokens[0], null_mask[0])
+    return model, cache
+
+
+def ensure_demos(cfg: PolicyConfig) -> Path:
+    from embodied.collect import CollectConfig, collect
+
+    root = Path(cfg.data.demos)
+    if not (root / "dataset.json").is_file() and cfg.data.collect:
+        cams = [cfg.model.camera] if cfg.model.obs == "image" else []
+        collect(CollectConfig(benchmark=cfg.data.benchmark, episodes=cfg.data.episodes, out=str(root), tasks=cfg.data.tasks,
+                              seed=cfg.data.seed, cameras=cams, width=cfg.model.image_size, height=cfg.model.image_size,
+                              max_steps=cfg.data.max_steps))
+    return root
+
+
+@register_recipe("embodied_policy", PolicyConfig)
+def build_embodied_policy(cfg: PolicyConfig) -> Task:
+    from embodied.collect import load_demos
+    from embodied.policy.data import DemoFrames, make_collate
+    from vlx.data.errors import DataError
+
+    root = ensure_demos(cfg)
+    camera = cfg.model.camera if cfg.model.obs == "image" else None
+    episodes = load_demos(root, benchmark=cfg.data.benchmark, tasks=cfg.data.tasks, cameras=[camera] if camera else [],
+                          images=camera is not None, only_success=cfg.data.only_success)
+    if not episodes:
+        raise DataError(f"{root}: no successful demos to train on (data.only_success is true)")
+    data = DemoFrames(episodes, chunk=cfg.model.chunk, camera=camera)
+    state_dim, action_dim = episodes[0].obs.shape[1], episodes[0].actions.shape[1]
+    model, cache = build_policy_model(cfg, state_dim, action_dim)
+    model.set_normalization(*data.state_stats())
+    bank_tokens, bank_mask = cache.features(data.texts)
+
+    def evaluate(m: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+        out: dict[str, Any] = {"train_samples": len(data), "train_episodes": len(episodes), "plan_texts": len(data.texts)}
+        if cfg.eval.episodes <= 0:
+            return out
+        from embodied.policy.skill import PolicyRunner, evaluate_policy
+
+        runner = PolicyRunner(m, cache, device, camera=cfg.model.camera)
+        res = evaluate_policy(runner, cfg.data.benchmark, cfg.data.tasks, cfg.eval.episodes, cfg.eval.modes,
+                              Path(cfg.train.output_dir) / "rollouts", seed=cfg.eval.seed, max_steps=cfg.eval.max_steps,
+                              fresh=True, progress=False, train_dir=cfg.train.output_dir)
+        m.train()  # the runner put it in eval mode; the Trainer restores train mode itself too
+        for mode, r in res["modes"].items():
+            out[f"success_{mode}"] = r["overall"]["success_rate"]
+            for task, s in r["per_task"].items():
+                out[f"success_{mode}/{task}"] = s["success_rate"]
+        return out
+
+    return Task(model=model, train_dataset=data, collate_fn=make_collate(bank_tokens, bank_mask), evaluate=evaluate)
+
+
+__all__ = ["PolicyConfig", "PolicyDataConfig", "PolicyEvalConfig", "build_embodied_policy", "build_policy_model", "ensure_demos"]

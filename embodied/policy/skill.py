@@ -1,0 +1,194 @@
+"""The trained policy as harness skills, and its evaluation with and without the plan.
+
+``PolicyRunner`` fills the ``embodied.skills.Policy`` protocol (``act(obs, text)``) for a
+trained ``PlanConditionedPolicy``; ``policy_skills(benchmark, runner, mode)`` wraps it in
+``LearnedPolicySkill``s whose conditioning text is, per ``mode``:
+
+* ``plan``: the plan step's text (``embodied.collect.plan_step_text``), what it was trained on;
+* ``instruction``: the episode's bare instruction (a paraphrase; captured from the planner call);
+* ``none``: the empty text (trained with text dropout, so in distribution).
+
+``evaluate_policy`` runs the harness (oracle planner, Meta-World protocol) once per mode and
+writes ``policy_report.md``/``.json`` comparing them, pointing at the training curve.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from embodied.collect import flatten_obs, plan_step_text
+from embodied.skills import LearnedPolicySkill
+from embodied.types import PlanStep
+
+MODES = ("plan", "instruction", "none")
+
+
+class PolicyRunner:
+    """``act(obs, text) -> (A,) action`` in [-1, 1]. With action chunks (K > 1) it predicts
+    K actions and executes the first ``execute`` of them before predicting again."""
+
+    def __init__(self, model: Any, text_cache: Any, device: str | torch.device = "cpu", execute: int = 1,
+                 camera: str | None = None):
+        self.model = model.to(device).eval()
+        self.text = text_cache
+        self.device = torch.device(device)
+        self.execute = max(1, min(int(execute), model.cfg.chunk))
+        self.camera = camera if model.cfg.obs == "image" else None
+        self._queue: list[np.ndarray] = []
+        self._env, self._rig = None, None
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, ckpt: str | Path | None = None, device: str = "cpu", execute: int = 1) -> "PolicyRunner":
+        """A runner for the training run in ``run_dir`` (its ``config.yaml``; weights from
+        ``ckpt`` or the run's latest checkpoint)."""
+        from vlx.config import ConfigError, from_dict, read_yaml_with_extends
+        from vlx.train.checkpoint import load_model_weights
+
+        from embodied.policy.recipe import PolicyConfig, build_policy_model
+
+        run = Path(run_dir)
+        cfg_path = run / "config.yaml"
+        if not cfg_path.is_file():
+            raise ConfigError(f"{cfg_path}: not found; expected the output_dir of a `vlx train` run of embodied_policy")
+        cfg = from_dict(PolicyConfig, read_yaml_with_extends(str(cfg_path)), where=str(cfg_path))
+        model, cache = build_policy_model(cfg, state_dim=None)
+        load_model_weights(model, ckpt or run / "checkpoints" / "latest")
+        return cls(model, cache, device, execute, camera=cfg.model.camera)
+
+    def reset(self, env: Any = None) -> None:
+        self._queue = []
+        if self.camera is not None and env is not None and env is not self._env:
+            from embodied.collect import CameraRig, sim_handles
+
+            if self._rig is not None:
+                self._rig.close()
+            size = self.model.cfg.image_size
+            self._env, self._rig = env, CameraRig(sim_handles(env)[0], [self.camera], size, size)
+
+    @torch.no_grad()
+    def act(self, obs: Any, text: str) -> np.ndarray:
+        if not self._queue:
+            tokens, mask = self.text.features([text])
+            state = torch.from_numpy(flatten_obs(obs))[None]
+            images = None
+            if self.camera is not None:
+                if self._rig is None:
+                    raise RuntimeError("image policy needs the env: the skill's reset(env, ...) got env=None (vector envs?)")
+                from embodied.collect import sim_handles
+
+                frame = self._rig.render(sim_handles(self._env)[1], self.camera, "rgb")
+                images = torch.from_numpy(frame).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
+            chunk = self.model.predict(state.to(self.device), tokens.to(self.device), mask.to(self.device), images)[0]
+            self._queue = [a for a in chunk[: self.execute].float().cpu().numpy()]
+        return np.clip(self._queue.pop(0), -1.0, 1.0).astype(np.float32)
+
+
+class PlanConditionedSkill(LearnedPolicySkill):
+    """A ``LearnedPolicySkill`` that also hands the env to the policy on reset (image
+    policies render their own camera from it)."""
+
+    def reset(self, env: Any, args: dict[str, str]) -> None:
+        self._text = self.text_fn(args)
+        self.policy.reset(env)
+
+
+class InstructionRecorder:
+    """Wraps a planner and remembers the instruction of the latest ``plan`` call, which the
+    ``instruction`` mode conditions on (skills only see plan-step arguments)."""
+
+    def __init__(self, planner: Any):
+        self.planner, self.instruction = planner, ""
+
+    def set_ground_truth(self, steps: Any) -> None:
+        if hasattr(self.planner, "set_ground_truth"):
+            self.planner.set_ground_truth(steps)
+
+    def plan(self, instruction: str, observation: Any, skills: Any) -> Any:
+        self.instruction = instruction
+        return self.planner.plan(instruction, observation, skills)
+
+
+def policy_skills(benchmark: Any, runner: PolicyRunner, mode: str, recorder: InstructionRecorder | None = None) -> dict[str, PlanConditionedSkill]:
+    """One skill per skill spec of ``benchmark``, all driven by ``runner`` with ``mode``'s text."""
+    from vlx.config import ConfigError
+
+    if mode not in MODES:
+        raise ConfigError(f"policy mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "instruction" and recorder is None:
+        raise ValueError("mode 'instruction' needs the InstructionRecorder that wraps the planner")
+    ok = lambda info: bool(info.get("success", 0.0) >= 1.0)  # noqa: E731  the benchmark's own signal
+    skills = {}
+    for spec in benchmark.skill_specs():
+        if mode == "plan":
+            fn = lambda args, spec=spec: plan_step_text(PlanStep(spec.name, tuple(sorted(args.items()))), spec)  # noqa: E731
+        elif mode == "instruction":
+            fn = lambda args: recorder.instruction  # noqa: E731
+        else:
+            fn = lambda args: ""  # noqa: E731
+        skills[spec.name] = PlanConditionedSkill(spec, runner, ok, fn)
+    return skills
+
+
+def evaluate_policy(runner: PolicyRunner, benchmark: str, tasks: Sequence[str] | None, episodes: int, modes: Sequence[str],
+                    out: str | Path, seed: int = 0, max_steps: int | None = None, fresh: bool = False,
+                    progress: bool = True, train_dir: str | Path | None = None) -> dict[str, Any]:
+    """Harness runs (oracle planner + the policy as every skill) for each mode into
+    ``out/<mode>/``; returns and writes ``out/policy_report.{json,md}``. Resumable unless
+    ``fresh`` (which clears ``out/<mode>`` first)."""
+    from embodied.envs import build_benchmark
+    from embodied.harness import HarnessConfig, evaluate
+    from embodied.planners import build_planner
+
+    bench = build_benchmark(benchmark)
+    out = Path(out)
+    result: dict[str, Any] = {"benchmark": bench.name, "protocol": bench.protocol, "episodes_per_task": episodes,
+                              "seed": seed, "tasks": list(tasks or [t.name for t in bench.tasks()]), "modes": {}}
+    for mode in modes:
+        recorder = InstructionRecorder(build_planner("oracle"))
+        skills = policy_skills(bench, runner, mode, recorder)
+        cfg = HarnessConfig(benchmark=bench.name, planner="oracle", skills="learned", episodes=episodes, seed=seed,
+                            out=str(out / mode), tasks=list(tasks) if tasks else None, max_steps=max_steps,
+                            instructions="paraphrases", progress=progress)
+        if fresh and (out / mode).exists():
+            shutil.rmtree(out / mode)
+        summary = evaluate(cfg, benchmark=bench, planner=recorder, skills=skills)
+        result["modes"][mode] = {"overall": summary["overall"], "per_task": summary.get("per_task", {})}
+    if train_dir is not None:
+        result["train_dir"] = str(train_dir)
+        curve = Path(train_dir) / "train_curve.png"
+        result["train_curve"] = str(curve) if curve.exists() else None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "policy_report.json").write_text(json.dumps(result, indent=2, default=str))
+    (out / "policy_report.md").write_text(report_markdown(result))
+    return result
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    modes = list(result["modes"])
+    lines = [f"# Plan-conditioned policy on {result['benchmark']}", "",
+             f"{result['protocol']} Oracle planner; the learned policy executes every plan step. "
+             f"{result['episodes_per_task']} episodes per task (seed {result['seed']}), instructions cycle the paraphrase set.",
+             "Modes: **plan** = conditioned on the plan step's text (as trained); **instruction** = the bare "
+             "instruction instead; **none** = the empty text.", ""]
+    if result.get("train_curve"):
+        lines += [f"Training curve: `{result['train_curve']}`", ""]
+    lines += ["| task | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+
+    def cell(s: dict) -> str:
+        if not s or s.get("success_rate") is None:
+            return "-"
+        return f"{100 * s['success_rate']:.0f}% ({s['successes']}/{s['episodes']}, CI {100 * s['ci95_low']:.0f}-{100 * s['ci95_high']:.0f})"
+
+    for task in result["tasks"]:
+        lines.append(f"| {task} | " + " | ".join(cell(result["modes"][m]["per_task"].get(task, {})) for m in modes) + " |")
+    lines.append("| **all** | " + " | ".join(cell(result["modes"][m]["overall"]) for m in modes) + " |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["InstructionRecorder", "MODES", "PlanConditionedSkill", "PolicyRunner", "evaluate_policy", "policy_skills", "report_markdown"]
