@@ -39,8 +39,10 @@ def test_retrieval_matches_argsort_reference():
     got2 = retrieval_metrics(sim, sets)
     assert got2["MnR"] == pytest.approx(np.mean(ranks2)) and got2["MnR"] < got["MnR"]
     assert got2["R@1"] == pytest.approx(100 * np.mean([r == 1 for r in ranks2]))
-    # a plain list of ints is a LongTensor
+    # a plain list of ints (or numpy ints) is a LongTensor; numpy sets work too
     assert retrieval_metrics(sim, gt.tolist()) == got
+    assert retrieval_metrics(sim, list(gt.numpy())) == got
+    assert retrieval_metrics(sim, [set(np.array(list(x))) for x in sets]) == got2
 
 
 def test_retrieval_known_values_and_pessimistic_ties():
@@ -208,5 +210,7 @@ def test_caption_input_errors():
         caption_metrics(["a", "b"], [["a"]])
     with pytest.raises(DataError, match="reference set 1 must be a non-empty list"):
         caption_metrics(["a", "b"], [["a"], []])
+    with pytest.raises(DataError, match="no predictions"):
+        caption_metrics([], [])
     with pytest.raises(DataError, match="prediction 0 is NoneType"):
         cider_d([None], [["a"]])

@@ -108,9 +108,10 @@ def bleu(preds: Sequence[str], refs: Sequence[Sequence[str]], n: int = 4) -> lis
     totals, and coco's smoothing constants (1e-15 / 1e-9) so an empty corpus scores ~0.
     preds: N tokenized strings; refs: N lists of tokenized strings. Returns [BLEU-1, ..., BLEU-n]."""
     _check(preds, refs, "bleu")
-    if not preds:
-        return [0.0] * n
-    c = _Corpus(preds, refs, n)
+    return _bleu(_Corpus(preds, refs, n), n) if preds else [0.0] * n
+
+
+def _bleu(c: _Corpus, n: int) -> list[float]:
     N = c.n_samples
     tiny, small = 1e-15, 1e-9
     testlens = c.length[:N]
@@ -200,9 +201,10 @@ def cider_d_scores(preds: Sequence[str], refs: Sequence[Sequence[str]], n: int =
     length d compares the *bigram* counts (len - 1) of candidate and reference, not word counts.
     """
     _check(preds, refs, "cider_d")
-    if not preds:
-        return []
-    c = _Corpus(preds, refs, n)
+    return _cider_d(_Corpus(preds, refs, n), n, sigma) if preds else []
+
+
+def _cider_d(c: _Corpus, n: int, sigma: float) -> list[float]:
     N = c.n_samples
     log_n = math.log(float(N))
     ref_sample = c.sample[N:]  # the sample (= its prediction's sentence index) of each reference
@@ -246,8 +248,11 @@ def caption_metrics(preds: Sequence[str], refs: Sequence[Sequence[str]], tokeniz
     if tokenize:
         preds = [tokenize_caption(p) for p in preds]
         refs = [[tokenize_caption(r) for r in rs] for rs in refs]
-    b = bleu(preds, refs, 4)
-    out = {f"BLEU-{k + 1}": 100.0 * v for k, v in enumerate(b)}
+    if not preds:
+        raise DataError("caption_metrics: no predictions to score")
+    corpus = _Corpus(preds, refs, 4)  # n-gram tables shared by BLEU and CIDEr-D
+    out = {f"BLEU-{k + 1}": 100.0 * v for k, v in enumerate(_bleu(corpus, 4))}
     out["ROUGE-L"] = 100.0 * rouge_l(preds, refs)
-    out["CIDEr-D"] = 100.0 * cider_d(preds, refs)
+    cider = _cider_d(corpus, 4, 6.0)
+    out["CIDEr-D"] = 100.0 * sum(cider) / len(cider)
     return out

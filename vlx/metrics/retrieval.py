@@ -20,7 +20,7 @@ def _gt_mask(gt: Gt, nq: int, ng: int, rows: slice, device: torch.device) -> tor
         return mask
     for r, q in enumerate(range(rows.start, rows.stop)):
         items = gt[q]
-        items = [items] if isinstance(items, int) else list(items)
+        items = [int(items)] if isinstance(items, (int, np.integer)) else [int(x) for x in items]
         if not items:
             raise DataError(f"retrieval_metrics: gt[{q}] is empty; every query needs at least one correct gallery item")
         mask[r, items] = True
@@ -46,7 +46,7 @@ def retrieval_ranks(sim: torch.Tensor, gt: Gt, chunk: int = 1024) -> torch.Tenso
         if bad.any():
             q = int(bad.nonzero()[0])
             raise DataError(f"retrieval_metrics: gt[{q}] = {int(gt[q])} is outside the gallery of {ng} items")
-    elif not isinstance(gt, torch.Tensor) and all(isinstance(g, int) for g in gt):
+    elif all(isinstance(g, (int, np.integer)) for g in gt):
         gt = torch.tensor(list(gt), dtype=torch.long)
         return retrieval_ranks(sim, gt, chunk)
     ranks = []
