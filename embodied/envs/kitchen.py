@@ -146,8 +146,10 @@ def ordered_completion(subgoals: tuple[str, ...], completions: list[str]) -> boo
 
 class KitchenEnv(TaskEnv):
     """One Franka Kitchen task: ``FrankaKitchen-v1`` made with ``tasks_to_complete`` = the
-    task's subgoals. Observations are the env's dicts (``observation`` (59,): robot qpos (9),
-    qvel (9), object qpos (21), qvel (20)); actions (9,) joint velocities in [-1, 1]."""
+    task's subgoals. Observations are the env's ``observation`` array (59,): robot qpos (9),
+    qvel (9), object qpos (21), qvel (20); the env's ``achieved_goal``/``desired_goal`` dicts
+    are dropped (they repeat object qpos and fixed goals) so that observations batch like
+    Meta-World's in vector envs. Actions (9,): joint velocities in [-1, 1]."""
 
     def __init__(self, task: TaskSpec, render: bool = False, camera: str | None = None, width: int = 128, height: int = 128):
         _ensure_gl()
@@ -169,17 +171,17 @@ class KitchenEnv(TaskEnv):
             "FrankaKitchen-v1", tasks_to_complete=list(task.subgoals), max_episode_steps=task.max_episode_steps,
             disable_env_checker=True, **kw,
         )
-        self.observation_space = self.env.observation_space
+        self.observation_space = self.env.observation_space["observation"]
         self.action_space = self.env.action_space
         self._render = render
         self._steps = 0
 
-    def reset(self, seed: int | None = None) -> tuple[dict, dict]:
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
         self._steps = 0
         obs, info = self.env.reset(seed=None if seed is None else int(seed) % (2**32))
-        return obs, info
+        return obs["observation"], info
 
-    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._steps >= self.max_episode_steps:
             raise RuntimeError(f"kitchen {self.task.name}: step {self._steps} past max_episode_steps; call reset()")
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float64))
@@ -187,7 +189,7 @@ class KitchenEnv(TaskEnv):
         info = dict(info)
         info["episode_task_completions"] = list(info.get("episode_task_completions", []))
         truncated = bool(truncated) or self._steps >= self.max_episode_steps
-        return obs, float(reward), bool(terminated), truncated, info
+        return obs["observation"], float(reward), bool(terminated), truncated, info
 
     def success(self, info: dict) -> bool:
         return ordered_completion(self.task.subgoals, list(info.get("episode_task_completions", [])))
