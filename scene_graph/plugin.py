@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--set", action="append", default=[], help="override for every run, e.g. train.epochs=2")
     r.add_argument("--only", nargs="*", default=None, help="subset of: graph noedges qa pretrain")
     r.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared 2-core box)")
-    r.add_argument("--finetune-epochs", type=int, default=4, help="grounding epochs after pre-training / from scratch")
+    r.add_argument("--finetune-epochs", type=int, default=3, help="grounding epochs after pre-training / from scratch")
     r.set_defaults(func=_run_report)
     g = sub.add_parser("graph", help="print the relation triples of one ScanNet-layout scene")
     g.add_argument("scans")

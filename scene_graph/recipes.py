@@ -38,6 +38,7 @@ class SceneDataConfig:
     rooms: RoomConfig = field(default_factory=RoomConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
     skip_bad: bool = False                # skip (and count) bad annotations instead of failing
+    cache_graphs: bool = True             # keep built graphs in <root>/graphs_<hash>.pt for later runs
     max_train: Optional[int] = None
     max_val: Optional[int] = None
 
@@ -59,10 +60,36 @@ class PretrainRecipeConfig(SceneGraphRecipeConfig):
 def _prepare(cfg: SceneDataConfig) -> Path:
     root = Path(cfg.root)
     if cfg.generate and not rooms_ready(root, cfg.rooms):
+        for stale in root.glob("graphs_*.pt"):  # graphs of the rooms being replaced
+            stale.unlink()
         generate_rooms(root, cfg.rooms)
     if not (root / cfg.train_file).is_file():
         raise ConfigError(f"data.train_file: {root / cfg.train_file} not found (data.generate is {cfg.generate})")
     return root
+
+
+def make_store(cfg: SceneDataConfig) -> SceneStore:
+    return SceneStore(Path(cfg.root) / cfg.scans, cfg.graph)
+
+
+def _cache_path(cfg: SceneDataConfig) -> Path:
+    import hashlib
+
+    from vlx.config import to_dict
+
+    key = hashlib.md5(json.dumps(to_dict(cfg.graph), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.root) / f"graphs_{key}.pt"
+
+
+def load_splits(cfg: SceneDataConfig, answer_vocab=None) -> tuple[ReferralDataset, ReferralDataset]:
+    """Train and val datasets over one scene store (graphs cached under root when allowed)."""
+    store = make_store(cfg)
+    cached = cfg.cache_graphs and store.load(_cache_path(cfg))
+    train = load_split(cfg, "train", store, answer_vocab)
+    val = load_split(cfg, "val", store, answer_vocab)
+    if cfg.cache_graphs and not cached:
+        store.save(_cache_path(cfg))
+    return train, val
 
 
 def load_split(cfg: SceneDataConfig, which: str, store: SceneStore, answer_vocab=None) -> ReferralDataset:
@@ -136,15 +163,13 @@ def evaluate_grounding(model, dataset: ReferralDataset, collate, device, batch_s
 def _build(cfg: SceneGraphRecipeConfig, qa: bool) -> Task:
     _prepare(cfg.data)
     tok = build_tokenizer(cfg.tokenizer)
-    store = SceneStore(Path(cfg.data.root) / cfg.data.scans, cfg.data.graph)
     answer_vocab, names = None, None
     if qa:
         refs = READERS[cfg.data.format](Path(cfg.data.root) / cfg.data.train_file)
         names = sorted({r.answers[0].lower() for r in refs if r.answers})
         answer_vocab = {a: k for k, a in enumerate(names)}
         cfg.model.num_answers = len(names)
-    train = load_split(cfg.data, "train", store, answer_vocab)
-    val = load_split(cfg.data, "val", store, answer_vocab)
+    train, val = load_splits(cfg.data, answer_vocab)
     model = build_scene_model(cfg.model)
     _maybe_init(model, cfg.init_from)
     collate = lambda samples: collate_referrals(samples, tok)  # noqa: E731
@@ -170,9 +195,7 @@ def build_pretrain(cfg: PretrainRecipeConfig) -> Task:
     masked objects from positions and relations, masked words, relation-swap negatives."""
     _prepare(cfg.data)
     tok = build_tokenizer(cfg.tokenizer)
-    store = SceneStore(Path(cfg.data.root) / cfg.data.scans, cfg.data.graph)
-    train = load_split(cfg.data, "train", store)
-    val = load_split(cfg.data, "val", store)
+    train, val = load_splits(cfg.data)
     labels = sorted({l for item in train.items for l in item["graph"].label_names})
     cfg.model.vocab_size = tok.vocab_size
     cfg.model.num_classes = len(labels)

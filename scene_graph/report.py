@@ -56,18 +56,21 @@ def run_report(args) -> int:
     only = set(args.only or ["graph", "noedges", "qa", "pretrain"])
     base = list(args.set) + ["train.resume=none"]
     results: dict[str, dict] = {}
-    for name in ("graph", "noedges", "qa"):
+    for name in ("graph", "noedges"):
         if name in only:
             results[name] = run_config(cdir / RUNS[name], base + [f"train.output_dir={out / name}"])
             _write(out, results)
     if "pretrain" in only:
         results["pretrain"] = run_config(cdir / RUNS["pretrain"], base + [f"train.output_dir={out / 'pretrain'}"])
-        ft_epochs = int(getattr(args, "finetune_epochs", 4))
+        ft_epochs = int(getattr(args, "finetune_epochs", 3))
         grounding = cdir / RUNS["graph"]
         results["finetune_from_pretrain"] = run_config(
             grounding, _finetune_overrides(base, out, "finetune_from_pretrain", str(out / "pretrain"), ft_epochs))
         results["finetune_from_scratch"] = run_config(
             grounding, _finetune_overrides(base, out, "finetune_from_scratch", None, ft_epochs))
+        _write(out, results)
+    if "qa" in only:
+        results["qa"] = run_config(cdir / RUNS["qa"], base + [f"train.output_dir={out / 'qa'}"])
     _write(out, results)
     print((out / "report.md").read_text())
     return 0

@@ -33,6 +33,18 @@ class SceneStore:
         self.loader = loader
         self._graphs: dict[str, Data | DataError] = {}
 
+    def save(self, path: str | Path) -> None:
+        """Write the built graphs (not the failures) to ``path`` so later runs skip the building."""
+        torch.save({k: g for k, g in self._graphs.items() if isinstance(g, Data)}, Path(path))
+
+    def load(self, path: str | Path) -> bool:
+        """Read graphs saved by :meth:`save`; False when ``path`` does not exist."""
+        p = Path(path)
+        if not p.is_file():
+            return False
+        self._graphs.update(torch.load(p, weights_only=False))
+        return True
+
     def get(self, scene_id: str) -> Data:
         if scene_id not in self._graphs:
             try:

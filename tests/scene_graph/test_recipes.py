@@ -1,0 +1,87 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+import scene_graph.recipes  # noqa: F401
+from vlx.config import from_dict
+from vlx.data.errors import DataError
+from vlx.train.recipe import RECIPES
+from vlx.train.trainer import Trainer
+
+ROOMS = {"n_train": 8, "n_val": 3, "points_per_object": 24, "seed": 1}
+
+
+def config(name, root, out, **extra):
+    d = {
+        "recipe": name,
+        "train": {"output_dir": str(out), "max_steps": 3, "batch_size": 4, "progress": False, "tensorboard": False,
+                  "resume": "none", "log_every": 1},
+        "model": {"dim": 32, "fusion_heads": 2, "gnn": {"heads": 2, "layers": 1}},
+        "tokenizer": {"max_length": 24},
+        "data": {"root": str(root), "rooms": ROOMS, "graph": {"num_points": 16, "between": False}},
+        "eval_batch_size": 8,
+    }
+    for k, v in extra.items():
+        d.setdefault(k, {}).update(v) if isinstance(v, dict) else d.__setitem__(k, v)
+    recipe = RECIPES.get(name)
+    return recipe, from_dict(recipe.config_cls, d, where="test")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("sg_recipes")
+
+
+def fit(recipe, cfg):
+    return Trainer(cfg.train, recipe.build(cfg)).fit()
+
+
+def test_grounding_recipe_trains_and_reports(root, tmp_path):
+    recipe, cfg = config("sg_grounding", root, tmp_path / "g")
+    res = fit(recipe, cfg)
+    for k in ("overall/Acc@0.25", "unique/Acc@0.5", "multiple/Acc@0.25", "candidate/hard", "candidate/view_dep"):
+        assert 0.0 <= res[k] <= 100.0 or res[k] != res[k]  # NaN only for an empty split
+    assert res["skipped"] == 0 and res["n"] > 0
+    assert (tmp_path / "g" / "eval.json").is_file()
+
+
+def test_bad_val_sample_fails_or_is_skipped(root, tmp_path):
+    recipe, cfg = config("sg_grounding", root, tmp_path / "g")
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    val = json.loads((data / "scanrefer_val.json").read_text())
+    val.append(dict(val[0], object_id="77"))
+    val.append(dict(val[0], scene_id="scene9999_00"))
+    (data / "scanrefer_val.json").write_text(json.dumps(val))
+    n = len(val)
+    recipe, cfg = config("sg_grounding", data, tmp_path / "g", data={"generate": False})
+    with pytest.raises(DataError, match=rf"scanrefer_val.json\[{n - 2}\]: object id 77 not in scene"):
+        recipe.build(cfg)
+    recipe, cfg = config("sg_grounding", data, tmp_path / "g", data={"generate": False, "skip_bad": True})
+    with pytest.warns(UserWarning, match="skipped 2"):
+        task = recipe.build(cfg)
+    res = task.evaluate(task.model, torch.device("cpu"))
+    assert res["skipped"] == 2 and res["n"] == n - 2
+
+
+def test_qa_recipe_reports_exact_match(root, tmp_path):
+    recipe, cfg = config("sg_qa", root, tmp_path / "qa", data={"format": "scanqa", "train_file": "scanqa_train.json",
+                                                                "val_file": "scanqa_val.json"})
+    res = fit(recipe, cfg)
+    assert 0.0 <= res["EM@1"] <= res["EM@10"] <= 100.0 and "CIDEr-D" in res
+
+
+@pytest.mark.slow
+def test_pretrain_then_finetune_loads_weights(root, tmp_path):
+    recipe, cfg = config("sg_pretrain", root, tmp_path / "pre")
+    res = fit(recipe, cfg)
+    assert 0.0 <= res["relation_swap_acc"] <= 100.0 and "val_masked_words" in res
+    recipe, cfg = config("sg_grounding", root, tmp_path / "ft", init_from=str(tmp_path / "pre"))
+    task = recipe.build(cfg)
+    from safetensors.torch import load_file
+
+    sd = load_file(str(next((tmp_path / "pre" / "checkpoints").glob("step_*")) / "model.safetensors"))
+    w = task.model.state_dict()["objects.box.0.weight"]
+    assert torch.equal(w, sd["model.objects.box.0.weight"])
