@@ -16,8 +16,8 @@ gymnasium ``AsyncVectorEnv`` (``num_envs > 1``; skills then get ``env=None`` in 
 Resume: records are appended and fsynced per episode to ``episodes.rank<R>.jsonl``; on start
 every rank file in the output dir is read, a torn last line is dropped, and finished episode
 ids are skipped, so a killed run resumed neither repeats nor loses episodes (whatever
-WORLD_SIZE it resumes with). Rank 0 writes the merged report once every rank marked itself
-done.
+WORLD_SIZE it resumes with). Rank 0 writes the merged report once every episode of the run
+is recorded, by whichever rank.
 """
 from __future__ import annotations
 
@@ -405,7 +405,6 @@ class Harness:
         from tqdm import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / f"done.rank{self.rank}").unlink(missing_ok=True)
         todo = self.my_units()
         path = self.out / f"episodes.rank{self.rank}.jsonl"
         before = len(read_records(path, repair=True))
@@ -419,7 +418,6 @@ class Harness:
         finally:
             writer.close()
             bar.close()
-        (self.out / f"done.rank{self.rank}").write_text(str(len(todo)))
         return read_records(path)[before:]
 
     def close(self) -> None:
@@ -509,17 +507,23 @@ class GymTaskEnv(_gym_env_base()):  # type: ignore[misc]
         return obs, r, term, trunc, info
 
 
-def wait_for_ranks(out: Path, world_size: int, timeout_s: float = 24 * 3600) -> None:
+def wait_for_records(out: Path, ids: set[str], timeout_s: float = 24 * 3600, poll_s: float = 2.0) -> list[dict]:
+    """Every rank's records once all of ``ids`` are recorded (the other ranks' shards are
+    done); completeness, not marker files, so a resumed run cannot merge a stale state."""
     t0 = time.time()
-    while not all((out / f"done.rank{r}").exists() for r in range(world_size)):
+    while True:
+        records = [r for r in load_all_records(out) if r["episode_id"] in ids]
+        if len(records) == len(ids):
+            return records
         if time.time() - t0 > timeout_s:
-            raise TimeoutError(f"{out}: ranks did not all finish within {timeout_s}s")
-        time.sleep(1.0)
+            raise TimeoutError(f"{out}: {len(ids) - len(records)} episodes still missing after {timeout_s}s "
+                               "(did a rank die? rerun the same command to resume)")
+        time.sleep(poll_s)
 
 
 def evaluate(cfg: HarnessConfig, benchmark: Benchmark | None = None, planner: Any = None, skills: Any = None,
              videos: int = 0) -> dict | None:
-    """Run this rank's share; rank 0 then merges every rank's records into the report
+    """Run this rank's share; rank 0 then waits for every episode of the run and merges all ranks' records into the report
     (``summary.json``, ``summary.md``, ``per_task.csv``, ``success.png``, ``videos/``) and
     returns the summary (other ranks return None)."""
     from embodied.report import write_report
@@ -531,8 +535,7 @@ def evaluate(cfg: HarnessConfig, benchmark: Benchmark | None = None, planner: An
         h.close()
     if h.rank != 0:
         return None
-    wait_for_ranks(h.out, h.world_size)
-    records = [r for r in load_all_records(h.out) if r["episode_id"] in {u.id for u in h.units()}]
+    records = wait_for_records(h.out, {u.id for u in h.units()})
     meta = dict(config=asdict(cfg), benchmark=h.benchmark.name, protocol=h.benchmark.protocol,
                 world_size=h.world_size, skills=[s.name for s in h.specs])
     return write_report(h.out, records, meta, benchmark=h.benchmark, videos=videos)
