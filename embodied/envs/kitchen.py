@@ -151,7 +151,11 @@ class KitchenEnv(TaskEnv):
     are dropped (they repeat object qpos and fixed goals) so that observations batch like
     Meta-World's in vector envs. Actions (9,): joint velocities in [-1, 1]."""
 
-    def __init__(self, task: TaskSpec, render: bool = False, camera: str | None = None, width: int = 128, height: int = 128):
+    def __init__(self, task: TaskSpec, render: bool = False, camera: str | None = None, width: int = 128,
+                 height: int = 128, init_noise: float = 0.0):
+        """init_noise: half-width (rad) of a uniform perturbation of the 7 arm joints at reset,
+        drawn from the reset seed: FrankaKitchen-v1 itself always starts in one state, so
+        this is how controllers are measured from varied starts (0 = the env as published)."""
         _ensure_gl()
         import gymnasium as gym
         import gymnasium_robotics
@@ -175,10 +179,18 @@ class KitchenEnv(TaskEnv):
         self.action_space = self.env.action_space
         self._render = render
         self._steps = 0
+        self.init_noise = float(init_noise)
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
         self._steps = 0
         obs, info = self.env.reset(seed=None if seed is None else int(seed) % (2**32))
+        if self.init_noise > 0:
+            u = self.env.unwrapped
+            rng = u.robot_env.np_random  # seeded by this reset: the same seed, the same start
+            qpos, qvel = u.data.qpos.copy(), u.data.qvel.copy()
+            qpos[:7] += rng.uniform(-self.init_noise, self.init_noise, size=7)
+            u.robot_env.set_state(qpos, qvel)
+            obs = u._get_obs(u.robot_env._get_obs())
         return obs["observation"], info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:

@@ -78,6 +78,22 @@ def test_reset_same_seed_same_episode(bench):
     np.testing.assert_allclose(a[:9], s_a[:9], atol=0.01)
 
 
+def test_init_noise_start_is_seeded(bench):
+    from embodied.envs.kitchen import KitchenEnv
+
+    env = KitchenEnv(bench.task("microwave"), init_noise=0.1)
+    env.reset(seed=3)
+    s1 = env.state
+    env.reset(seed=3)
+    s2 = env.state
+    env.reset(seed=4)
+    s3 = env.state
+    env.close()
+    np.testing.assert_array_equal(s1, s2)
+    d = np.abs(s1[:7] - HOME_Q[:7])
+    assert d.max() <= 0.1 + 1e-6 and d.max() > 0.01 and not np.allclose(s1, s3)
+
+
 def test_tasks_and_skills_from_yaml(bench):
     names = [t.name for t in bench.tasks()]
     assert names[:7] == ["microwave", "light-switch", "slide-cabinet", "hinge-cabinet", "bottom-burner", "top-burner", "kettle"]
