@@ -56,6 +56,19 @@ def test_forward_shapes_normalisation_and_encode_consistency():
     assert torch.allclose(raw, model.image_encoder(images).pooled @ model.image_proj.weight.T, atol=1e-6)
 
 
+def test_token_outputs_are_lazy_but_carry_gradients():
+    """FILIP-style losses read the tokens; CLIP-style ones never pay for them."""
+    model = tiny()
+    images, ids, mask = batch()
+    out = model(images, ids, mask)
+    assert "image_tokens" not in vars(out)
+    (out.image_tokens[:, 1:] * out.text_tokens[:, :1]).sum().backward()
+    assert model.image_proj.weight.grad.abs().sum() > 0 and model.text_encoder.pos_embed.grad.abs().sum() > 0
+    assert out.image_tokens is out.image_tokens  # computed once
+    expected = F.normalize(model.text_encoder(ids, mask).tokens @ model.text_proj.weight.T, dim=-1)
+    assert torch.allclose(out.text_tokens, expected, atol=1e-6)
+
+
 def test_temperature_init_clamp_and_fixed():
     model = tiny()
     assert out_scale(model) == pytest.approx(1 / 0.07, rel=1e-5)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from functools import cached_property
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -16,17 +17,34 @@ from vlx.encoders import EncoderConfig, build_image_encoder, build_text_encoder
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps exp(t) at 100 so training stays stable
 
 
-class DualEncoderOutput(NamedTuple):
+@dataclass(eq=False)
+class DualEncoderOutput:
     """image_embeds (B, E), text_embeds (B, E): projected and L2-normalised pooled vectors;
     image_tokens (B, Li, E), text_tokens (B, Lt, E): projected, L2-normalised tokens;
-    text_mask (B, Lt) bool; logit_scale: 0-dim, exp'd and clamped to 100."""
+    text_mask (B, Lt) bool; logit_scale: 0-dim, exp'd and clamped to 100.
+
+    The token fields are computed on first access (and kept), so that losses that use only
+    the pooled embeddings (CLIP, SigLIP) do not pay for projecting every token; gradients
+    flow through them all the same. Iterating yields the six fields in the order above.
+    """
 
     image_embeds: torch.Tensor
     text_embeds: torch.Tensor
-    image_tokens: torch.Tensor
-    text_tokens: torch.Tensor
     text_mask: torch.Tensor | None
     logit_scale: torch.Tensor
+    _image_tokens_fn: Callable[[], torch.Tensor] = field(repr=False)
+    _text_tokens_fn: Callable[[], torch.Tensor] = field(repr=False)
+
+    @cached_property
+    def image_tokens(self) -> torch.Tensor:
+        return self._image_tokens_fn()
+
+    @cached_property
+    def text_tokens(self) -> torch.Tensor:
+        return self._text_tokens_fn()
+
+    def __iter__(self) -> Iterator[torch.Tensor | None]:
+        yield from (self.image_embeds, self.text_embeds, self.image_tokens, self.text_tokens, self.text_mask, self.logit_scale)
 
 
 @dataclass
@@ -100,10 +118,10 @@ class DualEncoder(nn.Module):
         return DualEncoderOutput(
             image_embeds=F.normalize(self.image_proj(img.pooled), dim=-1),
             text_embeds=F.normalize(self.text_proj(txt.pooled), dim=-1),
-            image_tokens=F.normalize(self.image_proj(img.tokens), dim=-1),
-            text_tokens=F.normalize(self.text_proj(txt.tokens), dim=-1),
             text_mask=txt.mask,
             logit_scale=self.logit_scale,
+            _image_tokens_fn=lambda: F.normalize(self.image_proj(img.tokens), dim=-1),
+            _text_tokens_fn=lambda: F.normalize(self.text_proj(txt.tokens), dim=-1),
         )
 
 
