@@ -134,7 +134,7 @@ def render_rgb(points: np.ndarray, normals: np.ndarray, color: tuple[float, floa
 
 def generate_primitives(out_dir: str | Path, n_train_per_class: int = 100, n_test_per_class: int = 30, n_points: int = 1024,
                         image_size: int = 64, seed: int = 0, noise: float = 0.01, shapes: tuple[str, ...] = SHAPES,
-                        render_points: int = 12000, progress: bool = True) -> Path:
+                        render_points: int = 4000, progress: bool = True) -> Path:
     """Write the primitives dataset (see the module docstring) and return ``out_dir``.
     Each image is rendered from a denser sample of the same surface, seen from a random
     azimuth and an elevation in [0, 30] degrees, recorded in ``views``."""
