@@ -172,10 +172,15 @@ class Harness:
         self.world_size = w if world_size is None else world_size
         self.out = Path(cfg.out)
         self._pool = ThreadPoolExecutor(max_workers=1)
-        if cfg.instructions not in ("paraphrases", "canonical"):
-            from vlx.config import ConfigError
+        from vlx.config import ConfigError
 
+        if cfg.instructions not in ("paraphrases", "canonical"):
             raise ConfigError(f"instructions: expected 'paraphrases' or 'canonical', got {cfg.instructions!r}")
+        for key in ("episodes", "num_envs"):
+            if getattr(cfg, key) < 1:
+                raise ConfigError(f"{key}: expected >= 1, got {getattr(cfg, key)}")
+        if cfg.max_replans < 0 or cfg.planner_timeout_s <= 0:
+            raise ConfigError(f"max_replans >= 0 and planner_timeout_s > 0 expected, got {cfg.max_replans}, {cfg.planner_timeout_s}")
 
     # -- what to run
     def units(self) -> list[EpisodeUnit]:

@@ -53,7 +53,11 @@ def scripted_skills(benchmark: Any) -> dict[str, ScriptedExpertSkill]:
 
 
 @register_skills("metaworld", "learned")
-def learned_skills(benchmark: Any, policy: Policy) -> dict[str, LearnedPolicySkill]:
+def learned_skills(benchmark: Any, policy: Policy | None = None) -> dict[str, LearnedPolicySkill]:
     """Every task's skill runs the same text-conditioned ``policy``."""
+    if policy is None:
+        from vlx.config import ConfigError
+
+        raise ConfigError("skills 'learned': needs policy= (an object with act(obs, text) -> action)")
     ok = lambda info: bool(info.get("success", 0.0) >= 1.0)  # noqa: E731
     return {s.name: LearnedPolicySkill(s, policy, ok) for s in benchmark.skill_specs()}

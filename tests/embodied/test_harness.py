@@ -350,3 +350,16 @@ def test_vector_worker_env_error_is_recorded(tmp_path, monkeypatch):
             assert r["status"] == "env_error" and "worker sim diverged" in r["error"] and r["env_steps"] == 2
         else:
             assert r["status"] == "ok" and r["success"]
+
+
+def test_bad_config_values_are_config_errors(tmp_path):
+    from vlx.config import ConfigError
+
+    for kw, key in [(dict(episodes=0), "episodes"), (dict(num_envs=0), "num_envs"),
+                    (dict(instructions="random"), "instructions"), (dict(tasks=["fly-v3"]), "fly-v3")]:
+        with pytest.raises(ConfigError, match=key):
+            Harness(cfg(tmp_path, **kw), planner=FixedPlanner(["reach"])).units()
+    with pytest.raises(ConfigError, match="unknown option 'temprature'"):
+        Harness(cfg(tmp_path, planner="saycan", planner_kwargs={"temprature": 1}))
+    with pytest.raises(ConfigError, match="needs policy="):
+        Harness(cfg(tmp_path, skills="learned"), planner=FixedPlanner(["reach"]))
