@@ -78,7 +78,8 @@ def worker(rank, port, queue):
     for name in CASES:
         loss, ga, gw = run_case(name, sl)
         dist.all_reduce(gw)  # what DDP does: average the parameter gradients over ranks
-        out[name] = (float(loss), ga, gw / WORLD)
+        # plain lists: torch would share tensors through file descriptors that die with this process
+        out[name] = (float(loss), ga.tolist(), (gw / WORLD).tolist())
     queue.put((rank, out))
     dist.barrier()
     dist.destroy_process_group()
@@ -96,6 +97,7 @@ def test_all_gather_two_processes_match_single_process():
         loss, ga, gw = run_case(name, full)
         for rank in range(WORLD):
             r_loss, r_ga, r_gw = results[rank][name]
+            r_ga, r_gw = torch.tensor(r_ga, dtype=torch.float64), torch.tensor(r_gw, dtype=torch.float64)
             start = sum(SIZES[:rank])
             assert r_loss == pytest.approx(float(loss), abs=1e-12), (name, rank)
             # the local shard's gradient: world_size x the single-process slice
