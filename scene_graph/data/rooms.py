@@ -46,6 +46,13 @@ class RoomConfig:
     questions_per_scene: int = 3
     unique_fraction: float = 0.2  # share of expressions whose target shape is unique in the room
     seed: int = 0
+    # "pointcloud": surfaces from pointcloud's primitive generator (make_primitive, no tilt),
+    # fitted to each object's box; "builtin": the small sampler below.
+    primitives: str = "builtin"
+
+    def __post_init__(self) -> None:
+        if self.primitives not in ("builtin", "pointcloud"):
+            raise ValueError(f"rooms.primitives must be 'builtin' or 'pointcloud', got {self.primitives!r}")
 
 
 def _sample_surface(shape: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -77,6 +84,17 @@ def _sample_surface(shape: str, n: int, rng: np.random.Generator) -> np.ndarray:
     else:
         raise ValueError(f"unknown shape {shape!r}")
     return np.stack([r * np.cos(theta), r * np.sin(theta), z], axis=1)
+
+
+def _surface(shape: str, color: str, n: int, rng: np.random.Generator, source: str) -> np.ndarray:
+    """``(n, 3)`` surface points of a primitive fitted to the unit cube [-0.5, 0.5]^3."""
+    if source == "builtin":
+        return _sample_surface(shape, n, rng)
+    from pointcloud.data.primitives import make_primitive
+
+    p = make_primitive(shape, color, n, rng, noise=0.0, max_tilt_deg=0.0).points.astype(np.float64)
+    lo, hi = p.min(0), p.max(0)
+    return (p - (lo + hi) / 2) / np.maximum(hi - lo, 1e-6)
 
 
 def _make_room(cfg: RoomConfig, rng: np.random.Generator):
@@ -157,7 +175,7 @@ def generate_rooms(out_dir: str | Path, cfg: RoomConfig | None = None, graph_cfg
         raw = _make_room(cfg, rng)
         xyz, rgb, inst, points = [], [], [], []
         for oid, (shape, color, centre, size) in enumerate(raw):
-            p = _sample_surface(shape, cfg.points_per_object, rng) * size + centre
+            p = _surface(shape, color, cfg.points_per_object, rng, cfg.primitives) * size + centre
             p += rng.normal(0, 0.005, p.shape)
             c = np.clip(np.array(COLORS[color]) + rng.normal(0, 0.04, (len(p), 3)), 0, 1)
             xyz.append(p), rgb.append(c), inst.append(np.full(len(p), oid))

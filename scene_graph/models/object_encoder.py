@@ -3,7 +3,7 @@
 The default ``pointnet`` is a PointNet (Qi et al. 2017) shared MLP + max-pool over each
 object's points, centred and scaled by the object's box, plus an embedding of the box in
 scene coordinates. ``pointcloud:<name>`` uses an encoder of the pointcloud sibling instead
-(its global embedding), once that package provides ``build_point_encoder``.
+(its global embedding from ``pointcloud.encoders.build_point_encoder``; xyz only).
 """
 from __future__ import annotations
 
@@ -50,10 +50,10 @@ class ObjectEncoder(nn.Module):
             self.points = PointNetObjects(dim, cfg.hidden, cfg.use_color)
         elif cfg.backbone.startswith("pointcloud:"):
             try:
-                from pointcloud.encoders import build_point_encoder  # the sibling's factory
+                from pointcloud.encoders import PointEncoderConfig, build_point_encoder  # the sibling's factory
             except ImportError as e:
                 raise ConfigError(f"model.objects.backbone: {cfg.backbone!r} needs pointcloud.encoders ({e})") from None
-            enc = build_point_encoder(cfg.backbone.split(":", 1)[1], **cfg.kwargs)
+            enc = build_point_encoder(PointEncoderConfig(cfg.backbone.split(":", 1)[1], dict(cfg.kwargs)))
             self.points = _PointcloudAdapter(enc, dim)
         else:
             raise ConfigError(f"model.objects.backbone: unknown {cfg.backbone!r}; known: pointnet, pointcloud:<name>")
@@ -71,10 +71,8 @@ class _PointcloudAdapter(nn.Module):
     def __init__(self, enc: nn.Module, dim: int):
         super().__init__()
         self.enc = enc
-        self.proj = nn.LazyLinear(dim)
+        self.proj = nn.Linear(enc.output_dim, dim)
 
     def forward(self, points: Tensor, box: Tensor) -> Tensor:
         xyz = (points[..., :3] - box[:, None, :3]) / box[:, None, 3:6].clamp(min=1e-3)
-        out = self.enc(xyz)
-        pooled = out.pooled if hasattr(out, "pooled") else out
-        return self.proj(pooled)
+        return self.proj(self.enc(xyz).pooled)  # EncoderOutput.pooled (N, D_enc)

@@ -146,3 +146,12 @@ def test_procedural_rooms_are_deterministic_and_need_relations(tmp_path):
     assert multiple >= 0.6 * len(ds)
     qa = read_scanqa(tmp_path / "a" / "scanqa_train.json")
     assert qa and all(q.answers[0] in ("red", "green", "blue", "yellow") for q in qa)
+
+
+def test_rooms_from_pointcloud_primitives(tmp_path):
+    generate_rooms(tmp_path, RoomConfig(n_train=2, n_val=1, points_per_object=32, seed=0, primitives="pointcloud"))
+    objs = load_scannet_scene(tmp_path / "scans", "scene0000_00")
+    box_min = objs.boxes[:, 3:6].min()
+    assert len(objs) >= 6 and box_min > 0.1  # every primitive was fitted to its (>= 0.3 m) box
+    with pytest.raises(ValueError, match="rooms.primitives"):
+        RoomConfig(primitives="nope")

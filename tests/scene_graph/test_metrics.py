@@ -54,3 +54,18 @@ def test_qa_exact_match():
     assert m["EM@1"] == pytest.approx(100 / 3) and m["EM@10"] == pytest.approx(200 / 3)
     with pytest.raises(ValueError, match="2 predictions for 3"):
         qa_exact_match(preds[:2], refs)
+
+
+def test_scan2cap_zeroes_captions_of_badly_localised_objects():
+    from scene_graph.metrics import qa_metrics, scan2cap_metrics
+    from vlx.metrics import caption_metrics
+
+    preds = ["a red box on the floor", "a blue cone near the wall", "a green sphere"]
+    refs = [["a red box on the floor"], ["a blue cone near the wall"], ["a green sphere"]]
+    full = caption_metrics(preds, refs)
+    m = scan2cap_metrics(preds, refs, torch.tensor([0.9, 0.3, 0.1]))
+    # all localised at 0.25 except the last; at 0.5 only the first counts
+    assert m["CIDEr-D@0.25IoU"] < full["CIDEr-D"] and m["CIDEr-D@0.5IoU"] < m["CIDEr-D@0.25IoU"]
+    assert scan2cap_metrics(preds, refs, torch.ones(3))["CIDEr-D@0.5IoU"] == pytest.approx(full["CIDEr-D"])
+    q = qa_metrics([["red", "blue"], ["green"]], [["red"], ["blue"]])
+    assert q["EM@1"] == 50.0 and "CIDEr-D" in q

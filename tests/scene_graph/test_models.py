@@ -72,3 +72,15 @@ def test_config_errors():
         build_scene_model(SceneModelConfig(objects=ObjectEncoderConfig(backbone="nope")))
     with pytest.raises(ConfigError, match="divisible"):
         build_scene_model(SceneModelConfig(dim=30, gnn=GNNConfig(heads=4)))
+
+
+def test_pointcloud_encoder_backbone(room_dataset, tokenizer):
+    b = collate_referrals(room_dataset.items[:2], tokenizer)
+    cfg = SceneModelConfig(dim=32, fusion_heads=2, gnn=GNNConfig(heads=2),
+                           objects=ObjectEncoderConfig(backbone="pointcloud:dgcnn",
+                                                       kwargs={"k": 4, "dims": [16, 16], "emb_dim": 32, "out_dim": 24}))
+    m = build_scene_model(cfg)
+    out = m(b)
+    out["loss"].backward()
+    assert m.objects.points.proj.in_features == 24
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.objects.points.enc.parameters())
