@@ -31,7 +31,8 @@ def global_batch():
         "ids": torch.tensor([0, 1, 2, 0, 3, 4, 1, 5]),
         "ta": F.normalize(torch.randn(n, 3, 4, generator=g, dtype=torch.float64), dim=-1),
         "tb": F.normalize(torch.randn(n, 2, 4, generator=g, dtype=torch.float64), dim=-1),
-        "tb_mask": torch.tensor([[1, 1], [1, 0], [1, 1], [1, 0], [1, 1], [1, 1], [1, 0], [1, 1]], dtype=torch.bool),
+        # rank 1's rows (5..7) use one token: its batch comes padded to length 1, rank 0's to 2
+        "tb_mask": torch.tensor([[1, 1], [1, 0], [1, 1], [1, 0], [1, 1], [1, 0], [1, 0], [1, 0]], dtype=torch.bool),
     }
 
 
@@ -48,9 +49,19 @@ CASES = {
     "intra": lambda L, a, b, sl, d: L.IntraModalLoss()(a, b, 5.0),
     "nt_xent": lambda L, a, b, sl, d: L.nt_xent(a, b, 0.3),
     # token features that depend on the towers' outputs, so gradients reach a and b
-    "filip": lambda L, a, b, sl, d: L.FilipLoss()(d["ta"][sl] + a[:, None, :], d["tb"][sl] + b[:, None, :], None,
-                                                   d["tb_mask"][sl], 3.0),
+    "filip": lambda L, a, b, sl, d: filip_case(L, a, b, sl, d),
 }
+
+
+def trim(tokens, mask):
+    """Dynamic padding, as the tokenizer does: cut to the longest real sequence of the batch."""
+    n = int(mask.sum(1).max())
+    return tokens[:, :n], mask[:, :n]
+
+
+def filip_case(L, a, b, sl, d):
+    tb, tb_mask = trim(d["tb"][sl] + b[:, None, :], d["tb_mask"][sl])
+    return L.FilipLoss()(d["ta"][sl] + a[:, None, :], tb, None, tb_mask, 3.0)
 
 
 def run_case(name, sl):
@@ -93,6 +104,8 @@ def test_all_gather_two_processes_match_single_process():
     results = dict(queue.get() for _ in range(WORLD))
     procs.join()
     full = slice(0, sum(SIZES))
+    d = global_batch()  # the FILIP case really has ragged token lengths across the ranks
+    assert [trim(d["tb"][s], d["tb_mask"][s])[0].shape[1] for s in (slice(0, 5), slice(5, 8))] == [2, 1]
     for name in CASES:
         loss, ga, gw = run_case(name, full)
         for rank in range(WORLD):

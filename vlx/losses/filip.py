@@ -7,7 +7,26 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vlx.losses.clip import gather_batch
+import torch.distributed as dist
+
+from vlx.losses.clip import gather_batch, world
+
+
+def pad_tokens_across_ranks(tokens: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pad (N, L, E) tokens (zeros) and their (N, L) mask (False) to the longest L of any rank,
+    so the all-gather works when each rank's batch was padded to its own longest caption.
+    A no-op when not distributed or when every rank has the same L."""
+    _, ws = world()
+    if ws == 1:
+        return tokens, mask
+    length = torch.tensor([tokens.shape[1]], device=tokens.device)
+    dist.all_reduce(length, op=dist.ReduceOp.MAX)
+    extra = int(length) - tokens.shape[1]
+    if extra == 0:
+        return tokens, mask
+    if mask is None:
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+    return F.pad(tokens, (0, 0, 0, extra)), F.pad(mask.bool(), (0, extra), value=False)
 
 
 def token_max_similarity(a: torch.Tensor, b: torch.Tensor, a_mask: torch.Tensor | None = None, b_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,12 +55,15 @@ class FilipLoss(nn.Module):
 
     Tokens are expected L2-normalised (DualEncoder's are). The two directions use their own
     asymmetric scores (image->text averages over image tokens, text->image over text tokens),
-    as in the paper. Gathered across ranks like ClipLoss (token lengths must agree across ranks).
+    as in the paper. Gathered across ranks like ClipLoss; token lengths may differ between ranks
+    (each rank's batch padded to its own longest caption): they are padded to the longest.
     """
 
     def forward(self, a_tokens: torch.Tensor, b_tokens: torch.Tensor, a_mask: torch.Tensor | None, b_mask: torch.Tensor | None, logit_scale: torch.Tensor | float) -> torch.Tensor:
         if a_tokens.dim() != 3 or b_tokens.dim() != 3 or a_tokens.shape[0] != b_tokens.shape[0]:
             raise ValueError(f"FilipLoss expects (N, La, E) and (N, Lb, E) tokens; got {tuple(a_tokens.shape)} and {tuple(b_tokens.shape)}")
+        a_tokens, a_mask = pad_tokens_across_ranks(a_tokens, a_mask)
+        b_tokens, b_mask = pad_tokens_across_ranks(b_tokens, b_mask)
         a_tokens, b_tokens, a_mask, b_mask = gather_batch(a_tokens, b_tokens, a_mask, b_mask)
         s_ab, s_ba = token_max_similarity(a_tokens, b_tokens, a_mask, b_mask)
         labels = torch.arange(s_ab.shape[0], device=s_ab.device)
