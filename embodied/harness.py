@@ -13,6 +13,13 @@ Episodes are generators that yield env requests (``("reset", seed)`` / ``("step"
 and receive the results, so the same episode code runs on one local env or in lockstep over a
 gymnasium ``AsyncVectorEnv`` (``num_envs > 1``; skills then get ``env=None`` in ``reset``).
 
+A record (one JSON line): episode_id ("task/episode"), task, task_index, episode, seed,
+instruction, instruction_index, ground_truth and subgoals, plans (one per planning call:
+steps, raw_text, status ok|timeout|exception|garbage, executable, exact, latency_s, tokens,
+errors [{kind, step, detail}]), executed ([{step, success, env_steps}]), success,
+first_success_step, env_steps, completed_subgoals, chain_length, replans, status
+(ok|env_error), error, wall_s, rank, and for video episodes the actions.
+
 Resume: records are appended and fsynced per episode to ``episodes.rank<R>.jsonl``; on start
 every rank file in the output dir is read, a torn last line is dropped, and finished episode
 ids are skipped, so a killed run resumed neither repeats nor loses episodes (whatever
@@ -254,7 +261,8 @@ class Harness:
             obs, info = yield ("reset", unit.seed)
             feedback: list[str] = []
             for attempt in range(self.cfg.max_replans + 1):
-                pobs = {"state": obs, "completed_skills": sorted(completed), "feedback": list(feedback)}
+                state = self.benchmark.observation_for_planner(env, obs, info)
+                pobs = {"state": state, "completed_skills": sorted(completed), "feedback": list(feedback)}
                 plan, pstatus = self.call_planner(unit, pobs)
                 errors = classify_plan_errors(plan, self.specs, ground_truth=task.ground_truth)
                 valid = [s for i, s in enumerate(plan.steps) if not validate_step(s, self.specs, i)]

@@ -101,7 +101,8 @@ class Benchmark(ABC):
         """A fresh env for ``task``; ``render=True`` makes ``render()`` return RGB frames."""
 
     def observation_for_planner(self, env: TaskEnv, obs: Any, info: dict) -> Any:
-        """What planners see (default: the raw observation); see ``embodied.types``."""
+        """What planners see as ``observation["state"]`` (default: the raw observation;
+        ``env`` is None in vectorised rollouts); see ``embodied.types``."""
         return obs
 
 
