@@ -146,6 +146,10 @@ def evaluate_grounding(model, dataset: ReferralDataset, collate, device, batch_s
     res = {"n": len(dataset), "skipped": len(dataset.skipped)}
     if not len(dataset):
         return res
+    # What a model blind to relations can reach at best: a uniform pick among the objects that
+    # share the target's class (100% on "unique", 1/k on "multiple").
+    share = [sum(l == it["graph"].label_names[it["target"]] for l in it["graph"].label_names) for it in dataset.items]
+    res["class_oracle/overall"] = 100.0 * sum(1.0 / k for k in share) / len(share)
     res.update(grounding_accuracy(torch.cat(pred_box), torch.cat(gt_box), torch.cat(uniq)))
     res.update({f"candidate/{k}": v for k, v in candidate_accuracy(torch.cat(correct), torch.cat(hard), torch.cat(vd)).items()})
     if topk:

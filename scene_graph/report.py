@@ -23,7 +23,7 @@ RUNS = {
     "qa": "sg_qa_tiny.yaml",
     "pretrain": "sg_pretrain_tiny.yaml",
 }
-SHOW = ("overall/Acc@0.25", "overall/Acc@0.5", "unique/Acc@0.25", "multiple/Acc@0.25", "candidate/overall",
+SHOW = ("class_oracle/overall", "overall/Acc@0.25", "overall/Acc@0.5", "unique/Acc@0.25", "multiple/Acc@0.25", "candidate/overall",
         "candidate/easy", "candidate/hard", "candidate/view_dep", "candidate/view_indep", "EM@1", "EM@10",
         "CIDEr-D", "relation_swap_acc", "masked_object_acc", "skipped")
 

@@ -44,6 +44,7 @@ def test_grounding_recipe_trains_and_reports(root, tmp_path):
     for k in ("overall/Acc@0.25", "unique/Acc@0.5", "multiple/Acc@0.25", "candidate/hard", "candidate/view_dep"):
         assert 0.0 <= res[k] <= 100.0 or res[k] != res[k]  # NaN only for an empty split
     assert res["skipped"] == 0 and res["n"] > 0
+    assert res["overall/Acc@0.25"] <= 100.0 and 0.0 < res["class_oracle/overall"] <= 100.0
     assert (tmp_path / "g" / "eval.json").is_file()
 
 
