@@ -110,6 +110,14 @@ def add_parser(subparsers: Any) -> None:
     q.add_argument("--fast", action="store_true")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=run_quickstart)
+    # The data/policy commands (collect, exports, policy eval) live in embodied/cli_data.py.
+    try:
+        from embodied.cli_data import add_data_parsers
+    except ModuleNotFoundError as e:
+        if e.name != "embodied.cli_data":
+            raise
+    else:
+        add_data_parsers(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

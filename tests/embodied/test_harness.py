@@ -363,3 +363,17 @@ def test_bad_config_values_are_config_errors(tmp_path):
         Harness(cfg(tmp_path, planner="saycan", planner_kwargs={"temprature": 1}))
     with pytest.raises(ConfigError, match="needs policy="):
         Harness(cfg(tmp_path, skills="learned"), planner=FixedPlanner(["reach"]))
+
+
+def test_cli_and_quickstart_are_registered():
+    from vlx.cli import QUICKSTARTS, build_parser
+
+    args = build_parser().parse_args(["embodied", "eval", "--benchmark", "metaworld-mt1:reach-v3", "--planner", "oracle",
+                                      "--episodes", "3", "--planner-arg", "timeout_s=5", "--tasks", "reach-v3"])
+    from embodied.cli import config_from_args
+
+    c = config_from_args(args)
+    assert (c.benchmark, c.planner, c.episodes, c.planner_kwargs, c.tasks) == (
+        "metaworld-mt1:reach-v3", "oracle", 3, {"timeout_s": 5}, ["reach-v3"])
+    qs = QUICKSTARTS.get("embodied")
+    assert qs.priority == 10
