@@ -314,6 +314,7 @@ def export_videos(benchmark: str, tasks: Sequence[str] | None, out: str | Path, 
     and one sentence per step (``vlx_steps`` gives each step's start/end in seconds)."""
     from embodied.envs import build_benchmark
     from embodied.envs.base import seeds_for
+    from embodied.planners import step_text
     from embodied.report import write_mp4
 
     bench = build_benchmark(benchmark)
@@ -335,7 +336,7 @@ def export_videos(benchmark: str, tasks: Sequence[str] | None, out: str | Path, 
                 if si != cur:
                     cur, start = si, t - 1
                     step = spec.ground_truth[si]
-                    step_log.append(dict(step=str(step), description=specs[step.skill].description if step.skill in specs else str(step),
+                    step_log.append(dict(step=step_text(step), description=specs[step.skill].description if step.skill in specs else str(step),
                                          start_step=start, end_step=t, success=False))
                 step_log[-1]["end_step"] = t
                 step_log[-1]["success"] = bool(step_log[-1]["success"] or _skill_done(env, info))

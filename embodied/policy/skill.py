@@ -161,8 +161,8 @@ def evaluate_policy(runner: PolicyRunner, benchmark: str, tasks: Sequence[str] |
         result["modes"][mode] = {"overall": summary["overall"], "per_task": summary.get("per_task", {})}
     if train_dir is not None:
         result["train_dir"] = str(train_dir)
-        curve = Path(train_dir) / "train_curve.png"
-        result["train_curve"] = str(curve) if curve.exists() else None
+        # the Trainer writes it at the end of fit(), after its final evaluation calls us
+        result["train_curve"] = str(Path(train_dir) / "train_curve.png")
     out.mkdir(parents=True, exist_ok=True)
     (out / "policy_report.json").write_text(json.dumps(result, indent=2, default=str))
     (out / "policy_report.md").write_text(report_markdown(result))
