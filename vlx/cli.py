@@ -174,4 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a script, this file is a second copy of vlx.cli; plugins register their
+    # commands into the imported module, so dispatch through that one.
+    from vlx.cli import main as _main
+
+    sys.exit(_main())
