@@ -289,3 +289,38 @@ def collate_video(items: list[dict]) -> dict[str, Any]:
         if key in items[0]:
             out[key] = [it[key] for it in items]
     return out
+
+
+def caption_word_bag(caption: str) -> tuple[str, ...]:
+    """Order-free key of a caption: its sorted lower-case words (punctuation dropped)."""
+    return tuple(sorted(w.strip(".,;:!?") for w in caption.lower().split() if w.strip(".,;:!?")))
+
+
+class HardNegativeGroups(Dataset):
+    """Batches of whole groups of videos whose (first) captions use the same words in a
+    different order ("A, then B" vs "B, then A"): the hard negatives that only a
+    time-order-aware model can tell apart. Each item is the list of the group's items of
+    ``base`` (every caption of every video in it); ``collate_groups`` flattens them, so
+    ``train.batch_size`` counts groups."""
+
+    def __init__(self, base: VideoDataset):
+        self.base = base
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for k, (ri, _) in enumerate(base.items):
+            rec = base.records[ri]
+            key = caption_word_bag(rec["captions"][0]) if "captions" in rec else (rec["video_id"],)
+            groups.setdefault(key, []).append(k)
+        self.groups = list(groups.values())
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> list[dict[str, Any]]:
+        return [self.base[k] for k in self.groups[i]]
+
+    def on_epoch_end(self, epoch: int) -> dict[str, Any]:
+        return self.base.on_epoch_end(epoch)
+
+
+def collate_groups(collate: Callable[[list[dict]], dict]) -> Callable[[list[list[dict]]], dict]:
+    return lambda groups: collate([it for g in groups for it in g])

@@ -16,7 +16,7 @@ from vlx.encoders import EncoderConfig
 from vlx.models.dual_encoder import DualEncoderConfig
 from vlx.tokenizers import TokenizerConfig, build_tokenizer
 from vlx.train.recipe import RecipeConfig, Task, register_recipe
-from video.datasets import AnnotationConfig, VideoDataset, collate_video, load_annotations
+from video.datasets import AnnotationConfig, HardNegativeGroups, VideoDataset, collate_groups, collate_video, load_annotations
 from video.io import SamplerConfig, VideoLoadConfig
 from video.models.captioner import VideoCaptionerConfig, build_video_captioner
 from video.models.video_clip import VideoCLIPConfig, build_video_clip
@@ -27,11 +27,16 @@ SHAPES_ROOT = "data/moving_shapes"
 
 @dataclass
 class VideoDataConfig:
-    train: AnnotationConfig = field(default_factory=lambda: AnnotationConfig("msrvtt", f"{SHAPES_ROOT}/annotation.json", f"{SHAPES_ROOT}/videos", "train"))
-    test: AnnotationConfig = field(default_factory=lambda: AnnotationConfig("msrvtt", f"{SHAPES_ROOT}/annotation.json", f"{SHAPES_ROOT}/videos", "test"))
+    # An empty ``file`` means the moving-shapes set under ``shapes_root`` (MSR-VTT json for
+    # captions, Video-ChatGPT QA json for QA), generated when missing.
+    train: AnnotationConfig = field(default_factory=lambda: AnnotationConfig(format="msrvtt", file=""))
+    test: AnnotationConfig = field(default_factory=lambda: AnnotationConfig(format="msrvtt", file=""))
     load: VideoLoadConfig = field(default_factory=lambda: VideoLoadConfig(sampler=SamplerConfig("uniform", 8), size=32))
     skip_bad: bool = True
     cache: bool = True  # keep decoded frames in memory (small sets)
+    # Batches of whole groups of videos whose captions are word-permutations of each other
+    # (order-dependent hard negatives); train.batch_size then counts groups.
+    hard_negative_groups: bool = False
     max_test: Optional[int] = None
     # Generate moving shapes into ``shapes_root`` when the annotation file is missing.
     generate: bool = True
@@ -42,11 +47,23 @@ class VideoDataConfig:
     data_seed: int = 0
 
 
-def ensure_moving_shapes(cfg: VideoDataConfig) -> None:
-    if cfg.generate and not Path(cfg.train.file).is_file():
+def resolve_annotations(cfg: VideoDataConfig, qa: bool) -> tuple[AnnotationConfig, AnnotationConfig]:
+    """The train/test annotation configs, with empty ``file`` filled in as moving shapes (and
+    the set generated when its files are missing and ``generate`` is on)."""
+    root = Path(cfg.shapes_root)
+    out = []
+    for split, a in (("train", cfg.train), ("test", cfg.test)):
+        if a.file:
+            out.append(a)
+        elif qa:
+            out.append(AnnotationConfig("qa", str(root / f"qa_{split}.json"), str(root / "videos"), None, a.ext))
+        else:
+            out.append(AnnotationConfig("msrvtt", str(root / "annotation.json"), str(root / "videos"), split, a.ext))
+    if cfg.generate and any(not a.file for a in (cfg.train, cfg.test)) and not (root / "annotation.json").is_file():
         from video.synthetic import generate_moving_shapes
 
-        generate_moving_shapes(cfg.shapes_root, cfg.n_train, cfg.n_test, cfg.render_size, seed=cfg.data_seed, progress=True)
+        generate_moving_shapes(root, cfg.n_train, cfg.n_test, cfg.render_size, seed=cfg.data_seed, progress=True)
+    return out[0], out[1]
 
 
 def _eval_load(cfg: VideoLoadConfig) -> VideoLoadConfig:
@@ -56,10 +73,10 @@ def _eval_load(cfg: VideoLoadConfig) -> VideoLoadConfig:
     return VideoLoadConfig(SamplerConfig(kind, s.num_frames, s.fps, list(s.timestamps)), cfg.size, cfg.crop, cfg.backend, cfg.num_threads)
 
 
-def _datasets(cfg: VideoDataConfig, pairs: bool, seed: int) -> tuple[VideoDataset, VideoDataset]:
-    ensure_moving_shapes(cfg)
-    train = VideoDataset(load_annotations(cfg.train), cfg.load, pairs=pairs, skip_bad=cfg.skip_bad, cache=cfg.cache, seed=seed)
-    test_recs = load_annotations(cfg.test)[: cfg.max_test]
+def _datasets(cfg: VideoDataConfig, pairs: bool, seed: int, qa: bool = False) -> tuple[VideoDataset, VideoDataset]:
+    train_ann, test_ann = resolve_annotations(cfg, qa)
+    train = VideoDataset(load_annotations(train_ann), cfg.load, pairs=pairs, skip_bad=cfg.skip_bad, cache=cfg.cache, seed=seed)
+    test_recs = load_annotations(test_ann)[: cfg.max_test]
     test = VideoDataset(test_recs, _eval_load(cfg.load), pairs=False, skip_bad=False, cache=cfg.cache)
     return train, test
 
@@ -132,10 +149,13 @@ def build_video_retrieval(cfg: VideoRetrievalConfig) -> Task:
     tokenizer = build_tokenizer(cfg.tokenizer)
     train, test = _datasets(cfg.data, pairs=True, seed=cfg.train.seed)
     model = build_video_clip(cfg.model)
+    collate = _tokenize_collate(tokenizer)
+    if cfg.data.hard_negative_groups:
+        train, collate = HardNegativeGroups(train), collate_groups(collate)
     return Task(
         model=model,
         train_dataset=train,
-        collate_fn=_tokenize_collate(tokenizer),
+        collate_fn=collate,
         evaluate=lambda m, device: evaluate_video_retrieval(m, test, tokenizer, device, cfg.eval_batch_size),
         on_epoch_end=train.on_epoch_end,
     )
@@ -158,12 +178,7 @@ class VideoCaptioningConfig(RecipeConfig):
 
 @dataclass
 class VideoQAConfig(VideoCaptioningConfig):
-    data: VideoDataConfig = field(
-        default_factory=lambda: VideoDataConfig(
-            train=AnnotationConfig("qa", f"{SHAPES_ROOT}/qa_train.json", f"{SHAPES_ROOT}/videos"),
-            test=AnnotationConfig("qa", f"{SHAPES_ROOT}/qa_test.json", f"{SHAPES_ROOT}/videos"),
-        )
-    )
+    """Open-ended QA: annotations in a QA format (VideoInstruct / Video-ChatGPT json)."""
 
 
 def _caption_collate(model, prompt: str, max_length: int):
@@ -209,8 +224,8 @@ def evaluate_captioning(model, test: VideoDataset, device: torch.device, prompt:
     return result
 
 
-def _build_captioning_task(cfg: VideoCaptioningConfig) -> Task:
-    train, test = _datasets(cfg.data, pairs=True, seed=cfg.train.seed)
+def _build_captioning_task(cfg: VideoCaptioningConfig, qa: bool) -> Task:
+    train, test = _datasets(cfg.data, pairs=True, seed=cfg.train.seed, qa=qa)
     if not Path(cfg.model.lm.tiny_dir).is_absolute() and not cfg.model.lm.path:
         cfg.model.lm.tiny_dir = str(Path(cfg.train.output_dir) / Path(cfg.model.lm.tiny_dir).name)
     model = build_video_captioner(cfg.model)
@@ -226,9 +241,9 @@ def _build_captioning_task(cfg: VideoCaptioningConfig) -> Task:
 
 @register_recipe("video_captioning", VideoCaptioningConfig)
 def build_video_captioning(cfg: VideoCaptioningConfig) -> Task:
-    return _build_captioning_task(cfg)
+    return _build_captioning_task(cfg, qa=False)
 
 
 @register_recipe("video_qa", VideoQAConfig)
 def build_video_qa(cfg: VideoQAConfig) -> Task:
-    return _build_captioning_task(cfg)
+    return _build_captioning_task(cfg, qa=True)

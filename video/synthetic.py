@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-COLORS: dict[str, tuple[int, int, int]] = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 240)}
-SHAPES = ("square", "circle")
+COLORS: dict[str, tuple[int, int, int]] = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 240), "yellow": (235, 220, 40)}
+SHAPES = ("square", "circle", "triangle")
 DIRECTIONS = ("left", "right")
 
 
@@ -42,8 +42,11 @@ def _draw(frame: np.ndarray, ev: Event, cx: float, cy: float, radius: float) -> 
     yy, xx = np.mgrid[0:H, 0:W]
     if ev.shape == "square":
         m = (np.abs(xx - cx) <= radius) & (np.abs(yy - cy) <= radius)
-    else:
+    elif ev.shape == "circle":
         m = (xx - cx) ** 2 + (yy - cy) ** 2 <= (radius * 1.15) ** 2
+    else:  # triangle pointing up
+        top = cy - radius
+        m = (yy >= top) & (yy <= cy + radius) & (np.abs(xx - cx) <= (yy - top) / 2 + 0.5)
     frame[m] = COLORS[ev.color]
 
 
@@ -102,30 +105,25 @@ def generate_moving_shapes(
     Video-ChatGPT-style ``qa_train.json``/``qa_test.json``. Returns ``out_dir``.
 
     Test clips are drawn in groups that share one multiset of frames (both orders, both
-    directions), so that order-blind retrieval is at chance within each group."""
+    directions), so that order-blind retrieval is at chance within each group. There are
+    528 distinct clips (12 coloured shapes); ``n_train`` is capped at 528 - ``n_test``."""
     rng = random.Random(seed)
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    pairs = all_event_pairs()
-    rng.shuffle(pairs)
-    # Test: groups of "confusable" clips (same two shapes; all orders and directions).
-    test: list[tuple[Event, Event]] = []
-    used: set[tuple[Event, Event]] = set()
-    for a, b in pairs:
-        if len(test) >= n_test:
-            break
-        if (a, b) in used:
-            continue
-        group = []
-        for first, second in ((a, b), (b, a)):
-            for d1 in DIRECTIONS:
-                for d2 in DIRECTIONS:
-                    group.append((Event(first.color, first.shape, d1), Event(second.color, second.shape, d2)))
-        group = [g for g in group if g not in used][: n_test - len(test)]
-        used.update(group)
-        test.extend(group)
-    rest = [p for p in pairs if p not in used]
-    train = [rest[rng.randrange(len(rest))] for _ in range(n_train)] if rest else []
+    # Groups of "confusable" clips: the same two shapes in both orders and all directions
+    # (8 clips with one multiset of frames up to direction). Test takes whole groups, so
+    # order-blind retrieval is at chance within each; train takes the other groups.
+    objects = [(c, s) for c in COLORS for s in SHAPES]
+    groups = []
+    for i, a in enumerate(objects):
+        for b in objects[i + 1 :]:
+            g = [(Event(*x, d1), Event(*y, d2)) for x, y in ((a, b), (b, a)) for d1 in DIRECTIONS for d2 in DIRECTIONS]
+            rng.shuffle(g)
+            groups.append(g)
+    rng.shuffle(groups)
+    flat = [clip for g in groups for clip in g]
+    test = flat[:n_test]
+    train = flat[len(test) :][:n_train]  # distinct clips; n_train is capped by what exists
     videos, sentences, qa = [], [], {"train": [], "test": []}
     items = [("train", p) for p in train] + [("test", p) for p in test]
     it = items
