@@ -149,3 +149,26 @@ def test_freeze_stops_gradients():
     assert enc.is_frozen and not any(p.requires_grad for p in enc.parameters())
     enc2 = build_text_encoder(EncoderConfig(name="transformer", preset="tiny"))
     assert all(p.requires_grad for p in enc2.parameters())
+
+
+def test_causal_fast_path_equals_explicit_mask_on_real_tokens():
+    """Causal + right padding skips the mask (SDPA's causal kernel); any other padding uses it.
+    Reference: the blocks run with the full explicit (padding & causal) mask."""
+    torch.manual_seed(0)
+    enc = TextTransformer(vocab_size=50, context_length=8, width=32, layers=2, heads=4, causal=True, pool="mean").eval()
+    ids = torch.randint(1, 50, (3, 6))
+    masks = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 0, 1, 1, 0]])
+
+    def reference(ids, m):
+        keep = m.bool()[:, None, None, :] & torch.ones(6, 6, dtype=torch.bool).tril()
+        keep = keep | torch.eye(6, dtype=torch.bool)  # pad rows attend to themselves: no NaN
+        x = enc.token_embedding(ids) + enc.pos_embed[:, :6]
+        for blk in enc.blocks:
+            x = blk(x, attn_mask=keep)
+        return enc.norm(x)
+
+    assert enc._attn_mask(masks[:2], 6) is None and enc._attn_mask(masks, 6) is not None
+    for m in (masks[:2], masks):
+        out, ref = enc(ids[: len(m)], m), reference(ids[: len(m)], m)
+        real = m.bool()
+        assert torch.allclose(out.tokens[real], ref[real], atol=1e-5)

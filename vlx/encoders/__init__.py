@@ -32,7 +32,7 @@ def freeze_module(module: nn.Module) -> nn.Module:
 
 def _build(registry: Registry, cfg: EncoderConfig) -> nn.Module:
     if cfg.name not in registry:
-        known = ", ".join(sorted(registry.names()))
+        known = ", ".join(registry.names())  # names() loads plugins, which may register more
         if cfg.name not in registry:
             raise ConfigError(f"{registry.kind} name {cfg.name!r} is not registered; known: {known}")
     ctor = registry.get(cfg.name)

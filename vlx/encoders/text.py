@@ -62,11 +62,19 @@ class TextTransformer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _attn_mask(self, attention_mask: torch.Tensor | None, L: int) -> torch.Tensor | None:
-        """(B, 1, 1|L, L) bool (True = attend), or None when nothing is padded so that SDPA can
-        take its fused (is_causal) path."""
-        if attention_mask is None or bool(attention_mask.all()):
+        """(B, 1, 1|L, L) bool (True = attend), or None when SDPA's fused path gives the same
+        real-token outputs: nothing padded, or causal attention over right-padded text (a real
+        token only sees earlier positions, which are all real). Pad positions' outputs then
+        differ, but they are marked False in the returned mask and never pooled."""
+        if attention_mask is None:
             return None
-        keep = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
+        real = attention_mask.bool()
+        if self.causal:
+            if bool((real[:, 1:] <= real[:, :-1]).all()):  # right padding (or none)
+                return None
+        elif bool(real.all()):
+            return None
+        keep = real[:, None, None, :]  # (B, 1, 1, L)
         if self.causal:
             keep = keep & torch.ones(L, L, dtype=torch.bool, device=keep.device).tril()
         return keep
