@@ -27,7 +27,7 @@ def _planner_kwargs(pairs: list[str]) -> dict[str, Any]:
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--benchmark", default="metaworld-mt10", help="metaworld-mt10 | metaworld-mt50 | metaworld-mt1:<task> | kitchen")
+    p.add_argument("--benchmark", default="metaworld-mt10", help="metaworld-mt10 | metaworld-mt50 | metaworld-mt1:<task> | kitchen | kitchen-single | kitchen-multi")
     p.add_argument("--planner", default="saycan", help="oracle | saycan | hf_lm | openai")
     p.add_argument("--planner-arg", action="append", default=[], metavar="KEY=VALUE", help="planner option (YAML value)")
     p.add_argument("--skills", default="scripted", help="skill set kind (scripted | learned)")
@@ -40,7 +40,11 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--planner-timeout", type=float, default=60.0, help="seconds per planner call")
     p.add_argument("--instructions", default="paraphrases", choices=["paraphrases", "canonical"])
     p.add_argument("--max-steps", type=int, default=None, help="env steps per episode (default: the task's limit)")
+    p.add_argument("--max-skill-steps", type=int, default=None,
+                   help="env steps per plan step (default: the benchmark's, 400 in Franka Kitchen)")
     p.add_argument("--videos", type=int, default=0, help="rollout mp4s to write (first episode of the first tasks)")
+    p.add_argument("--video-episodes", default=None, metavar="IDS",
+                   help="also film these episodes: numbers (3,7: those episodes of every task) or ids (push-v3/7)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -52,7 +56,9 @@ def config_from_args(args: argparse.Namespace):
         skills=args.skills, episodes=args.episodes, seed=args.seed, out=args.out,
         tasks=[t.strip() for t in args.tasks.split(",")] if args.tasks else None,
         num_envs=args.num_envs, max_replans=args.max_replans, planner_timeout_s=args.planner_timeout,
-        instructions=args.instructions, max_steps=args.max_steps, video_episodes=1 if args.videos else 0,
+        instructions=args.instructions, max_steps=args.max_steps, skill_max_steps=args.max_skill_steps,
+        video_episodes=1 if args.videos else 0,
+        video_episode_ids=[x.strip() for x in args.video_episodes.split(",") if x.strip()] if args.video_episodes else None,
         progress=not args.no_progress,
     )
 

@@ -6,7 +6,11 @@ planner for a plan (exceptions, timeouts and non-``Plan`` answers become a count
 ``parse_error`` plan, never a crash); classify the plan's errors in the Embodied Agent
 Interface taxonomy against the ground truth; run only the steps that validate against the
 skill specs (plan text is never executed as code), each until its skill reports success by the
-benchmark's own signal; optionally re-plan from execution feedback, up to ``max_replans``.
+benchmark's own signal, the skill reports it has finished (``skill.finished``), or its per-step
+budget (``skill_max_steps``) is spent; a step that ended without success and is not in the
+ground truth is recorded as an ``extra_step`` and the plan goes on (an env that does not track
+that subtask can never credit it), any other failed step ends the plan; optionally re-plan
+from execution feedback, up to ``max_replans``.
 An env that raises mid-episode ends that episode as ``status: env_error`` (counted, reported).
 
 Episodes are generators that yield env requests (``("reset", seed)`` / ``("step", action)``)
@@ -16,7 +20,9 @@ gymnasium ``AsyncVectorEnv`` (``num_envs > 1``; skills then get ``env=None`` in 
 A record (one JSON line): episode_id ("task/episode"), task, task_index, episode, seed,
 instruction, instruction_index, ground_truth and subgoals, plans (one per planning call:
 steps, raw_text, status ok|timeout|exception|garbage, executable, exact, latency_s, tokens,
-errors [{kind, step, detail}]), executed ([{step, success, env_steps}]), success,
+errors [{kind, step, detail}]), executed ([{step, success, env_steps, stop, extra}]: stop is
+success | skill_finished | step_budget | episode_limit | terminated | task_success; extra: the
+step is not in the ground truth), success,
 first_success_step, env_steps, completed_subgoals, chain_length, replans, status
 (ok|env_error), error, wall_s, rank, and for video episodes the actions.
 
@@ -53,8 +59,12 @@ class HarnessConfig:
     instructions: "paraphrases" cycles each task's [description] + paraphrases over
         episodes; "canonical" always uses the description.
     max_steps: env steps per episode (None: the task's own limit, 500 in Meta-World).
+    skill_max_steps: env steps one plan step may use (None: the benchmark's
+        ``skill_max_steps``, e.g. 400 in Franka Kitchen; None there too: no cap but the episode's).
     video_episodes: per task, the first k episodes keep their actions so ``report``
         can replay them into mp4s.
+    video_episode_ids: more episodes that keep their actions, by id: "7" (episode 7 of every
+        task) or "push-v3/7" (one episode); ``evaluate`` writes an mp4 for each of them.
     """
 
     benchmark: str = "metaworld-mt10"
@@ -70,7 +80,9 @@ class HarnessConfig:
     planner_timeout_s: float = 60.0
     instructions: str = "paraphrases"
     max_steps: int | None = None
+    skill_max_steps: int | None = None
     video_episodes: int = 0
+    video_episode_ids: list[str] | None = None
     progress: bool = True
 
 
@@ -188,6 +200,10 @@ class Harness:
                 raise ConfigError(f"{key}: expected >= 1, got {getattr(cfg, key)}")
         if cfg.max_replans < 0 or cfg.planner_timeout_s <= 0:
             raise ConfigError(f"max_replans >= 0 and planner_timeout_s > 0 expected, got {cfg.max_replans}, {cfg.planner_timeout_s}")
+        if cfg.skill_max_steps is not None and cfg.skill_max_steps < 1:
+            raise ConfigError(f"skill_max_steps: expected >= 1 or None, got {cfg.skill_max_steps}")
+        self.skill_max_steps = cfg.skill_max_steps or getattr(self.benchmark, "skill_max_steps", None)
+        self.video_ids = parse_episode_ids(cfg.video_episode_ids)
 
     # -- what to run
     def units(self) -> list[EpisodeUnit]:
@@ -242,12 +258,14 @@ class Harness:
                     latency_s=time.perf_counter() - t0)
 
     # -- one episode, as a generator of env requests
-    def episode(self, unit: EpisodeUnit, env: Any) -> Generator[Request, Any, dict]:
+    def episode(self, unit: EpisodeUnit, env: Any, skills: Any = None) -> Generator[Request, Any, dict]:
+        """One episode as a generator of env requests; ``skills``: the library to run (default
+        ``self.skills``; lockstep vector slots each get their own, skills keep state)."""
         from embodied.planners import classify_plan_errors, step_text, validate_step
 
         task = unit.task
         max_steps = min(self.cfg.max_steps or task.max_episode_steps, task.max_episode_steps)
-        keep_actions = unit.episode < self.cfg.video_episodes
+        keep_actions = unit.episode < self.cfg.video_episodes or episode_chosen(unit.id, self.video_ids)
         rec: dict[str, Any] = dict(
             episode_id=unit.id, task=task.name, task_index=unit.task_index, episode=unit.episode, seed=unit.seed,
             instruction=unit.instruction, instruction_index=unit.instruction_index,
@@ -265,7 +283,7 @@ class Harness:
                 pobs = {"state": state, "completed_skills": sorted(completed), "feedback": list(feedback)}
                 plan, pstatus = self.call_planner(unit, pobs)
                 errors = classify_plan_errors(plan, self.specs, ground_truth=task.ground_truth)
-                valid = [s for i, s in enumerate(plan.steps) if not validate_step(s, self.specs, i)]
+                valid = [(i, s) for i, s in enumerate(plan.steps) if not validate_step(s, self.specs, i)]
                 executable = not any(e.kind == PlanErrorKind.PARSE for e in plan.errors) and len(valid) == len(plan.steps) and bool(plan.steps)
                 rec["plans"].append(dict(
                     steps=[step_text(s) for s in plan.steps], raw_text=plan.raw_text[:2000], status=pstatus,
@@ -274,12 +292,14 @@ class Harness:
                     errors=[dict(kind=e.kind.value, step=e.step_index, detail=e.detail) for e in errors],
                 ))
                 step_failed = None
-                for step in valid:
+                extra = {e.step_index for e in errors if e.kind == PlanErrorKind.EXTRA_STEP}
+                budget = self.skill_max_steps
+                for i, step in valid:
                     if success or steps_used >= max_steps:
                         break
-                    skill = self.skills.get(step)
+                    skill = (skills or self.skills).get(step)
                     skill.reset(env, step.arg_dict)
-                    n, ok = 0, False
+                    n, ok, stop = 0, False, "episode_limit"
                     while steps_used < max_steps:
                         action = skill.act(obs)
                         if keep_actions:
@@ -291,12 +311,24 @@ class Harness:
                         if info.get("vlx_success") and not success:
                             success, first_success = True, steps_used
                         if skill.success(info):
-                            ok = True
+                            ok, stop = True, "success"
                             break
                         if terminated or success:
+                            stop = "task_success" if success else "terminated"
                             break
-                    rec["executed"].append(dict(step=step_text(step), success=ok, env_steps=n))
+                        # A skill that has run its course without success (e.g. a Kitchen
+                        # controller back home after a subtask the env does not track) or
+                        # has spent its budget would otherwise idle until the episode's end.
+                        if getattr(skill, "finished", False):
+                            stop = "skill_finished"
+                            break
+                        if budget is not None and n >= budget:
+                            stop = "step_budget"
+                            break
+                    rec["executed"].append(dict(step=step_text(step), success=ok, env_steps=n, stop=stop, extra=i in extra))
                     if not ok and not success:
+                        if i in extra and stop in ("skill_finished", "step_budget"):
+                            continue  # counted as extra_step in the plan's errors; the plan goes on
                         step_failed = step
                         break
                 if success or steps_used >= max_steps:
@@ -377,12 +409,27 @@ class Harness:
         finally:
             venv.close()
 
+    def _slot_skills(self, n: int) -> list[Any]:
+        """One skill library per lockstep slot: skills keep per-episode state (a Kitchen
+        controller's phase, a learned policy's history), so episodes running side by side must
+        not share instances. Copies share nothing with each other (deepcopy)."""
+        import copy
+
+        from vlx.config import ConfigError
+
+        try:
+            return [self.skills] + [copy.deepcopy(self.skills) for _ in range(n - 1)]
+        except Exception as e:  # noqa: BLE001  e.g. a skill holding a lock or a live connection
+            raise ConfigError(f"num_envs={n}: the skills cannot be copied for parallel episodes "
+                              f"({type(e).__name__}: {e}); use num_envs=1") from None
+
     def _lockstep(self, venv: Any, n: int, queue: list[EpisodeUnit], writer: RecordWriter, bar: Any) -> None:
         gens: list[Any] = [None] * n
         reqs: list[Any] = [None] * n
+        libs = self._slot_skills(n)
 
         def start(i: int) -> None:
-            gens[i] = self.episode(queue.pop(0), None) if queue else None
+            gens[i] = self.episode(queue.pop(0), None, libs[i]) if queue else None
             reqs[i] = next(gens[i]) if gens[i] is not None else None
 
         def feed(i: int, res: Any, err: str | None) -> None:
@@ -403,7 +450,7 @@ class Harness:
                 obs, infos = venv.reset(seed=seeds, options={"reset_mask": mask})
                 for i in np.flatnonzero(mask):
                     info = _unbatch(infos, i)
-                    feed(i, (obs[i], info), info.get("vlx_error"))
+                    feed(i, (tree_index(obs, i), info), info.get("vlx_error"))
                 continue
             stepping = [r is not None for r in reqs]
             actions = np.stack([np.asarray(r[1], dtype=np.float32) if r is not None else np.zeros(act_dim, np.float32) for r in reqs])
@@ -411,7 +458,7 @@ class Harness:
             for i in range(n):
                 if stepping[i]:
                     info = _unbatch(infos, i)
-                    feed(i, (obs[i], float(rew[i]), bool(term[i]), bool(trunc[i]), info), info.get("vlx_error"))
+                    feed(i, (tree_index(obs, i), float(rew[i]), bool(term[i]), bool(trunc[i]), info), info.get("vlx_error"))
 
     def run(self) -> list[dict]:
         """Run this rank's remaining episodes; returns the records it wrote."""
@@ -435,6 +482,51 @@ class Harness:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def tree_index(x: Any, i: int) -> Any:
+    """Element ``i`` of a batched observation: arrays are indexed, dicts and tuples/lists
+    (gymnasium's Dict / Tuple spaces batch per leaf) are indexed leaf by leaf."""
+    if isinstance(x, dict):
+        return {k: tree_index(v, i) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(tree_index(v, i) for v in x)
+    return x[i]
+
+
+def _zeros_like_tree(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _zeros_like_tree(v) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(_zeros_like_tree(v) for v in x)
+    return np.zeros_like(np.asarray(x))
+
+
+def parse_episode_ids(ids: Iterable[str | int] | str | None) -> tuple[set[int], set[str]]:
+    """("3,7" or ["3", "push-v3/7"]) -> (episode numbers chosen in every task, full episode
+    ids); ``ConfigError`` for anything else."""
+    from vlx.config import ConfigError
+
+    if ids is None:
+        return set(), set()
+    if isinstance(ids, str):
+        ids = [x for x in ids.split(",")]
+    numbers, full = set(), set()
+    for x in ids:
+        t = str(x).strip()
+        head, _, tail = t.rpartition("/")
+        if t.isdigit():
+            numbers.add(int(t))
+        elif head and tail.isdigit():
+            full.add(f"{head}/{int(tail)}")
+        else:
+            raise ConfigError(f"video_episode_ids: {t!r} is not an episode number (7) or id (task/7)")
+    return numbers, full
+
+
+def episode_chosen(episode_id: str, chosen: tuple[set[int], set[str]]) -> bool:
+    numbers, full = chosen
+    return episode_id in full or int(episode_id.rpartition("/")[2]) in numbers
 
 
 def _unbatch(infos: dict, i: int) -> dict:
@@ -500,7 +592,7 @@ class GymTaskEnv(_gym_env_base()):  # type: ignore[misc]
         try:
             obs, info = self.env.reset(seed=seed)
         except Exception as e:  # noqa: BLE001
-            return self.observation_space.sample() * 0, {"vlx_error": f"{type(e).__name__}: {e}"}
+            return _zeros_like_tree(self.observation_space.sample()), {"vlx_error": f"{type(e).__name__}: {e}"}
         self._last, self._steps = (obs, 0.0, False, False, {}), 0
         return obs, dict(info)
 
@@ -511,7 +603,7 @@ class GymTaskEnv(_gym_env_base()):  # type: ignore[misc]
         try:
             obs, r, term, trunc, info = self.env.step(action)
         except Exception as e:  # noqa: BLE001
-            obs = self._last[0] if self._last else self.observation_space.sample() * 0
+            obs = self._last[0] if self._last else _zeros_like_tree(self.observation_space.sample())
             return obs, 0.0, True, True, {"vlx_error": f"{type(e).__name__}: {e}"}
         info = dict(info)
         info["vlx_success"] = bool(self.env.success(info))
@@ -538,7 +630,8 @@ def evaluate(cfg: HarnessConfig, benchmark: Benchmark | None = None, planner: An
              videos: int = 0) -> dict | None:
     """Run this rank's share; rank 0 then waits for every episode of the run and merges all ranks' records into the report
     (``summary.json``, ``summary.md``, ``per_task.csv``, ``success.png``, ``videos/``) and
-    returns the summary (other ranks return None)."""
+    returns the summary (other ranks return None). Videos: the first ``videos`` episodes that
+    kept their actions, plus every episode chosen by ``cfg.video_episode_ids``."""
     from embodied.report import write_report
 
     h = Harness(cfg, benchmark, planner, skills)
@@ -551,7 +644,9 @@ def evaluate(cfg: HarnessConfig, benchmark: Benchmark | None = None, planner: An
     records = wait_for_records(h.out, {u.id for u in h.units()})
     meta = dict(config=asdict(cfg), benchmark=h.benchmark.name, protocol=h.benchmark.protocol,
                 world_size=h.world_size, skills=[s.name for s in h.specs])
-    return write_report(h.out, records, meta, benchmark=h.benchmark, videos=videos)
+    ids = h.video_ids if (h.video_ids[0] or h.video_ids[1]) else None
+    return write_report(h.out, records, meta, benchmark=h.benchmark, videos=videos, video_ids=ids)
 
 
-__all__ = ["EpisodeUnit", "GymTaskEnv", "Harness", "HarnessConfig", "evaluate", "load_all_records", "read_records"]
+__all__ = ["EpisodeUnit", "GymTaskEnv", "Harness", "HarnessConfig", "episode_chosen", "evaluate", "load_all_records",
+           "parse_episode_ids", "read_records", "tree_index"]

@@ -55,6 +55,8 @@ def _group_stats(records: Sequence[dict]) -> dict[str, Any]:
         skill_choice_accuracy=_mean([float(p["exact"]) for p in first]),
         plan_length=_mean([len(p["steps"]) for p in plans]),
         replans=_mean([r.get("replans", 0) for r in records]),
+        # plan steps not in the ground truth that ran and were stopped (skill finished or budget)
+        extra_steps_executed=sum(bool(e.get("extra")) for r in records for e in r.get("executed", [])),
         env_steps=_mean([r.get("env_steps", 0) for r in records]),
     )
 
@@ -119,6 +121,7 @@ def to_markdown(summary: dict) -> str:
         f"| skill choice accuracy (first plan = ground truth) | {_fmt(o['skill_choice_accuracy'], True)}% |",
         f"| plan length (mean) | {_fmt(o['plan_length'])} |",
         f"| re-plans per episode | {_fmt(o['replans'])} |",
+        f"| extra steps executed (stopped early, plan went on) | {o.get('extra_steps_executed', 0)} |",
         f"| planner latency mean / p50 / p95 (s) | {_fmt(o['planner_latency_s']['mean'])} / "
         f"{_fmt(o['planner_latency_s']['p50'])} / {_fmt(o['planner_latency_s']['p95'])} |",
         f"| tokens prompt / completion | {o['prompt_tokens']} / {o['completion_tokens']} |",
@@ -202,10 +205,18 @@ def replay_episode(benchmark: Any, record: dict, size: int = 128, camera: str | 
     return frames, ok
 
 
-def write_videos(out: Path, records: Sequence[dict], benchmark: Any, limit: int, size: int = 128) -> list[str]:
+def write_videos(out: Path, records: Sequence[dict], benchmark: Any, limit: int, size: int = 128,
+                 ids: tuple[set[int], set[str]] | None = None) -> list[str]:
+    """mp4s of the first ``limit`` records that kept their actions, plus every record chosen
+    by ``ids`` ((episode numbers, full episode ids), see ``harness.parse_episode_ids``)."""
     from tqdm import tqdm
 
-    chosen = [r for r in records if r.get("actions")][:limit]
+    from embodied.harness import episode_chosen
+
+    with_actions = [r for r in records if r.get("actions")]
+    chosen = with_actions[:limit]
+    if ids is not None:
+        chosen += [r for r in with_actions if episode_chosen(r["episode_id"], ids) and r not in chosen]
     (out / "videos").mkdir(exist_ok=True)
     paths = []
     for r in tqdm(chosen, desc="videos", unit="ep"):
@@ -216,12 +227,20 @@ def write_videos(out: Path, records: Sequence[dict], benchmark: Any, limit: int,
     return paths
 
 
-def write_report(out: Path, records: Sequence[dict], meta: dict, benchmark: Any = None, videos: int = 0) -> dict:
-    """Write the report files into ``out``; returns the summary dict."""
+def write_report(out: Path, records: Sequence[dict], meta: dict, benchmark: Any = None, videos: int = 0,
+                 video_ids: tuple[set[int], set[str]] | None = None) -> dict:
+    """Write the report files into ``out``; returns the summary dict. Chosen video episodes
+    recorded without actions (an earlier run without videos) are listed under
+    ``videos_missing``: rerun them in a fresh output dir to film them."""
     out = Path(out)
     summary = summarize(records, meta)
-    if videos and benchmark is not None:
-        summary["videos"] = write_videos(out, records, benchmark, videos)
+    if (videos or video_ids) and benchmark is not None:
+        summary["videos"] = write_videos(out, records, benchmark, videos, ids=video_ids)
+        if video_ids is not None:
+            from embodied.harness import episode_chosen
+
+            summary["videos_missing"] = [r["episode_id"] for r in records
+                                         if episode_chosen(r["episode_id"], video_ids) and not r.get("actions")]
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "summary.md").write_text(to_markdown(summary))
     with open(out / "per_task.csv", "w", newline="") as f:

@@ -74,6 +74,9 @@ class Benchmark(ABC):
 
     name: str
     protocol: str = ""  # one sentence for reports: how success is decided, episodes per goal
+    # Env steps one plan step may use before the harness stops it (None: only the episode's
+    # limit). Keeps an extra plan step from idling away the episode.
+    skill_max_steps: int | None = None
 
     @abstractmethod
     def tasks(self) -> list[TaskSpec]:

@@ -233,6 +233,7 @@ class KitchenBenchmark(Benchmark):
     with "-" for spaces (``light-switch``); their subgoal is the env's name (``light switch``)."""
 
     protocol = PROTOCOL
+    skill_max_steps = STEPS_PER_SUBTASK
 
     def __init__(self, variant: str = "", tasks_path: str | Path | None = None):
         variant = variant.lower()

@@ -6,7 +6,8 @@ Similarity is the cosine between all-MiniLM-L6-v2 sentence embeddings (mean pool
 normalised) of the instruction clause and of the grounding's texts (description, skill
 name, paraphrases; the best match counts). Multi-step instructions are split into clauses
 ("then", ";", "after that", ... always; "," and "and" only where the pieces match
-different skills better than the whole does) and one step is chosen per clause in order,
+different skills better than the whole does; "A after B" / "before A, B" reordered to
+execution order) and one step is chosen per clause in order,
 with the already-chosen groundings' affordance set to zero. Grounding embeddings are cached
 per planner instance, so after the first call a plan costs one small encoder batch.
 """
@@ -101,6 +102,27 @@ _STRONG = re.compile(
 )
 _WEAK = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.I)
 _LEAD = re.compile(r"^(?:please|first|firstly|now|,|\s)+", re.I)
+# Temporal conjunctions whose text order is not the execution order. "A after B" and
+# "before A, B" run B first; "A before B" and "after B, A" keep B/A as written ("after that"
+# and "afterwards" are sequence markers handled by _STRONG). Tried in this order, leading forms first.
+_TEMPORAL = (
+    (re.compile(r"^\s*after\s+(?P<x>[^,;]+?)\s*,\s*(?P<y>.+)$", re.I), False),  # after X, Y -> X, Y
+    (re.compile(r"^\s*before\s+(?P<x>[^,;]+?)\s*,\s*(?P<y>.+)$", re.I), True),  # before X, Y -> Y, X
+    (re.compile(r"^(?P<x>.+?),?\s+after\s+(?!that\b)(?P<y>.+)$", re.I), True),  # X after Y -> Y, X
+    (re.compile(r"^(?P<x>.+?),?\s+before\s+(?P<y>.+)$", re.I), False),  # X before Y -> X, Y
+)
+
+
+def temporal_order(clause: str) -> list[str]:
+    """``clause`` split at its first "before"/"after" conjunction into pieces in execution
+    order (recursively); a clause without one -> ``[clause]``."""
+    for pattern, swap in _TEMPORAL:
+        m = pattern.match(clause)
+        if m:
+            x, y = m.group("x"), m.group("y")
+            first, second = (y, x) if swap else (x, y)
+            return temporal_order(first) + temporal_order(second)
+    return [clause]
 
 
 def _clean(clause: str) -> str:
@@ -197,8 +219,9 @@ class SayCanPlanner:
 
     def split_instruction(self, instruction: str, skills: Sequence[SkillSpec]) -> list[str]:
         """Clauses in order; weak separators split only where every piece's best grounding
-        differs and the pieces match better on average than the unsplit clause."""
-        strong = [c for c in (_clean(x) for x in _STRONG.split(instruction)) if c]
+        differs and the pieces match better on average than the unsplit clause. "before" /
+        "after" clauses are put in execution order first (``temporal_order``)."""
+        strong = [c for x in _STRONG.split(instruction) for c in map(_clean, temporal_order(_clean(x))) if c]
         clauses = []
         for c in strong:
             pieces = [p for p in (_clean(x) for x in _WEAK.split(c)) if p]

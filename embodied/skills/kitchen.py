@@ -58,6 +58,7 @@ class KitchenKinematics:
         import mujoco
 
         self.mj = mujoco
+        self._args = (model_path, ee_site)
         self.model = mujoco.MjModel.from_xml_path(model_path or kitchen_model_path())
         self.data = mujoco.MjData(self.model)
         self.ee = self._site_id(ee_site)
@@ -67,6 +68,13 @@ class KitchenKinematics:
         self._kp = self.model.actuator_gainprm[:9, 0].copy()
         margin = 0.02  # rad kept from each limit
         self.arm_limits = (self.model.jnt_range[:ARM, 0] + margin, self.model.jnt_range[:ARM, 1] - margin)
+
+    def __deepcopy__(self, memo: dict) -> "KitchenKinematics":
+        # A fresh model (the state is re-synced from every observation anyway): parallel
+        # episodes' skill copies (harness vector slots) must not share MjData.
+        new = KitchenKinematics(*self._args)
+        memo[id(self)] = new
+        return new
 
     def _site_id(self, name: str) -> int:
         i = self.mj.mj_name2id(self.model, self.mj.mjtObj.mjOBJ_SITE, name)
@@ -304,7 +312,8 @@ class KitchenSubtaskSkill:
         if args:
             raise ValueError(f"skill {self.spec.name!r} takes no arguments, got {sorted(args)}")
         # A skill whose subtask the env does not track (an extra plan step) still runs, but
-        # can never succeed: the env reports completions only for its own goals.
+        # can never succeed: the env reports completions only for its own goals. Its
+        # ``finished`` (set once back home) tells the harness to stop it there.
         tasks = _env_subtasks(env)
         self.tracked = tasks is None or self.config.subtask in tasks
         self._phases, self._i, self._n, self._tries = [], 0, 0, 0

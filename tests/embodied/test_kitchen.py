@@ -276,3 +276,27 @@ def test_harness_runs_kitchen_with_oracle_plan(tmp_path):
     assert r["success"] and r["chain_length"] == 2
     assert r["completed_subgoals"] == ["slide cabinet", "light switch"]
     assert [e["success"] for e in r["executed"]] == [True, True]
+
+
+def test_harness_stops_an_untracked_extra_step_when_its_controller_is_home(tmp_path):
+    """An extra plan step whose subtask the env does not track cannot be credited: the harness
+    stops it when the controller has finished (not at the episode's step limit), records it
+    as an extra step, and the plan goes on to the task's own step."""
+    from embodied.harness import Harness, HarnessConfig
+    from embodied.types import Plan, PlanStep
+
+    class ExtraFirst:
+        def plan(self, instruction, observation, skills):
+            return Plan(steps=[PlanStep("flip-light-switch"), PlanStep("open-slide-cabinet")])
+
+    cfg = HarnessConfig(benchmark="kitchen-single", episodes=1, out=str(tmp_path), tasks=["slide-cabinet"], progress=False)
+    h = Harness(cfg, planner=ExtraFirst())
+    try:
+        (r,) = h.run()
+    finally:
+        h.close()
+    flip, slide = r["executed"]
+    assert (flip["stop"], flip["extra"], flip["success"]) == ("skill_finished", True, False)
+    assert 50 < flip["env_steps"] < 250  # its phases ran out well before the 400-step budget
+    assert slide["success"] and r["success"] and r["env_steps"] == flip["env_steps"] + slide["env_steps"] < 400
+    assert [e["kind"] for e in r["plans"][0]["errors"]] == ["extra_step"]
