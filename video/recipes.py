@@ -228,7 +228,8 @@ def _build_captioning_task(cfg: VideoCaptioningConfig, qa: bool) -> Task:
     train, test = _datasets(cfg.data, pairs=True, seed=cfg.train.seed, qa=qa)
     if not Path(cfg.model.lm.tiny_dir).is_absolute() and not cfg.model.lm.path:
         cfg.model.lm.tiny_dir = str(Path(cfg.train.output_dir) / Path(cfg.model.lm.tiny_dir).name)
-    model = build_video_captioner(cfg.model)
+    corpus = [cfg.prompt] + [t for r in train.records for t in (r.get("captions", []) + [r.get("question", ""), r.get("answer", "")])]
+    model = build_video_captioner(cfg.model, corpus)
     samples = Path(cfg.train.output_dir) / cfg.samples_file
     return Task(
         model=model,

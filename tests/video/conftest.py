@@ -35,3 +35,15 @@ def bad_videos(tmp_path_factory) -> dict[str, Path]:
     (d / "empty.mp4").write_bytes(b"")
     (d / "a_folder.mp4").mkdir()
     return {p.stem: p for p in d.iterdir()} | {"missing": d / "missing.mp4"}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tests use tiny tensors; on the shared 2-core CI box intra-op threads only add
+    contention (measured 10-20x slower steps with 2 threads under load)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

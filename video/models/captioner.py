@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import torch
 from torch import nn
@@ -37,6 +37,9 @@ class LMConfig:
     ``tiny`` (a LlamaConfig dict) with the MiniLM tokenizer and saved to ``tiny_dir``."""
 
     path: Optional[str] = None
+    # Tokenizer of the tiny LM: "words" = a word-level vocabulary built from the training
+    # text (tiny softmax, fast on a CPU), "minilm" = the packaged MiniLM WordPiece (30k).
+    tiny_vocab: Literal["words", "minilm"] = "words"
     tiny: dict[str, Any] = field(default_factory=lambda: dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4))
     tiny_dir: str = "runs/tiny_lm"
     freeze: bool = False
@@ -63,20 +66,41 @@ class VideoCaptionerConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
 
 
-def build_tiny_lm(out_dir: str | Path, tiny: dict[str, Any], seed: int = 0) -> Path:
-    """A randomly initialised LlamaForCausalLM (sizes from ``tiny``) with the MiniLM
-    tokenizer ([CLS] as bos, [SEP] as eos), saved as a normal HF dir. Idempotent."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def word_tokenizer(corpus: Sequence[str]):
+    """A word-level HF tokenizer (``tokenizers`` WordLevel, lower-cased, punctuation split off)
+    over the words of ``corpus`` plus [PAD] [UNK] [BOS] [EOS]."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
 
-    from vlx.encoders.hf import minilm_path
+    specials = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
+    pre = pre_tokenizers.Whitespace()
+    words = sorted({w for text in corpus for w, _ in pre.pre_tokenize_str(text.lower())})
+    vocab = {t: i for i, t in enumerate(specials + [w for w in words if w not in specials])}
+    tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]")
+
+
+def build_tiny_lm(out_dir: str | Path, tiny: dict[str, Any], corpus: Optional[Sequence[str]] = None, seed: int = 0) -> Path:
+    """A randomly initialised LlamaForCausalLM (sizes from ``tiny``) saved as a normal HF dir
+    with its tokenizer: word-level over ``corpus`` when given, else the MiniLM WordPiece
+    ([CLS] as bos, [SEP] as eos). Idempotent: an existing dir is reused."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     out = Path(out_dir)
     if (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file():
         return out
-    tok = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
-    tok.bos_token, tok.eos_token = tok.cls_token, tok.sep_token
-    cfg = LlamaConfig(vocab_size=len(tok), max_position_embeddings=256, bos_token_id=tok.cls_token_id,
-                      eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True, **tiny)
+    if corpus is not None:
+        tok = word_tokenizer(corpus)
+    else:
+        from vlx.encoders.hf import minilm_path
+
+        tok = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
+        tok.bos_token, tok.eos_token = tok.cls_token, tok.sep_token
+    cfg = LlamaConfig(vocab_size=len(tok), max_position_embeddings=256, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True, **tiny)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
@@ -91,12 +115,18 @@ def build_tiny_lm(out_dir: str | Path, tiny: dict[str, Any], seed: int = 0) -> P
     return out
 
 
-def load_lm(cfg: LMConfig):
-    """-> (causal LM, tokenizer) from ``cfg.path`` or a tiny LM; LoRA applied if enabled."""
+def load_lm(cfg: LMConfig, corpus: Optional[Sequence[str]] = None):
+    """-> (causal LM, tokenizer) from ``cfg.path`` or a tiny LM (word vocabulary from
+    ``corpus`` when ``tiny_vocab="words"``); LoRA applied if enabled."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path = Path(cfg.path) if cfg.path else build_tiny_lm(cfg.tiny_dir, cfg.tiny)
+    if cfg.path:
+        path = Path(cfg.path)
+    else:
+        if cfg.tiny_vocab == "words" and corpus is None and not (Path(cfg.tiny_dir) / "config.json").is_file():
+            raise ConfigError("model.lm: a tiny LM with tiny_vocab=words needs the training text to build its vocabulary")
+        path = build_tiny_lm(cfg.tiny_dir, cfg.tiny, corpus if cfg.tiny_vocab == "words" else None)
     if not (path / "config.json").is_file():
         raise ConfigError(f"model.lm.path: {path} is not a local Hugging Face causal-LM directory (no config.json)")
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
@@ -158,9 +188,13 @@ class VideoCaptioner(nn.Module):
         B, V, _ = vis.shape
         text = self._embed(batch["input_ids"]).to(vis.dtype)
         mask = torch.cat([torch.ones(B, V, dtype=batch["attention_mask"].dtype, device=vis.device), batch["attention_mask"]], 1)
-        labels = torch.cat([torch.full((B, V), -100, dtype=torch.long, device=vis.device), batch["labels"]], 1)
-        out = self.lm(inputs_embeds=torch.cat([vis, text], 1), attention_mask=mask, labels=labels)
-        return {"loss": out.loss}
+        # Logits only for the text positions (the LM head over V visual positions is wasted
+        # work); labels shift by one inside the text, as HF's causal-LM loss does.
+        L = batch["input_ids"].shape[1]
+        logits = self.lm(inputs_embeds=torch.cat([vis, text], 1), attention_mask=mask, logits_to_keep=L + 1).logits[:, :-1]
+        # logits[:, i] predicts text token i (position V-1+i predicts V+i)
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=-100)
+        return {"loss": loss}
 
     # -- text side -------------------------------------------------------------------------
     def encode_prompt(self, prompt: str) -> list[int]:
@@ -211,9 +245,10 @@ class VideoCaptioner(nn.Module):
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
-def build_video_captioner(cfg: VideoCaptionerConfig) -> VideoCaptioner:
+def build_video_captioner(cfg: VideoCaptionerConfig, corpus: Optional[Sequence[str]] = None) -> VideoCaptioner:
+    """``corpus``: training text, used only to build a tiny LM's word vocabulary."""
     if len(cfg.pool_size) != 3:
         raise ConfigError(f"model.pool_size must be [t, h, w], got {cfg.pool_size}")
     vision = build_image_encoder(cfg.vision)
-    lm, tok = load_lm(cfg.lm)
+    lm, tok = load_lm(cfg.lm, corpus)
     return VideoCaptioner(vision, lm, tok, cfg.pool_size, cfg.projector_layers, cfg.generation)
