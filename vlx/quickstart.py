@@ -14,7 +14,7 @@ from vlx.cli import register_quickstart
 # The embedded default; configs/vlx/clip_shapes_tiny.yaml holds the same values (tested).
 QUICKSTART = {
     "recipe": "clip_shapes",
-    "model": {"image": {"name": "vit", "preset": "tiny"}, "text": {"name": "transformer", "preset": "tiny"}, "embed_dim": 64},
+    "model": {"image": {"name": "vit", "preset": "tiny"}, "text": {"name": "transformer", "preset": "tiny", "kwargs": {"pool": "eot", "causal": True}}, "embed_dim": 64},
     "data": {"n_train": 4000, "n_test": 200, "image_size": 32, "render_size": 64},
     "objective": {"loss": "clip", "hard_negative_weight": 1.0},
     "train": {"epochs": 12, "batch_size": 128, "lr": 2e-3, "warmup_steps": 30, "weight_decay": 0.05, "log_every": 10},
