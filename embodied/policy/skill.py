@@ -58,7 +58,7 @@ class PolicyRunner:
             raise ConfigError(f"{cfg_path}: not found; expected the output_dir of a `vlx train` run of embodied_policy")
         cfg = from_dict(PolicyConfig, read_yaml_with_extends(str(cfg_path)), where=str(cfg_path))
         model, cache = build_policy_model(cfg, state_dim=None)
-        load_model_weights(model, ckpt or run / "checkpoints" / "latest")
+        load_model_weights(model, ckpt or run)  # the run dir: its checkpoints/latest pointer
         return cls(model, cache, device, execute, camera=cfg.model.camera)
 
     def reset(self, env: Any = None) -> None:
