@@ -7,6 +7,8 @@ import argparse
 
 from vlx.cli import register_command, register_quickstart
 
+import embodied.policy.recipe  # noqa: F401  registers the embodied_policy recipe for `vlx train`
+
 
 @register_command("embodied")
 def add_embodied_parser(subparsers) -> None:
