@@ -278,10 +278,11 @@ class VideoDataset(Dataset):
 
 
 def collate_video(items: list[dict]) -> dict[str, Any]:
-    """Stacks frames to uint8 (B, T, H, W, 3); ``video_index`` -> LongTensor ``ids``; strings
+    """Stacks frames to uint8 (B, T, H, W, 3) (or cached ``features`` to (B, T, D)); ``video_index`` -> LongTensor ``ids``; strings
     stay lists."""
+    key = "features" if "features" in items[0] else "frames"  # cached features (B, T, D)
     out: dict[str, Any] = {
-        "frames": torch.stack([it["frames"] for it in items]),
+        key: torch.stack([it[key] for it in items]),
         "timestamps": torch.stack([it["timestamps"] for it in items]),
         "ids": torch.tensor([it["video_index"] for it in items], dtype=torch.long),
     }

@@ -126,3 +126,6 @@ class FeatureDataset(Dataset):
         if "captions" in r:
             item["caption"] = r["captions"][ci]
         return item
+
+    def on_epoch_end(self, epoch: int) -> dict[str, Any]:
+        return {"videos_without_features": len(self.missing)}

@@ -37,6 +37,9 @@ class VideoDataConfig:
     # Batches of whole groups of videos whose captions are word-permutations of each other
     # (order-dependent hard negatives); train.batch_size then counts groups.
     hard_negative_groups: bool = False
+    # Train/evaluate on cached image-tower features (``vlx video-features``) instead of
+    # pixels; the image tower then stays as it was when the features were extracted.
+    features_dir: Optional[str] = None
     max_test: Optional[int] = None
     # Generate moving shapes into ``shapes_root`` when the annotation file is missing.
     generate: bool = True
@@ -81,7 +84,7 @@ def _datasets(cfg: VideoDataConfig, pairs: bool, seed: int, qa: bool = False) ->
     return train, test
 
 
-def _batches(ds: VideoDataset, batch_size: int):
+def _batches(ds, batch_size: int):
     for s in range(0, len(ds), batch_size):
         yield collate_video([ds[i] for i in range(s, min(len(ds), s + batch_size))])
 
@@ -105,14 +108,14 @@ class VideoRetrievalConfig(RecipeConfig):
 
 
 @torch.no_grad()
-def evaluate_video_retrieval(model, test: VideoDataset, tokenizer, device: torch.device, batch_size: int = 64) -> dict[str, Any]:
+def evaluate_video_retrieval(model, test, tokenizer, device: torch.device, batch_size: int = 64) -> dict[str, Any]:
     """Text->video over every caption of every test video, video->text with all of a
     video's captions correct. Percent, with chance R@1."""
     from vlx.metrics import retrieval_metrics
 
     vids, caps, cap_video = [], [], []
     for b in _batches(test, batch_size):
-        vids.append(model.encode_video(b["frames"].to(device)).float())
+        vids.append(model.encode_video(b["features" if "features" in b else "frames"].to(device)).float())
     for vi, r in enumerate(test.records):
         for c in r["captions"]:
             caps.append(c)
@@ -148,6 +151,15 @@ def _tokenize_collate(tokenizer):
 def build_video_retrieval(cfg: VideoRetrievalConfig) -> Task:
     tokenizer = build_tokenizer(cfg.tokenizer)
     train, test = _datasets(cfg.data, pairs=True, seed=cfg.train.seed)
+    if cfg.data.features_dir:
+        from video.features import FeatureDataset
+
+        train = FeatureDataset(train.records, cfg.data.features_dir, pairs=True)
+        test = FeatureDataset(test.records, cfg.data.features_dir, pairs=False)
+        if test.missing:
+            from vlx.data.errors import DataError
+
+            raise DataError(f"{cfg.data.features_dir}: no features for {len(test.missing)} test videos, e.g. {test.missing[0]!r}")
     model = build_video_clip(cfg.model)
     collate = _tokenize_collate(tokenizer)
     if cfg.data.hard_negative_groups:
@@ -217,6 +229,7 @@ def evaluate_captioning(model, test: VideoDataset, device: torch.device, prompt:
         norm = lambda s: " ".join(s.lower().strip(" .").split())
         result["exact_match"] = 100.0 * sum(norm(p) == norm(r[0]) for p, r in zip(preds, refs)) / len(preds)
     result["n_test"] = len(preds)
+    result["distinct_predictions"] = len(set(preds))  # 1 = the model ignores the video
     result["examples"] = [f"{r['prediction']!r} | ref {r['references'][0]!r}" for r in rows[:3]]
     if samples_path is not None:
         samples_path.parent.mkdir(parents=True, exist_ok=True)

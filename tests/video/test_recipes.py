@@ -56,3 +56,14 @@ def test_bad_config_key_is_one_line_error(capsys):
     assert main(["train", CFG + "retrieval_tiny.yaml", "--set", "data.lod=1"]) != 0
     err = capsys.readouterr().err.strip()
     assert "retrieval_tiny.yaml" in err and "'data.lod'" in err and len(err.splitlines()) == 1
+
+
+def test_retrieval_on_cached_features(tiny_shapes, tmp_path):
+    """`vlx video-features` with the tiny ViT, then the retrieval recipe trains on them."""
+    feats = tmp_path / "feats"
+    ann = str(tiny_shapes / "annotation.json")
+    assert main(["video-features", ann, "--format", "msrvtt", "--video-root", str(tiny_shapes / "videos"), "--out", str(feats), "--preset", "tiny"]) == 0
+    out = tmp_path / "ret_feats"
+    assert main(["train", CFG + "retrieval_tiny.yaml", *common(tiny_shapes, out), "--set", f"data.features_dir={feats}"]) == 0
+    res = json.loads((out / "eval.json").read_text())
+    assert res["n_videos"] == 8 and res["n_captions"] == 16

@@ -60,6 +60,12 @@ class GenerationConfig:
 @dataclass
 class VideoCaptionerConfig:
     vision: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="vit", preset="tiny"))
+    # LLaVA starts from a contrastively pretrained vision tower: a checkpoint (run dir,
+    # checkpoint dir or .safetensors) of e.g. a video_retrieval run, and the key prefix of
+    # the image encoder inside it.
+    vision_init: Optional[str] = None
+    vision_init_prefix: str = "dual.image_encoder."
+    freeze_vision: bool = False
     pool_size: list[int] = field(default_factory=lambda: [4, 2, 2])  # PLLaVA (t, h, w)
     projector_layers: int = 2
     lm: LMConfig = field(default_factory=LMConfig)
@@ -245,10 +251,32 @@ class VideoCaptioner(nn.Module):
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
+def load_vision_init(vision: nn.Module, path: str, prefix: str) -> None:
+    """Loads the keys under ``prefix`` of a checkpoint into ``vision`` (all must fit)."""
+    from safetensors.torch import load_file
+
+    from vlx.data.errors import DataError
+    from vlx.train.checkpoint import MODEL_FILE, find_checkpoint
+
+    p = Path(path)
+    file = p if p.suffix == ".safetensors" else find_checkpoint(p) / MODEL_FILE
+    sd = {k[len(prefix):]: v for k, v in load_file(str(file)).items() if k.startswith(prefix)}
+    if not sd:
+        raise DataError(f"{file}: no weights under the prefix {prefix!r} (model.vision_init_prefix)")
+    try:
+        vision.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise DataError(f"{file}: vision weights under {prefix!r} do not fit model.vision ({str(e).splitlines()[0]})") from None
+
+
 def build_video_captioner(cfg: VideoCaptionerConfig, corpus: Optional[Sequence[str]] = None) -> VideoCaptioner:
     """``corpus``: training text, used only to build a tiny LM's word vocabulary."""
     if len(cfg.pool_size) != 3:
         raise ConfigError(f"model.pool_size must be [t, h, w], got {cfg.pool_size}")
     vision = build_image_encoder(cfg.vision)
+    if cfg.vision_init:
+        load_vision_init(vision, cfg.vision_init, cfg.vision_init_prefix)
+    if cfg.freeze_vision:
+        vision.requires_grad_(False)
     lm, tok = load_lm(cfg.lm, corpus)
     return VideoCaptioner(vision, lm, tok, cfg.pool_size, cfg.projector_layers, cfg.generation)
