@@ -55,7 +55,8 @@ def _group_stats(records: Sequence[dict]) -> dict[str, Any]:
         skill_choice_accuracy=_mean([float(p["exact"]) for p in first]),
         plan_length=_mean([len(p["steps"]) for p in plans]),
         replans=_mean([r.get("replans", 0) for r in records]),
-        # plan steps not in the ground truth that ran and were stopped (skill finished or budget)
+        # executed plan steps that are not in the ground truth (repeats included); the ones
+        # that could not succeed were stopped early (executed[].stop) and the plan went on
         extra_steps_executed=sum(bool(e.get("extra")) for r in records for e in r.get("executed", [])),
         env_steps=_mean([r.get("env_steps", 0) for r in records]),
     )
@@ -121,7 +122,7 @@ def to_markdown(summary: dict) -> str:
         f"| skill choice accuracy (first plan = ground truth) | {_fmt(o['skill_choice_accuracy'], True)}% |",
         f"| plan length (mean) | {_fmt(o['plan_length'])} |",
         f"| re-plans per episode | {_fmt(o['replans'])} |",
-        f"| extra steps executed (stopped early, plan went on) | {o.get('extra_steps_executed', 0)} |",
+        f"| extra plan steps executed (not in the ground truth) | {o.get('extra_steps_executed', 0)} |",
         f"| planner latency mean / p50 / p95 (s) | {_fmt(o['planner_latency_s']['mean'])} / "
         f"{_fmt(o['planner_latency_s']['p50'])} / {_fmt(o['planner_latency_s']['p95'])} |",
         f"| tokens prompt / completion | {o['prompt_tokens']} / {o['completion_tokens']} |",
