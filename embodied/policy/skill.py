@@ -148,7 +148,7 @@ def evaluate_policy(runner: PolicyRunner, benchmark: str, tasks: Sequence[str] |
     bench = build_benchmark(benchmark)
     out = Path(out)
     result: dict[str, Any] = {"benchmark": bench.name, "protocol": bench.protocol, "episodes_per_task": episodes,
-                              "seed": seed, "tasks": list(tasks or [t.name for t in bench.tasks()]), "modes": {}}
+                              "seed": seed, "max_steps": max_steps, "tasks": list(tasks or [t.name for t in bench.tasks()]), "modes": {}}
     for mode in modes:
         recorder = InstructionRecorder(build_planner("oracle"))
         skills = policy_skills(bench, runner, mode, recorder)
@@ -176,6 +176,8 @@ def report_markdown(result: dict[str, Any]) -> str:
              f"{result['episodes_per_task']} episodes per task (seed {result['seed']}), instructions cycle the paraphrase set.",
              "Modes: **plan** = conditioned on the plan step's text (as trained); **instruction** = the bare "
              "instruction instead; **none** = the empty text.", ""]
+    if result.get("max_steps"):
+        lines += [f"Episodes were capped at {result['max_steps']} steps in this run, stricter than the protocol's limit.", ""]
     if result.get("train_curve"):
         lines += [f"Training curve: `{result['train_curve']}`", ""]
     lines += ["| task | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
