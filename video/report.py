@@ -11,13 +11,16 @@ from typing import Any, Optional
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "video"
 
 
-def _run(config: str, overrides: list[str], untrained_eval: bool = False) -> dict[str, Any]:
+def _run(config: str, overrides: list[str], untrained_eval: bool = False, reuse: bool = False) -> dict[str, Any]:
     from vlx.cli import load_recipe_config
     from vlx.config import to_dict
     from vlx.train.trainer import Trainer
     from vlx.utils import pick_device, seed_everything
 
     recipe, cfg = load_recipe_config(str(CONFIG_DIR / config), overrides)
+    done = Path(cfg.train.output_dir) / "report_entry.json"
+    if reuse and done.is_file():  # finished before: keep its numbers
+        return json.loads(done.read_text())
     seed_everything(cfg.train.seed)
     task = recipe.build(cfg)
     out: dict[str, Any] = {"config": config, "overrides": overrides}
@@ -29,12 +32,14 @@ def _run(config: str, overrides: list[str], untrained_eval: bool = False) -> dic
     out["trained"] = Trainer(cfg.train, task, config_dict=to_dict(cfg)).fit()
     out["train_seconds"] = round(time.time() - t, 1)
     out["output_dir"] = cfg.train.output_dir
+    done.write_text(json.dumps(out, indent=1, default=str))
     return out
 
 
-def run_moving_shapes_report(out_dir: str = "runs/video/report", shapes_root: str = "data/moving_shapes", extra: Optional[list[str]] = None, threads: int = 1) -> dict[str, Any]:
+def run_moving_shapes_report(out_dir: str = "runs/video/report", shapes_root: str = "data/moving_shapes", extra: Optional[list[str]] = None, threads: int = 1, reuse: bool = False) -> dict[str, Any]:
     """``threads``: torch intra-op threads; the tiny models are latency-bound and 1 thread is
-    much faster than 2 on a busy 2-core machine."""
+    much faster than 2 on a busy 2-core machine. ``reuse``: runs that already finished
+    under ``out_dir`` are not trained again."""
     import torch
 
     torch.set_num_threads(threads)
@@ -42,11 +47,11 @@ def run_moving_shapes_report(out_dir: str = "runs/video/report", shapes_root: st
     out.mkdir(parents=True, exist_ok=True)
     common = [f"data.shapes_root={shapes_root}", "train.resume=none"] + list(extra or [])
     res = {
-        "retrieval_seqtransf": _run("retrieval_tiny.yaml", common + [f"train.output_dir={out}/retrieval_seqtransf"]),
-        "retrieval_meanp": _run("retrieval_meanp_tiny.yaml", common + [f"train.output_dir={out}/retrieval_meanp"]),
+        "retrieval_seqtransf": _run("retrieval_tiny.yaml", common + [f"train.output_dir={out}/retrieval_seqtransf"], reuse=reuse),
+        "retrieval_meanp": _run("retrieval_meanp_tiny.yaml", common + [f"train.output_dir={out}/retrieval_meanp"], reuse=reuse),
         # LLaVA-style: the captioner starts from the contrastively trained (retrieval) tower.
-        "captioning": _run("captioning_tiny.yaml", common + [f"train.output_dir={out}/captioning", f"model.vision_init={out}/retrieval_seqtransf"], untrained_eval=True),
-        "captioning_scratch_vision": _run("captioning_tiny.yaml", common + [f"train.output_dir={out}/captioning_scratch"]),
+        "captioning": _run("captioning_tiny.yaml", common + [f"train.output_dir={out}/captioning", f"model.vision_init={out}/retrieval_seqtransf"], untrained_eval=True, reuse=reuse),
+        "captioning_scratch_vision": _run("captioning_tiny.yaml", common + [f"train.output_dir={out}/captioning_scratch"], reuse=reuse),
     }
     seq, mean = res["retrieval_seqtransf"]["trained"], res["retrieval_meanp"]["trained"]
     cap = res["captioning"]

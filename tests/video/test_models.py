@@ -121,3 +121,21 @@ def test_lora_trains_adapters_only(tiny_lm_dir):
     opt.step()
     assert all(torch.equal(p, base[n]) for n, p in m.lm.named_parameters() if "lora_" not in n)
     assert len(m.generate(batch["frames"], max_new_tokens=3)) == 2
+
+
+def test_captioner_cls_tokens_and_vision_init(tiny_lm_dir, tmp_path):
+    """use_cls appends one token per frame; vision_init loads a retrieval tower's weights."""
+    from safetensors.torch import save_file
+
+    from vlx.data.errors import DataError
+
+    src = clip_model("mean")
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    cfg = VideoCaptionerConfig(vision=EncoderConfig("vit", "tiny"), pool_size=[2, 2, 2], use_cls=True,
+                               vision_init=str(tmp_path / "model.safetensors"), lm=LMConfig(path=tiny_lm_dir))
+    m = build_video_captioner(cfg)
+    assert m.visual_tokens(torch.zeros(2, 4, 32, 32, 3, dtype=torch.uint8)).shape == (2, 8 + 4, 32)
+    torch.testing.assert_close(m.vision.pos_embed, src.dual.image_encoder.pos_embed)
+    cfg.vision_init_prefix = "nothing."
+    with pytest.raises(DataError, match="no weights under the prefix 'nothing.'"):
+        build_video_captioner(cfg)

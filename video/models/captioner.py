@@ -67,6 +67,9 @@ class VideoCaptionerConfig:
     vision_init_prefix: str = "dual.image_encoder."
     freeze_vision: bool = False
     pool_size: list[int] = field(default_factory=lambda: [4, 2, 2])  # PLLaVA (t, h, w)
+    # Also give the LM each frame's CLS token (T more tokens, in time order): the summary a
+    # contrastively trained tower learned to produce.
+    use_cls: bool = False
     projector_layers: int = 2
     lm: LMConfig = field(default_factory=LMConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -160,8 +163,9 @@ class VideoCaptioner(nn.Module):
     (``[bos] prompt target [eos]`` right-padded), attention_mask (B, L), labels (B, L) (-100
     outside the target). ``generate(frames, prompts) -> list[str]``."""
 
-    def __init__(self, vision: nn.Module, lm: nn.Module, tokenizer, pool_size: Sequence[int], projector_layers: int = 2, generation: Optional[GenerationConfig] = None):
+    def __init__(self, vision: nn.Module, lm: nn.Module, tokenizer, pool_size: Sequence[int], projector_layers: int = 2, generation: Optional[GenerationConfig] = None, use_cls: bool = False):
         super().__init__()
+        self.use_cls = use_cls
         self.vision, self.lm, self.tokenizer = vision, lm, tokenizer
         self.pool = AdaptiveGridPooling(tuple(pool_size))
         d_v, d_lm = vision.output_dim, lm.get_input_embeddings().embedding_dim
@@ -180,10 +184,13 @@ class VideoCaptioner(nn.Module):
         if frames.dtype == torch.uint8:
             frames = frames_to_model(frames, IMAGE_MEAN, IMAGE_STD)
         B, T = frames.shape[:2]
-        tokens = self.vision(frames.flatten(0, 1)).tokens[:, 1:]  # drop CLS: (B*T, N, Dv)
+        all_tokens = self.vision(frames.flatten(0, 1)).tokens  # (B*T, 1+N, Dv), CLS first
+        tokens = all_tokens[:, 1:]
         g = int(round(tokens.shape[1] ** 0.5))
         grid = tokens.reshape(B, T, g, g, -1)
         pooled = self.pool(grid).flatten(1, 3)  # (B, t*h*w, Dv)
+        if self.use_cls:
+            pooled = torch.cat([pooled, all_tokens[:, 0].reshape(B, T, -1)], 1)  # + (B, T, Dv)
         return self.projector(pooled)
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -279,4 +286,4 @@ def build_video_captioner(cfg: VideoCaptionerConfig, corpus: Optional[Sequence[s
     if cfg.freeze_vision:
         vision.requires_grad_(False)
     lm, tok = load_lm(cfg.lm, corpus)
-    return VideoCaptioner(vision, lm, tok, cfg.pool_size, cfg.projector_layers, cfg.generation)
+    return VideoCaptioner(vision, lm, tok, cfg.pool_size, cfg.projector_layers, cfg.generation, cfg.use_cls)
