@@ -13,8 +13,10 @@ kNN         scipy cKDTree, open3d NNS, torch           pytorch3d, torch
 
 The vectorised ``torch`` backend runs everywhere and is the fallback. All backends return
 the same answer (tests compare each with a naive loop). Results keep the input's device;
-distances returned by ``knn`` are recomputed in torch from the indices so they carry
-gradients to ``query``/``points`` whatever backend found the neighbours.
+distances returned by ``knn`` come from the backend, and are recomputed in torch from the
+indices when an input requires grad, so they carry gradients whatever backend found the
+neighbours. Inputs are validated once, at the public function (``check=False`` skips it for
+callers that already did).
 
 Public API (used by pointcloud.encoders and scene_graph):
 ``validate_points``, ``farthest_point_sample``, ``knn``, ``ball_query``, ``group_points``,
@@ -83,6 +85,10 @@ def validate_points(points: torch.Tensor, name: str = "points", dims: int | None
         raise DataError(f"{name}: empty point cloud, shape {tuple(points.shape)}")
     if not points.is_floating_point():
         raise DataError(f"{name}: expected floating-point coordinates, got {points.dtype}")
+    # One reduction first: a finite sum means every coordinate is finite (NaN and inf propagate);
+    # only a non-finite sum (or an overflow) pays for the elementwise check that locates it.
+    if bool(torch.isfinite(points.detach().sum())):
+        return points
     bad = ~torch.isfinite(points)
     if bool(bad.any()):
         b, n = (int(v) for v in bad.any(-1).nonzero()[0])
@@ -108,7 +114,7 @@ def farthest_point_sample(points: torch.Tensor, n_samples: int, backend: Backend
         return torch.arange(N, device=points.device).expand(B, N).clone()
     which = _pick("fps", backend, points.device)
     if which == "open3d":
-        idx = _fps_open3d(points, n_samples)
+        return _fps_open3d(points, n_samples)  # already ascending (see there)
     elif which == "pytorch3d":
         from pytorch3d.ops import sample_farthest_points
 
@@ -138,19 +144,21 @@ def _fps_open3d(points: torch.Tensor, m: int) -> torch.Tensor:
     import open3d as o3d
 
     # Legacy FPS returns the selected points, not indices; the colour channel carries each
-    # point's index through the selection (float64 holds integers exactly).
-    arr = points.detach().cpu().double().numpy()
+    # point's index through the selection (float64 holds integers exactly). Its selection is
+    # copied out with SelectByIndex, which walks the cloud in index order, so the carried
+    # indices come back ascending: no sort needed (the naive-reference test checks this).
+    arr = points.detach().to("cpu", torch.float64).numpy()  # the one copy: open3d wants float64
     N = arr.shape[1]
     carrier = np.zeros((N, 3))
     carrier[:, 0] = np.arange(N)
     colors = o3d.utility.Vector3dVector(carrier)
-    out = []
-    for cloud in arr:
+    out = np.empty((arr.shape[0], m), dtype=np.int64)
+    for b, cloud in enumerate(arr):
         pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud))
         pc.colors = colors
         sel = pc.farthest_point_down_sample(m)
-        out.append(np.asarray(sel.colors)[:, 0].astype(np.int64))
-    return torch.from_numpy(np.stack(out)).to(points.device)
+        out[b] = np.asarray(sel.colors)[:, 0]
+    return torch.from_numpy(out).to(points.device)
 
 
 # ----------------------------------------------------------------------------- kNN
@@ -172,20 +180,29 @@ def knn(query: torch.Tensor, points: torch.Tensor, k: int, backend: Backend = "a
         raise ValueError(f"knn: k must be in [1, N={N}], got {k}")
     which = _pick("knn", backend, query.device)
     if which == "scipy":
-        idx = _knn_scipy(query, points, k)
+        dists, idx = _knn_scipy(query, points, k)
     elif which == "open3d":
-        idx = _knn_open3d(query, points, k)
+        dists, idx = _knn_open3d(query, points, k)
     elif which == "pytorch3d":
         from pytorch3d.ops import knn_points
 
-        idx = knn_points(query.float(), points.float(), K=k, return_sorted=True).idx
+        res = knn_points(query.float(), points.float(), K=k, return_sorted=True)
+        dists, idx = res.dists.clamp_min(0).sqrt().to(query.dtype), res.idx
     else:
-        idx = _knn_torch(query, points, k)
+        dists, idx = None, _knn_torch(query, points, k)
+    # Distances are recomputed in torch from the indices only when they must carry gradients,
+    # or when the backend has none exact enough (cdist's matmul form loses ~1e-3 near 0).
+    if dists is None or (torch.is_grad_enabled() and (query.requires_grad or points.requires_grad)):
+        dists = _knn_distances(query, points, idx)
+    return dists, idx
+
+
+def _knn_distances(query: torch.Tensor, points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """(B, M, k) Euclidean distances of the neighbours ``idx``; differentiable."""
     nbrs = gather_points(points, idx)  # (B, M, k, D)
     sq = (nbrs - query.unsqueeze(2)).square().sum(-1)
     # sqrt's gradient is infinite at 0 (a point finding itself); give it 0 there instead.
-    dists = torch.where(sq > 0, sq.clamp_min(1e-20).sqrt(), torch.zeros_like(sq))
-    return dists, idx
+    return torch.where(sq > 0, sq.clamp_min(1e-20).sqrt(), torch.zeros_like(sq))
 
 
 @torch.no_grad()
@@ -198,33 +215,43 @@ def _knn_torch(query: torch.Tensor, points: torch.Tensor, k: int, chunk: int = 2
     return torch.cat(out, dim=1)
 
 
-def _knn_scipy(query: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
+def _host_float32(t: torch.Tensor) -> np.ndarray:
+    """A C-contiguous float32 numpy view of ``t`` (no copy when it already is one on the CPU)."""
+    return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+
+
+def _knn_scipy(query: torch.Tensor, points: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     from scipy.spatial import cKDTree
 
-    q = query.detach().cpu().numpy()
-    p = points.detach().cpu().numpy()
-    out = np.empty((q.shape[0], q.shape[1], k), dtype=np.int64)
-    for b in range(q.shape[0]):
-        _, i = cKDTree(p[b]).query(q[b], k=k, workers=-1)
-        out[b] = i.reshape(q.shape[1], k)
-    return torch.from_numpy(out).to(query.device)
+    q, p = _host_float32(query), _host_float32(points)
+    B, M = q.shape[:2]
+    idx = np.empty((B, M, k), dtype=np.int64)
+    dist = np.empty((B, M, k), dtype=np.float32)
+    for b in range(B):
+        d, i = cKDTree(p[b]).query(q[b], k=k, workers=-1)
+        idx[b] = i.reshape(M, k)  # k=1 comes back squeezed
+        dist[b] = d.reshape(M, k)
+    return torch.from_numpy(dist).to(query.device, query.dtype), torch.from_numpy(idx).to(query.device)
 
 
-def _knn_open3d(query: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
+def _knn_open3d(query: torch.Tensor, points: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     import open3d.core as o3c
 
-    q = query.detach().cpu().float().numpy()
-    p = points.detach().cpu().float().numpy()
-    out = np.empty((q.shape[0], q.shape[1], k), dtype=np.int64)
-    for b in range(q.shape[0]):
-        nns = o3c.nns.NearestNeighborSearch(o3c.Tensor(np.ascontiguousarray(p[b])))
+    q, p = _host_float32(query), _host_float32(points)
+    B, M = q.shape[:2]
+    idx = np.empty((B, M, k), dtype=np.int64)
+    sq = np.empty((B, M, k), dtype=np.float32)
+    for b in range(B):
+        nns = o3c.nns.NearestNeighborSearch(o3c.Tensor.from_numpy(p[b]))
         nns.knn_index()
-        i, _ = nns.knn_search(o3c.Tensor(np.ascontiguousarray(q[b])), k)
-        out[b] = i.numpy()
-    return torch.from_numpy(out).to(query.device)
+        i, d = nns.knn_search(o3c.Tensor.from_numpy(q[b]), k)
+        idx[b] = i.numpy()
+        sq[b] = d.numpy()  # squared distances
+    dist = torch.from_numpy(np.sqrt(sq, out=sq))
+    return dist.to(query.device, query.dtype), torch.from_numpy(idx).to(query.device)
 
 
-def ball_query(query: torch.Tensor, points: torch.Tensor, radius: float, k: int, backend: Backend = "auto") -> torch.Tensor:
+def ball_query(query: torch.Tensor, points: torch.Tensor, radius: float, k: int, backend: Backend = "auto", check: bool = True) -> torch.Tensor:
     """Up to k neighbours within ``radius`` of each query (PointNet++ grouping).
 
     query: (B, M, 3), points: (B, N, 3). Returns LongTensor (B, M, k): the k nearest points
@@ -234,7 +261,7 @@ def ball_query(query: torch.Tensor, points: torch.Tensor, radius: float, k: int,
     if radius <= 0:
         raise ValueError(f"ball_query: radius must be > 0, got {radius}")
     k = min(k, points.shape[1])
-    dists, idx = knn(query, points, k, backend=backend)
+    dists, idx = knn(query, points, k, backend=backend, check=check)
     inside = dists <= radius
     inside[..., 0] = True
     return torch.where(inside, idx, idx[..., :1].expand_as(idx))

@@ -31,7 +31,7 @@ class SetAbstraction(nn.Module):
     def forward(self, xyz: torch.Tensor, feats: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         idx = ops.farthest_point_sample(xyz.detach(), self.n_centers, check=False)
         centers = ops.gather_points(xyz, idx)
-        nbr = ops.ball_query(centers.detach(), xyz.detach(), self.radius, self.k)
+        nbr = ops.ball_query(centers.detach(), xyz.detach(), self.radius, self.k, check=False)
         grouped = ops.group_points(xyz, centers, nbr, feats)  # (B, M, K, 3 + C)
         grouped[..., :3] /= self.radius  # offsets in units of the ball, as in the reference code
         return centers, self.mlp(grouped).amax(dim=2)

@@ -93,3 +93,17 @@ def test_bad_clouds(cloud):
         P.depth_maps(cloud * 3, normalize=False)
     with pytest.raises(KeyError, match="unknown view set"):
         P.view_matrices("clip2point_7")
+
+
+def test_depth_maps_chunked_equals_one_pass(cloud, monkeypatch):
+    # Beyond 2^24 stacked image rows depth_maps renders in chunks of clouds; same images.
+    whole = P.depth_maps(cloud, "clip2point_6", 16)
+    monkeypatch.setattr(P, "_MAX_FLOAT_ROWS", 6 * 16 + 1)  # one cloud per chunk
+    torch.testing.assert_close(P.depth_maps(cloud, "clip2point_6", 16), whole, atol=0, rtol=0)
+
+
+def test_depth_maps_per_sample_cameras_match_loop(cloud):
+    mats = P.jitter_views(P.view_matrices("clip2point_6"), 2, 10.0, torch.Generator().manual_seed(0))  # (2, 6, 3, 3)
+    img = P.depth_maps(cloud, mats, 16, normalize=False)
+    for b in range(2):
+        torch.testing.assert_close(img[b], P.depth_maps(cloud[b:b + 1], mats[b], 16, normalize=False)[0], atol=1e-6, rtol=0)
