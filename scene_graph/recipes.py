@@ -146,8 +146,10 @@ def evaluate_grounding(model, dataset: ReferralDataset, collate, device, batch_s
     res = {"n": len(dataset), "skipped": len(dataset.skipped)}
     if not len(dataset):
         return res
-    # What a model blind to relations can reach at best: a uniform pick among the objects that
-    # share the target's class (100% on "unique", 1/k on "multiple").
+    # A uniform pick among the objects sharing the target's class (100% on "unique", 1/k on
+    # "multiple"): the reference for a model that knows classes but neither relations nor
+    # positions (absolute positions alone already beat it: "front"/"farthest" targets sit
+    # near the room's edges).
     share = [sum(l == it["graph"].label_names[it["target"]] for l in it["graph"].label_names) for it in dataset.items]
     res["class_oracle/overall"] = 100.0 * sum(1.0 / k for k in share) / len(share)
     res.update(grounding_accuracy(torch.cat(pred_box), torch.cat(gt_box), torch.cat(uniq)))
