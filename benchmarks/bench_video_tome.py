@@ -7,20 +7,25 @@ LM with PLLaVA pooling vs none. Target: r=16 >= 1.8x.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
 
 
-def throughput(model, x, iters: int) -> float:
+def interleaved_throughput(models: dict, x, iters: int) -> dict:
+    """Best-of-``iters`` images/s per model, measured round-robin so that load changes on a
+    shared machine hit every configuration alike."""
+    best = {k: float("inf") for k in models}
     with torch.inference_mode():
-        model(x)  # warm-up
-        best = float("inf")
+        for m in models.values():
+            m(x)  # warm-up
         for _ in range(iters):
-            t = time.perf_counter()
-            model(x)
-            best = min(best, time.perf_counter() - t)
-    return x.shape[0] / best
+            for k, m in models.items():
+                t = time.perf_counter()
+                m(x)
+                best[k] = min(best[k], time.perf_counter() - t)
+    return {k: x.shape[0] / v for k, v in best.items()}
 
 
 def main() -> None:
@@ -37,14 +42,17 @@ def main() -> None:
     dev = torch.device(a.device)
     x = torch.randn(a.batch, 3, 224, 224, device=dev)
     vit = VisionTransformer(**VIT_PRESETS["B/16"]).to(dev).eval()
-    base = throughput(vit, x, a.iters)
-    rows = [("none", 197, base)]
-    apply_patch(vit, r=0)
+    models = {"none": vit}
     for r in (8, 16):
-        vit.r = r
+        m = apply_patch(copy.deepcopy(vit), r=r)
+        models[f"r={r}"] = m
+    ips = interleaved_throughput(models, x, a.iters)
+    rows = []
+    for name, m in models.items():
         with torch.inference_mode():
-            n_out = vit(x[:1]).tokens.shape[1]
-        rows.append((f"r={r}", n_out, throughput(vit, x, a.iters)))
+            n_out = m(x[:1]).tokens.shape[1]
+        rows.append((name, n_out, ips[name]))
+    base = ips["none"]
     print(f"ViT-B/16 forward, batch {a.batch}, 224px, {a.device}")
     print(f"{'ToMe':<8} {'tokens out':>10} {'img/s':>8} {'speed-up':>9}")
     for name, n, ips in rows:
