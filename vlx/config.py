@@ -93,8 +93,19 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "<config>", prefix: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
+def _field_default(f: dataclasses.Field, base: Any) -> Any:
+    if base is not None:
+        return getattr(base, f.name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "<config>", prefix: str = "", base: Any = None) -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError.
+
+    Keys that ``data`` leaves out keep the field's own default (or ``base``'s value), also
+    inside nested sections: ``--set model.text.preset=small`` changes that key alone."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: key '{prefix or '<root>'}': expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -108,9 +119,18 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "<config>", prefi
     kwargs = {}
     for name, f in fields.items():
         dotted = f"{prefix}.{name}" if prefix else name
+        has_default = base is not None or f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         if name in data:
-            kwargs[name] = _convert(data[name], hints[name], dotted, where)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            value = data[name]
+            tp = hints[name]
+            default = _field_default(f, base) if has_default else None
+            if isinstance(value, dict) and dataclasses.is_dataclass(tp) and isinstance(default, tp):
+                kwargs[name] = from_dict(tp, value, where=where, prefix=dotted, base=default)
+            else:
+                kwargs[name] = _convert(value, tp, dotted, where)
+        elif base is not None:
+            kwargs[name] = getattr(base, name)
+        elif not has_default:
             raise ConfigError(f"{where}: missing required key '{dotted}'")
     try:
         return cls(**kwargs)

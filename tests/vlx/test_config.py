@@ -67,3 +67,16 @@ def test_errors_name_file_and_key(tmp_path, text, overrides, match):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_yaml_config(Cfg, tmp_path / "nope.yaml")
+
+
+@dataclass
+class Outer(RecipeConfig):
+    # a field whose default instance differs from the class defaults
+    model: ModelCfg = field(default_factory=lambda: ModelCfg(width=128, pool="mean", sizes=(5, 6)))
+
+
+def test_nested_keys_keep_the_fields_default_instance(tmp_path):
+    p = write(tmp_path, "a.yaml", "recipe: r\nmodel: {dropout: 0.5}\n")
+    c = load_yaml_config(Outer, p, ["model.sizes=[7, 8]"])
+    assert (c.model.width, c.model.pool, c.model.dropout, c.model.sizes) == (128, "mean", 0.5, (7, 8))
+    assert load_yaml_config(Outer, write(tmp_path, "b.yaml", "recipe: r\n")).model.width == 128

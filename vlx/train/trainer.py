@@ -81,6 +81,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         cfg, task = self.cfg, self.task
         device = pick_device(cfg.device)
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
         distributed = init_distributed(device)
         rank, world = world_info()
         main = rank == 0
