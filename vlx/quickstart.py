@@ -32,7 +32,7 @@ def quickstart_config(out: Path, fast: bool = False, seed: int = 0):
     data["train"]["seed"] = seed
     if fast:  # a smoke-test size: seconds, not minutes
         data["data"].update(n_train=512, n_test=64)
-        data["train"].update(epochs=2, batch_size=64, warmup_steps=2)
+        data["train"].update(epochs=6, batch_size=64, warmup_steps=5)
     return from_dict(ClipShapesConfig, data, where="<quickstart>")
 
 
