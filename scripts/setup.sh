@@ -9,10 +9,11 @@ VENV=${VLX_VENV:-.venv}
 
 # System packages: open3d needs libusb-1.0; MuJoCo's CPU rendering needs OSMesa.
 need=()
-ldconfig -p | grep -q 'libusb-1.0.so.0' || need+=(libusb-1.0-0)
-ldconfig -p | grep -q 'libOSMesa.so' || need+=(libosmesa6)
-ldconfig -p | grep -q 'libGL.so.1' || need+=(libgl1)
-ldconfig -p | grep -q 'libgomp.so.1' || need+=(libgomp1)
+libs=$(ldconfig -p)  # read once: `ldconfig -p | grep -q` can fail under pipefail (SIGPIPE)
+grep -q 'libusb-1.0.so.0' <<<"$libs" || need+=(libusb-1.0-0)
+grep -q 'libOSMesa.so' <<<"$libs" || need+=(libosmesa6)
+grep -q 'libGL.so.1' <<<"$libs" || need+=(libgl1)
+grep -q 'libgomp.so.1' <<<"$libs" || need+=(libgomp1)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "[setup] apt-get install ${need[*]}"
