@@ -129,6 +129,7 @@ def evaluate_grounding(model, dataset: ReferralDataset, collate, device, batch_s
     of skipped bad samples."""
     model.eval()
     pred_box, gt_box, uniq, hard, vd, correct, topk, answers = [], [], [], [], [], [], [], []
+    top1_gt = []  # QA answers read from the annotated object (grounding assumed right)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     with torch.no_grad():
         for batch in loader:
@@ -142,6 +143,8 @@ def evaluate_grounding(model, dataset: ReferralDataset, collate, device, batch_s
             if "answer_logits" in out and answer_names:
                 k = min(10, out["answer_logits"].shape[1])
                 topk += [[answer_names[j] for j in row] for row in out["answer_logits"].topk(k, -1).indices.tolist()]
+                if "answer_logits_gt_object" in out:
+                    top1_gt += [[answer_names[j]] for j in out["answer_logits_gt_object"].argmax(-1).tolist()]
     model.train()
     res = {"n": len(dataset), "skipped": len(dataset.skipped)}
     if not len(dataset):
@@ -157,6 +160,9 @@ def evaluate_grounding(model, dataset: ReferralDataset, collate, device, batch_s
     if topk:
         answers = [item["answers"] for item in dataset.items]
         res.update(qa_exact_match(topk, answers))
+        res["EM@1_chance"] = 100.0 / len(answer_names)  # uniform guess over the answer vocabulary
+        if top1_gt:
+            res["EM@1_gt_object"] = qa_exact_match(top1_gt, answers)["EM@1"]
         try:
             from vlx.metrics import caption_metrics
 

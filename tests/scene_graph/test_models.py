@@ -60,6 +60,23 @@ def test_qa_head_and_caption_head(room_dataset, tokenizer):
     m = build_scene_model(SceneModelConfig(dim=32, fusion_heads=2, gnn=GNNConfig(heads=2), num_answers=3))
     out = m(b)
     assert out["answer_logits"].shape == (4, 3) and torch.isfinite(out["loss_answer"])
+    # Training answers about the annotated object (teacher forcing); evaluation about the
+    # grounded one: naive per-question reference from the fused states and raw tokens.
+    scores, h, sent, tokens = m.ground(b, return_tokens=True)
+    for k in range(4):
+        t = int(b["target"][k])
+        ref = m.answer_head(torch.cat([h[t], tokens[t], sent[k]]))
+        assert torch.allclose(out["answer_logits"][k], ref, atol=1e-5)
+    m.eval()
+    with torch.no_grad():
+        ev = m(b)
+        scores, h, sent, tokens = m.ground(b, return_tokens=True)
+    pred = predict_objects(scores, b["node_batch"])
+    for k in range(4):
+        p = int(pred[k])
+        assert torch.allclose(ev["answer_logits"][k], m.answer_head(torch.cat([h[p], tokens[p], sent[k]])), atol=1e-5)
+        t = int(b["target"][k])
+        assert torch.allclose(ev["answer_logits_gt_object"][k], m.answer_head(torch.cat([h[t], tokens[t], sent[k]])), atol=1e-5)
     cap = CaptionHead(16, 50)
     ids = torch.randint(0, 50, (3, 7))
     assert cap(torch.randn(3, 16), ids).shape == (3, 6, 50)

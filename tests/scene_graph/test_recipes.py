@@ -72,6 +72,19 @@ def test_qa_recipe_reports_exact_match(root, tmp_path):
                                                                 "val_file": "scanqa_val.json"})
     res = fit(recipe, cfg)
     assert 0.0 <= res["EM@1"] <= res["EM@10"] <= 100.0 and "CIDEr-D" in res
+    assert res["EM@1_chance"] == pytest.approx(25.0)  # four colour answers
+    assert 0.0 <= res["EM@1_gt_object"] <= 100.0
+
+
+@pytest.mark.slow
+def test_qa_answer_head_learns_colour_of_the_asked_object(root, tmp_path):
+    # Before the answer head read one object (it pooled all objects by grounding score) it
+    # stayed at chance; reading the annotated object it learns the colour in a few dozen steps.
+    recipe, cfg = config("sg_qa", root, tmp_path / "qa", data={"format": "scanqa", "train_file": "scanqa_train.json",
+                                                                "val_file": "scanqa_val.json"},
+                         train={"max_steps": 60, "lr": 3e-3, "batch_size": 8})
+    res = fit(recipe, cfg)
+    assert res["EM@1_gt_object"] >= 60.0 and res["EM@1_chance"] == pytest.approx(25.0)
 
 
 @pytest.mark.slow
