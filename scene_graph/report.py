@@ -79,6 +79,9 @@ def run_report(args) -> int:
                                 ("finetune_from_scratch_noedges", "noedges", None)):
             results[name] = run_config(cdir / RUNS[cfg], _finetune_overrides(base, out, name, init, ft_epochs))
             _write(out, results)
+        if "qa" in only:  # QA started from the pre-trained weights: better grounding, better answers
+            results["qa_from_pretrain"] = run_config(
+                cdir / RUNS["qa"], base + [f"train.output_dir={out / 'qa_from_pretrain'}", f"init_from={out / 'pretrain'}"])
     _write(out, results)
     print((out / "report.md").read_text())
     return 0
@@ -118,7 +121,7 @@ def _write(out: Path, results: dict) -> None:
         s = results["finetune_from_scratch"].get("overall/Acc@0.25")
         lines += ["", f"Grounding after the same short fine-tuning: from scene-graph pre-training {p:.1f}, "
                       f"from scratch {s:.1f} (difference {p - s:+.1f} points)."]
-    for name in ("qa", "qa_from_grounding"):
+    for name in ("qa", "qa_from_grounding", "qa_from_pretrain"):
         r = results.get(name, {})
         if "EM@1" in r:
             lines += ["", f"QA ({name}): EM@1 {r['EM@1']:.1f} (chance {r.get('EM@1_chance', float('nan')):.1f}: "
