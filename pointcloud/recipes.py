@@ -46,11 +46,22 @@ class PrimitivesConfig:
 
 
 def ensure_primitives(cfg: PrimitivesConfig) -> Path:
+    """The primitives under ``cfg.root``, generated when missing, and regenerated when the
+    parameters recorded in ``params.json`` differ from ``cfg`` (a directory without that
+    file is used as it is)."""
+    import json
+
     root = Path(cfg.root)
-    if not (root / "test.npz").is_file():
+    want = {"n_train_per_class": cfg.n_train_per_class, "n_test_per_class": cfg.n_test_per_class, "n_points": cfg.n_points,
+            "render_size": cfg.render_size, "seed": cfg.seed}
+    meta = root / "params.json"
+    have = json.loads(meta.read_text()) if meta.is_file() else None
+    if not (root / "test.npz").is_file() or (have is not None and have != want):
         if not cfg.generate:
-            raise DataError(f"{root}: primitives not found and data.generate is false")
+            what = "not found" if have is None else f"generated with {have}, config asks for {want}"
+            raise DataError(f"{root}: primitives {what} and data.generate is false")
         generate_primitives(root, cfg.n_train_per_class, cfg.n_test_per_class, cfg.n_points, cfg.render_size, cfg.seed)
+        meta.write_text(json.dumps(want))
     return root
 
 

@@ -74,10 +74,11 @@ def test_sigterm_stops_the_whole_demo(tmp_path):
 
 @pytest.mark.slow
 def test_reduced_demo_orderings(tmp_path):
-    """Every stage on a smaller primitives set (128 train / 64 test clouds). Margins are loose so
-    seeds do not flip them: measured supervised ~90%, zero-shot ~30-45%, few-shot ~70-85%."""
+    """Every stage on a smaller primitives set (192 train / 80 test clouds). Measured with data
+    and train seeds 0 and 1: supervised 77.5 / 87.5%, zero-shot (best view set) 40 / 66%,
+    4-shot adapter 77.5 / 81%; the margins below leave room for other seeds."""
     out = tmp_path / "demo"
-    sets = ["data.n_train_per_class=16", "data.n_test_per_class=8"]
+    sets = ["data.n_train_per_class=24", "data.n_test_per_class=10"]
     args = [a for s in sets for st in ("classify", "image_text", "clip2point", "text4point") for a in ("--set", f"{st}:{s}")]
     args += ["--set", "classify:train.batch_size=16", "--set", "classify:train.epochs=40",
              "--set", "image_text:train.batch_size=16", "--set", "image_text:train.epochs=30",
@@ -87,11 +88,28 @@ def test_reduced_demo_orderings(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rep = json.loads((out / "report.json").read_text())
     chance = rep["classify"]["chance"]
-    assert math.isclose(chance, 12.5) and rep["classify"]["n_test"] == 64
-    assert rep["classify"]["top1"] >= 60.0  # well above the 12.5% chance
+    assert math.isclose(chance, 12.5) and rep["classify"]["n_test"] == 80
+    assert rep["classify"]["top1"] >= 50.0  # well above the 12.5% chance
     c2p = rep["clip2point"]
     few = c2p["few_shot_4shot_top1"]
-    zero_same_views = c2p[f"zero_shot_top1_{c2p['few_shot_views']}"]
-    assert few >= zero_same_views and few >= c2p["zero_shot_top1"]
-    assert few >= chance + 25.0
+    zero = [v for k, v in c2p.items() if k.startswith("zero_shot_top1")]
+    assert len(zero) == 3 and c2p[f"zero_shot_top1_{c2p['few_shot_views']}"] in zero
+    assert few >= max(zero)  # the adapter beats zero-shot from every view set, its own included
+    assert few >= chance + 25.0 and c2p["zero_shot_top1"] > chance
     assert (out / "report.md").read_text().count("| clip2point |") >= 5
+
+
+def test_primitives_regenerated_when_config_changes(tmp_path):
+    from pointcloud.recipes import PrimitivesConfig, ensure_primitives
+    from pointcloud.data.readers import PointCloudDataset
+    from vlx.data.errors import DataError
+
+    cfg = PrimitivesConfig(root=str(tmp_path / "p"), n_train_per_class=1, n_test_per_class=1, n_points=64, render_size=16)
+    ensure_primitives(cfg)
+    assert len(PointCloudDataset.from_primitives(tmp_path / "p", "train")) == 8
+    cfg.n_train_per_class = 2
+    ensure_primitives(cfg)  # a stale set would silently keep 8 clouds
+    assert len(PointCloudDataset.from_primitives(tmp_path / "p", "train")) == 16
+    cfg.n_points, cfg.generate = 32, False
+    with pytest.raises(DataError, match="config asks for"):
+        ensure_primitives(cfg)

@@ -107,3 +107,15 @@ def test_depth_maps_per_sample_cameras_match_loop(cloud):
     img = P.depth_maps(cloud, mats, 16, normalize=False)
     for b in range(2):
         torch.testing.assert_close(img[b], P.depth_maps(cloud[b:b + 1], mats[b], 16, normalize=False)[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_depth_maps_integer_zbuffer_equals_float_amax(cloud, dtype):
+    # The no-grad path reduces float bits as integers; the grad path is a float scatter_reduce.
+    pts = cloud.to(dtype)
+    fast = P.depth_maps(pts, "clip2point_6", 24, far=0.0)  # far=0: the farthest point ~0, ties with background
+    slow_in = pts.clone().requires_grad_(True)
+    slow = P.depth_maps(slow_in, "clip2point_6", 24, far=0.0)
+    assert fast.dtype == dtype and torch.equal(fast, slow.detach())
+    slow.sum().backward()
+    assert slow_in.grad is not None and torch.isfinite(slow_in.grad).all()
