@@ -4,9 +4,11 @@
 * ``pc_image_text`` the image-text model the 3D recipes bridge to: a core DualEncoder trained
                     CLIP-style on the primitives' RGB renders and captions (here no pretrained
                     CLIP is reachable, so this stands in for it; point ``clip2point.teacher``
-                    at an ``hf_clip_vision``/``hf_clip_text`` config to use a real one);
+                    at an ``hf_clip_vision``/``hf_clip_text`` config to use a real one); a
+                    caption is a positive of every image it describes (``described_by_loss``);
 * ``clip2point``    CLIP2Point image-depth pre-training; its evaluation is zero-shot
-                    classification from 6 depth views against prompted class texts, and
+                    classification from depth views (``zero_shot_views``; the report adds the
+                    few-shot views and CLIP2Point's 6) against prompted class texts, and
                     few-shot with the Dual-Path Adapter on K shots per class;
 * ``text4point``    image-bridged point-text pre-training via pixel-point correspondences;
                     evaluated by zero-shot classification from point embeddings.
