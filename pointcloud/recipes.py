@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -286,16 +285,23 @@ def few_shot_split(labels: torch.Tensor, shots: int, seed: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-@register_recipe("clip2point", Clip2PointConfig)
-def build_clip2point(cfg: Clip2PointConfig) -> Task:
-    from pointcloud.models.clip2point import Clip2PointPretrainer, DepthEncoder, multiview_depth_embeddings, train_adapter
-
+def _teacher_and_primitives(cfg):
+    """What both image-bridged pre-trainings start from: the frozen image-text teacher, its
+    tokenizer, paired (cloud, render) training data and the test clouds; seeds model init."""
     root = ensure_primitives(cfg.data)
     teacher = load_teacher(cfg.teacher.model, cfg.teacher.ckpt)
     tok = build_tokenizer(cfg.teacher.tokenizer)
     train = PrimitivePairs(root, "train", cfg.image_size)
     test = PointCloudDataset.from_primitives(root, "test")
     torch.manual_seed(cfg.train.seed)
+    return teacher, tok, train, test
+
+
+@register_recipe("clip2point", Clip2PointConfig)
+def build_clip2point(cfg: Clip2PointConfig) -> Task:
+    from pointcloud.models.clip2point import Clip2PointPretrainer, DepthEncoder, multiview_depth_embeddings, train_adapter
+
+    teacher, tok, train, test = _teacher_and_primitives(cfg)
     depth = DepthEncoder(cfg.depth_encoder, teacher.embed_dim)
     model = Clip2PointPretrainer(teacher, depth, cfg.image_size, cfg.jitter_degrees, cfg.temperature)
 
@@ -343,12 +349,7 @@ class Text4PointConfig(RecipeConfig):
 def build_text4point(cfg: Text4PointConfig) -> Task:
     from pointcloud.models.text4point import Text4PointPretrainer
 
-    root = ensure_primitives(cfg.data)
-    teacher = load_teacher(cfg.teacher.model, cfg.teacher.ckpt)
-    tok = build_tokenizer(cfg.teacher.tokenizer)
-    train = PrimitivePairs(root, "train", cfg.image_size)
-    test = PointCloudDataset.from_primitives(root, "test")
-    torch.manual_seed(cfg.train.seed)
+    teacher, tok, train, test = _teacher_and_primitives(cfg)
     model = Text4PointPretrainer(teacher, build_point_encoder(cfg.encoder), cfg.image_size, cfg.patch_size, cfg.token_weight)
 
     @torch.no_grad()
