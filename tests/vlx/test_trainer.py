@@ -80,7 +80,16 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     script = KILL_SCRIPT.format(testdir=str(Path(__file__).parent), out=str(out), sleep=0.01)
     proc = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 120
-    while not (out / "checkpoints" / "step_0000006").is_dir():
+    latest = out / "checkpoints" / "latest"
+
+    def latest_step() -> int:
+        # the pointer is replaced atomically after the checkpoint dir is renamed into place
+        try:
+            return int(latest.read_text().strip().split("_")[1])
+        except (FileNotFoundError, ValueError, IndexError):
+            return 0
+
+    while latest_step() < 6:
         assert proc.poll() is None, "training finished before it could be killed"
         assert time.time() < deadline
         time.sleep(0.02)
