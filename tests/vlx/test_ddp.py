@@ -10,7 +10,7 @@ from vlx.train.checkpoint import find_checkpoint
 from vlx.train.logging import read_jsonl
 
 SCRIPT = r"""
-import sys, torch, torch.distributed as dist
+import os, sys, torch, torch.distributed as dist
 sys.path.insert(0, {testdir!r})
 from _toy import toy_task
 from vlx.train import Trainer, TrainConfig
@@ -23,8 +23,11 @@ w = torch.cat([p.detach().flatten() for p in task.model.parameters()])
 ws = [torch.zeros_like(w) for _ in range(dist.get_world_size())]
 dist.all_gather(ws, w)
 assert all(torch.equal(ws[0], x) for x in ws), "ranks diverged"
-print("RANK_OK", dist.get_rank())
+print("RANK_OK", dist.get_rank(), flush=True)
 dist.destroy_process_group()
+# Skip C++ static destructors: gloo's teardown at interpreter exit intermittently aborts
+# ("terminate called without an active exception") after all work above has finished.
+os._exit(0)
 """
 
 
