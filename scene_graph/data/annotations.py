@@ -4,7 +4,6 @@ one-line DataError naming the file and the entry's index or id."""
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -12,7 +11,7 @@ from typing import Any, Optional
 import torch
 from torch_geometric.data import Data
 
-from vlx.data.errors import DataError
+from vlx.data.errors import DataError, read_json_file
 
 # referit3d's list of words that make an utterance view-dependent.
 VIEW_DEPENDENT_WORDS = ("front", "behind", "back", "right", "left", "facing", "leftmost",
@@ -44,12 +43,7 @@ class Referral:
 
 def _load_json_list(path: str | Path) -> list:
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: file not found")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    data = read_json_file(p)
     if not isinstance(data, list):
         raise DataError(f"{p}: expected a JSON list of annotations, got {type(data).__name__}")
     return data
@@ -152,12 +146,7 @@ def read_3dssg(objects_path: str | Path, relationships_path: str | Path) -> dict
     A relationship naming an object id the scan lacks is an error naming file and ids."""
     def load(path: str | Path) -> list:
         p = Path(path)
-        if not p.is_file():
-            raise DataError(f"{p}: file not found")
-        try:
-            d = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        d = read_json_file(p)
         if not isinstance(d, dict) or not isinstance(d.get("scans"), list):
             raise DataError(f"{p}: expected {{\"scans\": [...]}}")
         return d["scans"]
