@@ -169,7 +169,7 @@ class SceneGraphPretrainer(nn.Module):
             sel = b["obj_mask"] & (b["obj_class"] >= 0)
             out["masked_objects"] = F.cross_entropy(m.class_head(hm[sel]), b["obj_class"][sel])
         if cfg.masked_words and m.cfg.vocab_size:
-            words, pad, _ = m.encode_text(b["mlm_input_ids"], b["attention_mask"])
+            words, pad, _ = m.encode_text(b["mlm_input_ids"], b["attention_mask"], cache=False)
             objs, valid = to_dense_batch(h, b["node_batch"])
             a, _ = m.word_cross(words, objs, objs, key_padding_mask=~valid, need_weights=False)
             logits = m.word_head(words + a)

@@ -1,16 +1,27 @@
 """``vlx scene-graph report``: the tiny experiments the scene_graph issue asks for, in one run,
 written to ``<out>/report.json`` and ``<out>/report.md``:
 
-- grounding with the scene graph vs the same model with every relation edge removed,
+- grounding with the scene graph vs the same model with every relation edge removed, for
+  several seeds (mean, spread and every seed's pair),
 - QA (EM@1 against chance, EM@1 on the annotated object, EM@10, grounding of the answer object),
-- scene-graph pre-training then grounding fine-tuning vs the same fine-tuning from scratch,
-  each with and without relation edges.
+- scene-graph pre-training then a short grounding fine-tune vs the same fine-tune from
+  scratch, each with and without relation edges.
+
+Runs that do not depend on each other can go to ``--jobs`` worker processes (each with
+``--threads`` torch threads). ``report.json`` is rewritten after every run; a finished run's
+numbers are also kept in its output dir and read back instead of training again, and an
+unfinished one resumes from its last checkpoint, so an interrupted report resumes where it
+stopped.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -27,11 +38,15 @@ RUNS = {
 SHOW = ("class_oracle/overall", "overall/Acc@0.25", "overall/Acc@0.5", "unique/Acc@0.25", "multiple/Acc@0.25", "candidate/overall",
         "candidate/easy", "candidate/hard", "candidate/view_dep", "candidate/view_indep", "EM@1", "EM@1_chance", "EM@1_gt_object", "EM@10",
         "CIDEr-D", "relation_swap_acc", "masked_object_acc", "skipped")
+SPLITS = ("overall/Acc@0.25", "unique/Acc@0.25", "multiple/Acc@0.25")
 
 
-def run_config(path: Path, overrides: list[str]) -> dict:
+def run_config(path: Path, overrides: list[str], threads: Optional[int] = None) -> dict:
+    """Train + evaluate one config; -> its numeric results, ``seconds`` and ``output_dir``."""
     import scene_graph.recipes  # noqa: F401  registers the recipes
 
+    if threads:
+        torch.set_num_threads(threads)
     data = apply_overrides(read_yaml_with_extends(path), overrides, where=str(path))
     recipe = RECIPES.get(data["recipe"])
     cfg = from_dict(recipe.config_cls, data, where=str(path))
@@ -44,71 +59,141 @@ def run_config(path: Path, overrides: list[str]) -> dict:
     return result
 
 
-def _finetune_overrides(base: list[str], out: Path, name: str, init: str | None, epochs: int) -> list[str]:
-    o = base + [f"train.output_dir={out / name}", f"train.epochs={epochs}"]
-    return o + ([f"init_from={init}"] if init else [])
+DONE = "report_result.json"  # written into a run's output dir once it has finished
+
+
+def _finished(out_dir: Path) -> Optional[dict]:
+    """The results of a run that already finished in ``out_dir``, else None."""
+    try:
+        return json.loads((out_dir / DONE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _keep(out: Path, results: dict, name: str, res: dict) -> None:
+    results[name] = res
+    (out / name / DONE).write_text(json.dumps(res, indent=1))
+    _write(out, results)
+
+
+def _run_all(jobs: list[tuple[str, Path, list[str]]], out: Path, results: dict, workers: int, threads: int) -> None:
+    """Run ``(name, config, overrides)`` jobs (independent of each other), ``workers`` at a time;
+    results land in ``results[name]`` and the report is rewritten after each."""
+    todo = []
+    for name, cfg, ov in jobs:
+        done = _finished(out / name)
+        if done is not None:
+            results[name] = done
+        else:
+            todo.append((name, cfg, ov + [f"train.output_dir={out / name}"]))
+    _write(out, results)
+    if workers <= 1 or len(todo) <= 1:
+        for name, cfg, ov in todo:
+            _keep(out, results, name, run_config(cfg, ov, threads))
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_config, cfg, ov, threads): name for name, cfg, ov in todo}
+        for fut in futures:  # in submission order; each one's numbers are kept as soon as read
+            _keep(out, results, futures[fut], fut.result())
 
 
 def run_report(args) -> int:
-    torch.set_num_threads(max(1, int(getattr(args, "threads", 1) or 1)))  # 2 shared cores: 1 thread is fastest
+    threads = max(1, int(getattr(args, "threads", 1) or 1))  # 2 shared cores: 1 thread per run is fastest
+    torch.set_num_threads(threads)
+    workers = max(1, int(getattr(args, "jobs", 1) or 1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cdir = Path(args.config_dir or "configs/scene_graph")
     only = set(args.only or ["graph", "noedges", "qa", "pretrain"])
-    base = list(args.set) + ["train.resume=none"]
+    seeds = [int(s) for s in (getattr(args, "seeds", None) or [0, 1, 2])]
+    base = list(args.set) + ["train.resume=auto"]
+    ft_epochs = int(getattr(args, "finetune_epochs", 2))
     results: dict[str, dict] = {}
-    # graph and noedges: the same config, data, budget and overrides; only model.gnn.use_edges differs.
-    for name in ("graph", "noedges"):
-        if name in only:
-            results[name] = run_config(cdir / RUNS[name], base + [f"train.output_dir={out / name}"])
-            _write(out, results)
-    if "qa" in only:
-        results["qa"] = run_config(cdir / RUNS["qa"], base + [f"train.output_dir={out / 'qa'}"])
-        _write(out, results)
-        if (out / "graph").is_dir() and "graph" in results:  # QA started from the grounding run's weights
-            results["qa_from_grounding"] = run_config(
-                cdir / RUNS["qa"], base + [f"train.output_dir={out / 'qa_from_grounding'}", f"init_from={out / 'graph'}"])
-            _write(out, results)
+    # Phase 1, independent runs. graph and noedges: the same config, data, budget, overrides and
+    # seed in each pair; only model.gnn.use_edges differs.
+    jobs = [(f"{name}_seed{s}", cdir / RUNS[name], base + [f"train.seed={s}"])
+            for s in seeds for name in ("graph", "noedges") if name in only]
     if "pretrain" in only:
-        results["pretrain"] = run_config(cdir / RUNS["pretrain"], base + [f"train.output_dir={out / 'pretrain'}"])
-        _write(out, results)
-        ft_epochs = int(getattr(args, "finetune_epochs", 3))
-        for name, cfg, init in (("finetune_from_pretrain", "graph", str(out / "pretrain")),
-                                ("finetune_from_pretrain_noedges", "noedges", str(out / "pretrain")),
+        jobs.append(("pretrain", cdir / RUNS["pretrain"], base))
+    if "qa" in only:
+        jobs.append(("qa", cdir / RUNS["qa"], base))
+    _run_all(jobs, out, results, workers, threads)
+    # Phase 2, runs that start from phase 1's checkpoints.
+    jobs = []
+    if "pretrain" in only:
+        ft = [f"train.epochs={ft_epochs}"]
+        for name, cfg, init in (("finetune_from_pretrain", "graph", out / "pretrain"),
+                                ("finetune_from_pretrain_noedges", "noedges", out / "pretrain"),
                                 ("finetune_from_scratch", "graph", None),
                                 ("finetune_from_scratch_noedges", "noedges", None)):
-            results[name] = run_config(cdir / RUNS[cfg], _finetune_overrides(base, out, name, init, ft_epochs))
-            _write(out, results)
-        if "qa" in only:  # QA started from the pre-trained weights: better grounding, better answers
-            results["qa_from_pretrain"] = run_config(
-                cdir / RUNS["qa"], base + [f"train.output_dir={out / 'qa_from_pretrain'}", f"init_from={out / 'pretrain'}"])
-    _write(out, results)
+            jobs.append((name, cdir / RUNS[cfg], base + ft + ([f"init_from={init}"] if init else [])))
+        if "qa" in only:  # QA started from the pre-trained weights
+            jobs.append(("qa_from_pretrain", cdir / RUNS["qa"], base + [f"init_from={out / 'pretrain'}"]))
+    if "qa" in only and f"graph_seed{seeds[0]}" in results:  # QA started from a grounding run's weights
+        jobs.append(("qa_from_grounding", cdir / RUNS["qa"], base + [f"init_from={out / f'graph_seed{seeds[0]}'}"]))
+    _run_all(jobs, out, results, workers, threads)
     print((out / "report.md").read_text())
     return 0
 
 
-PAIRS = (("graph", "noedges", "from scratch, the tiny budget"),
-         ("finetune_from_pretrain", "finetune_from_pretrain_noedges", "scene-graph pre-training + short fine-tune"),
-         ("finetune_from_scratch", "finetune_from_scratch_noedges", "short fine-tune from scratch"))
-SPLITS = ("overall/Acc@0.25", "unique/Acc@0.25", "multiple/Acc@0.25")
+PAIRS = (("finetune_from_pretrain", "finetune_from_pretrain_noedges", "scene-graph pre-training + short fine-tune"),
+         ("finetune_from_scratch", "finetune_from_scratch_noedges", "the same short fine-tune from scratch"))
 
 
 def _f(r: dict, k: str) -> str:
     v = r.get(k)
-    return f"{v:.1f}" if isinstance(v, (int, float)) else "-"
+    return f"{v:.1f}" if isinstance(v, (int, float)) and v == v else "-"
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    m = sum(xs) / len(xs)
+    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
+
+
+def seed_summary(results: dict) -> Optional[dict]:
+    """Graph vs no-edges over every seed that has both: per-split mean and sample std, and
+    the smallest per-seed overall difference. None when no seed has both."""
+    seeds = sorted({k.split("_seed")[1] for k in results if k.startswith(("graph_seed", "noedges_seed"))})
+    pairs = [(results[f"graph_seed{s}"], results[f"noedges_seed{s}"], s) for s in seeds
+             if "overall/Acc@0.25" in results.get(f"graph_seed{s}", {}) and "overall/Acc@0.25" in results.get(f"noedges_seed{s}", {})]
+    if not pairs:
+        return None
+    summary: dict = {"seeds": [s for _, _, s in pairs]}
+    for k in SPLITS:
+        summary[f"graph/{k}"] = _mean_std([g[k] for g, _, _ in pairs])
+        summary[f"noedges/{k}"] = _mean_std([n[k] for _, n, _ in pairs])
+    diffs = [g["overall/Acc@0.25"] - n["overall/Acc@0.25"] for g, n, _ in pairs]
+    summary["diff"] = _mean_std(diffs)
+    summary["min_diff"] = min(diffs)
+    summary["class_oracle"] = pairs[0][0].get("class_oracle/overall")
+    return summary
 
 
 def _write(out: Path, results: dict) -> None:
-    (out / "report.json").write_text(json.dumps(results, indent=1))
+    summary = seed_summary(results)
+    (out / "report.json").write_text(json.dumps(dict(results, **({"graph_vs_noedges": summary} if summary else {})), indent=1))
     lines = ["# scene_graph tiny report", "", "| run | " + " | ".join(SHOW) + " | seconds |",
              "|---" * (len(SHOW) + 2) + "|"]
     for name, r in results.items():
         cells = [f"{r[k]:.1f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in SHOW]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r.get('seconds', '')} |")
+    if summary:
+        n = len(summary["seeds"])
+        lines += ["", "## Grounding with the relation edges vs the same model with every edge removed", "",
+                  f"From scratch, the tiny budget; Acc@0.25 (%), mean ± sample std over {n} seed(s) "
+                  f"({', '.join(summary['seeds'])}); each seed trains both models with the same data order.", "",
+                  "| split | graph | no edges |", "|---|---|---|"]
+        for k in SPLITS:
+            (gm, gs), (nm, ns) = summary[f"graph/{k}"], summary[f"noedges/{k}"]
+            lines.append(f"| {k.split('/')[0]} | {gm:.1f} ± {gs:.1f} | {nm:.1f} ± {ns:.1f} |")
+        dm, ds = summary["diff"]
+        lines += ["", f"Graph - no edges (overall): {dm:+.1f} ± {ds:.1f} points; smallest over the seeds "
+                      f"{summary['min_diff']:+.1f}. Class-only oracle (a uniform pick among the target's class): "
+                      f"{_f({'x': summary['class_oracle']}, 'x')}."]
     rows = [(g, n, what) for g, n, what in PAIRS if g in results or n in results]
     if rows:
-        lines += ["", "## Grounding with the relation edges vs the same model with every edge removed",
-                  "", "Same config, data and training budget in each row; Acc@0.25 (%).", "",
+        lines += ["", "## Short fine-tunes, with and without the relation edges", "",
+                  "Same config, data and training budget in each row; Acc@0.25 (%).", "",
                   "| setting | " + " | ".join(f"graph {k.split('/')[0]} | no edges {k.split('/')[0]}" for k in SPLITS)
                   + " | graph - no edges (overall) |", "|---" * (2 * len(SPLITS) + 2) + "|"]
         for g, n, what in rows:
@@ -116,10 +201,10 @@ def _write(out: Path, results: dict) -> None:
             diff = (f"{rg['overall/Acc@0.25'] - rn['overall/Acc@0.25']:+.1f}"
                     if "overall/Acc@0.25" in rg and "overall/Acc@0.25" in rn else "-")
             lines.append(f"| {what} | " + " | ".join(f"{_f(rg, k)} | {_f(rn, k)}" for k in SPLITS) + f" | {diff} |")
-    if "finetune_from_pretrain" in results and "finetune_from_scratch" in results:
-        p = results["finetune_from_pretrain"].get("overall/Acc@0.25")
-        s = results["finetune_from_scratch"].get("overall/Acc@0.25")
-        lines += ["", f"Grounding after the same short fine-tuning: from scene-graph pre-training {p:.1f}, "
+    if "overall/Acc@0.25" in results.get("finetune_from_pretrain", {}) and "overall/Acc@0.25" in results.get("finetune_from_scratch", {}):
+        p = results["finetune_from_pretrain"]["overall/Acc@0.25"]
+        s = results["finetune_from_scratch"]["overall/Acc@0.25"]
+        lines += ["", f"Grounding after the same short fine-tune: from scene-graph pre-training {p:.1f}, "
                       f"from scratch {s:.1f} (difference {p - s:+.1f} points)."]
     for name in ("qa", "qa_from_grounding", "qa_from_pretrain"):
         r = results.get(name, {})

@@ -19,10 +19,13 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GINEConv, TransformerConv
 from torch_geometric.utils import to_dense_batch
 
-from scene_graph.builder import EDGE_DIM
+from scene_graph.builder import EDGE_DIM, EDGE_GEOMETRY_DIM
 from scene_graph.models.object_encoder import ObjectEncoder, ObjectEncoderConfig
 from vlx.config import ConfigError
 from vlx.encoders import EncoderConfig, build_text_encoder
+from vlx.encoders.cache import FrozenTextCache
+
+EDGE_RELATIONS = EDGE_DIM - EDGE_GEOMETRY_DIM  # edge_attr = [relation multi-hot | dx dy dz dist]
 
 
 @dataclass
@@ -31,6 +34,10 @@ class GNNConfig:
     layers: int = 2
     heads: int = 4
     use_edges: bool = True
+    # Scale of each residual branch (cross-attention, graph layer, MLP) at initialisation;
+    # learned. 0 starts every block as the identity (ReZero, Bachlechner et al. 2020), so the
+    # scores start from the raw object tokens and the graph layers are blended in as they help.
+    residual_init: float = 1.0
 
 
 @dataclass
@@ -46,6 +53,15 @@ class SceneModelConfig:
     num_classes: int = 0       # object categories for masked-object prediction (0: none)
     vocab_size: int = 0        # masked words / captions (0: none)
     init_temperature: float = 0.07
+    # MAttNet-style relation module in the grounding score (Yu et al. 2018): the sentence is
+    # split by learned word attention into subject / anchor / relation phrases and an object
+    # scores subject(i) + logsumexp over its edges (i REL j) of anchor(j) + relation(i, j).
+    # With the edges removed the second term is 0 for every object (same weights otherwise).
+    relation_head: bool = False
+    # What the edges carry into the model: "all" (the rule-based relation multi-hot of
+    # scene_graph.relations + dx, dy, dz, distance), "geometry" (the offsets only: relations
+    # must be learned from geometry) or "relations" (the multi-hot only).
+    edge_features: Literal["all", "geometry", "relations"] = "all"
 
 
 def make_graph_layer(kind: str, dim: int, heads: int) -> nn.Module:
@@ -76,6 +92,7 @@ class FusionBlock(nn.Module):
         self.graph = make_graph_layer(gnn.kind, dim, gnn.heads)
         self.norm_m = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.gate = nn.Parameter(torch.full((3,), float(gnn.residual_init)))
 
     def forward(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor, node_batch: Tensor,
                 text: Optional[Tensor] = None, text_pad: Optional[Tensor] = None,
@@ -89,9 +106,9 @@ class FusionBlock(nn.Module):
             q = self.norm_x(h).unsqueeze(1)                     # (N, 1, D)
             kv = text[node_batch]                               # (N, L, D)
             a, _ = self.cross(q, kv, kv, key_padding_mask=text_pad[node_batch], need_weights=False)
-            h = h + a.squeeze(1)
-        h = h + self.graph(self.norm_g(h), edge_index, e)
-        return h + self.mlp(self.norm_m(h))
+            h = h + self.gate[0] * a.squeeze(1)
+        h = h + self.gate[1] * self.graph(self.norm_g(h), edge_index, e)
+        return h + self.gate[2] * self.mlp(self.norm_m(h))
 
 
 class SceneGraphModel(nn.Module):
@@ -104,11 +121,14 @@ class SceneGraphModel(nn.Module):
                 raise ConfigError(f"model.dim {d} must be divisible by model.{key} {h}")
         self.objects = ObjectEncoder(cfg.objects, d)
         self.text = build_text_encoder(cfg.text)
+        if cfg.text.freeze:  # a frozen tower runs once per distinct sentence, in eval mode
+            self.text = FrozenTextCache(self.text)
         self.text_proj = nn.Linear(self.text.output_dim, d)
         self.blocks = nn.ModuleList(FusionBlock(d, cfg.fusion_heads, cfg.gnn, cfg.dropout) for _ in range(cfg.gnn.layers))
         self.norm = nn.LayerNorm(d)
         self.ground_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
         self.ground_query = nn.Linear(d, d)  # score also = <object, sentence>: matches the class fast
+        self.relation = RelationScorer(d, cfg.fusion_heads) if cfg.relation_head else None
         # QA reads one object: its fused state, its raw token (the colour/shape evidence before
         # fusion washes it out) and the question. (B, 3D) -> (B, A)
         self.answer_head = (nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Linear(d, cfg.num_answers))
@@ -127,9 +147,15 @@ class SceneGraphModel(nn.Module):
             self.caption = CaptionHead(d, cfg.vocab_size)
 
     # -- pieces ---------------------------------------------------------------------------
-    def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """-> word tokens ``(B, L, D)``, padding mask ``(B, L)`` (True = pad), pooled ``(B, D)``."""
-        out = self.text(input_ids, attention_mask)
+    def encode_text(self, input_ids: Tensor, attention_mask: Tensor, cache: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """-> word tokens ``(B, L, D)``, padding mask ``(B, L)`` (True = pad), pooled ``(B, D)``.
+        ``cache=False``: a frozen tower runs without its sentence cache (randomly masked
+        sentences, which would only fill it)."""
+        if not cache and isinstance(self.text, FrozenTextCache):
+            with torch.no_grad():
+                out = self.text.encoder(input_ids, attention_mask)
+        else:
+            out = self.text(input_ids, attention_mask)
         tokens = self.text_proj(out.tokens)
         pad = attention_mask == 0
         pooled = self.text_proj(out.pooled)
@@ -139,6 +165,10 @@ class SceneGraphModel(nn.Module):
         ei, ea = batch["edge_index"], batch["edge_attr"]
         if not self.cfg.gnn.use_edges:
             return ei[:, :0], ea[:0]
+        if self.cfg.edge_features == "geometry":
+            ea = torch.cat([torch.zeros_like(ea[:, :EDGE_RELATIONS]), ea[:, EDGE_RELATIONS:]], -1)
+        elif self.cfg.edge_features == "relations":
+            ea = torch.cat([ea[:, :EDGE_RELATIONS], torch.zeros_like(ea[:, EDGE_RELATIONS:])], -1)
         return ei, ea
 
     def encode_objects(self, batch: dict, mask: Optional[Tensor] = None) -> Tensor:
@@ -172,6 +202,9 @@ class SceneGraphModel(nn.Module):
         h = self.contextualise(tokens, batch, words, pad, sent)
         q = self.ground_query(sent)[batch["node_batch"]]
         scores = self.ground_head(h).squeeze(-1) + (h * q).sum(-1) / h.shape[-1] ** 0.5
+        if self.relation is not None:
+            ei, ea = self.edges(batch)
+            scores = scores + self.relation(tokens, h, words, pad, batch["node_batch"], ei, ea)
         return (scores, h, sent, tokens) if return_tokens else (scores, h, sent)
 
     def answer(self, obj: Tensor, h: Tensor, tokens: Tensor, sent: Tensor) -> Tensor:
@@ -200,6 +233,56 @@ class SceneGraphModel(nn.Module):
             loss = loss + self.cfg.answer_weight * loss_a
         out["loss"] = loss
         return out
+
+
+class RelationScorer(nn.Module):
+    """Relation module of MAttNet (Yu et al., CVPR 2018), on scene-graph edges.
+
+    Three learned queries attend over the words (modular phrase attention) and give a subject,
+    an anchor and a relation phrase per sentence. Object ``i`` then scores
+
+        <obj_i, subject> + log sum_{edges i REL j} exp(<obj_j, anchor> + <edge_ij, relation>)
+
+    i.e. "is i the named kind of object" plus a soft "is there an object j that looks like the
+    anchor and stands in the named relation to i". Written by hand: PyG has the scatter pieces
+    (used here) but no referring-expression relation module.
+    """
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(3, dim) * dim ** -0.5)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.subject = nn.Linear(2 * dim, dim)
+        self.anchor = nn.Linear(2 * dim, dim)
+        self.edge = nn.Sequential(nn.Linear(EDGE_DIM, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.scale = dim ** -0.5
+
+    def phrases(self, words: Tensor, pad: Tensor) -> Tensor:
+        """``(B, L, D)`` words, ``(B, L)`` pad mask -> ``(B, 3, D)``: subject, anchor, relation."""
+        q = self.queries.unsqueeze(0).expand(words.shape[0], -1, -1)
+        out, _ = self.attn(q, words, words, key_padding_mask=pad, need_weights=False)
+        return out
+
+    def forward(self, tokens: Tensor, h: Tensor, words: Tensor, pad: Tensor, node_batch: Tensor,
+                edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        """Per-object relation-aware scores ``(N,)`` from raw tokens and fused states ``(N, D)``."""
+        from torch_geometric.utils import scatter
+
+        ph = self.phrases(words, pad)
+        obj = torch.cat([tokens, h], -1)
+        subj = (self.subject(obj) * ph[node_batch, 0]).sum(-1) * self.scale
+        if edge_index.shape[1] == 0:
+            return subj
+        i, j = edge_index
+        anc = (self.anchor(obj) * ph[node_batch, 1]).sum(-1) * self.scale          # (N,)
+        rel = (self.edge(edge_attr) * ph[node_batch[i], 2]).sum(-1) * self.scale   # (E,)
+        pair = anc[j] + rel
+        # log-sum-exp of pair over each object's outgoing edges (objects without edges: 0).
+        m = scatter(pair.detach(), i, dim=0, dim_size=h.shape[0], reduce="max")
+        s = scatter((pair - m[i]).exp(), i, dim=0, dim_size=h.shape[0], reduce="sum")
+        has = s > 0
+        ctx = torch.where(has, m + s.clamp(min=1e-30).log(), torch.zeros_like(s))
+        return subj + ctx
 
 
 def grounding_loss(scores: Tensor, node_batch: Tensor, target: Tensor) -> Tensor:

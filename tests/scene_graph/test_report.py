@@ -1,14 +1,38 @@
-from scene_graph.report import _write
+import json
+
+from scene_graph.report import _finished, _keep, _write, seed_summary
 
 
-def test_report_puts_graph_and_noedges_side_by_side_with_qa_chance(tmp_path):
-    r = lambda o, u, m: {"overall/Acc@0.25": o, "unique/Acc@0.25": u, "multiple/Acc@0.25": m}  # noqa: E731
-    results = {"graph": r(34.3, 61.2, 31.8), "noedges": r(26.7, 28.6, 26.6),
+def r(o, u, m):
+    return {"overall/Acc@0.25": o, "unique/Acc@0.25": u, "multiple/Acc@0.25": m, "class_oracle/overall": 36.2}
+
+
+def test_report_summarises_seeds_and_puts_graph_and_noedges_side_by_side(tmp_path):
+    results = {"graph_seed0": r(98.0, 100.0, 97.0), "noedges_seed0": r(56.0, 98.0, 52.0),
+               "graph_seed1": r(96.0, 100.0, 95.0), "noedges_seed1": r(58.0, 96.0, 54.0),
+               "graph_seed2": r(90.0, 100.0, 89.0),  # its no-edges twin missing: left out of the summary
                "finetune_from_pretrain": r(53.8, 100.0, 49.5), "finetune_from_pretrain_noedges": r(49.5, 100.0, 44.8),
                "qa": {"EM@1": 50.2, "EM@1_chance": 25.0, "EM@1_gt_object": 100.0, "overall/Acc@0.25": 29.3}}
+    s = seed_summary(results)
+    assert s["seeds"] == ["0", "1"]
+    assert s["graph/overall/Acc@0.25"][0] == 97.0 and abs(s["graph/overall/Acc@0.25"][1] - 2 ** 0.5) < 1e-9
+    assert s["diff"][0] == 40.0 and s["min_diff"] == 38.0
     _write(tmp_path, results)
     md = (tmp_path / "report.md").read_text()
-    assert "| from scratch, the tiny budget | 34.3 | 26.7 | 61.2 | 28.6 | 31.8 | 26.6 | +7.6 |" in md
+    assert "over 2 seed(s) (0, 1)" in md
+    assert "| overall | 97.0 ± 1.4 | 57.0 ± 1.4 |" in md
+    assert "Graph - no edges (overall): +40.0 ± 2.8 points; smallest over the seeds +38.0" in md
     assert "| scene-graph pre-training + short fine-tune | 53.8 | 49.5 | 100.0 | 100.0 | 49.5 | 44.8 | +4.3 |" in md
-    assert "short fine-tune from scratch" not in md  # rows only for runs that exist
+    assert "the same short fine-tune from scratch" not in md  # rows only for runs that exist
     assert "EM@1 50.2 (chance 25.0" in md
+    assert json.loads((tmp_path / "report.json").read_text())["graph_vs_noedges"]["min_diff"] == 38.0
+
+
+def test_no_summary_without_a_complete_pair_and_finished_runs_read_back(tmp_path):
+    assert seed_summary({"graph_seed0": r(1, 2, 3)}) is None
+    (tmp_path / "graph_seed0").mkdir()
+    assert _finished(tmp_path / "graph_seed0") is None  # started, not finished: trained again (resuming)
+    results: dict = {}
+    _keep(tmp_path, results, "graph_seed0", r(90.0, 100.0, 88.0))
+    assert _finished(tmp_path / "graph_seed0") == r(90.0, 100.0, 88.0)
+    assert "graph_seed0" in (tmp_path / "report.md").read_text()

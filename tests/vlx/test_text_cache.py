@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from vlx.encoders import EncoderConfig, FrozenTextCache, build_text_encoder
+
+
+def tiny_text(dropout: float = 0.0):
+    torch.manual_seed(0)
+    return build_text_encoder(EncoderConfig(name="transformer", preset="tiny", kwargs={"vocab_size": 50}))
+
+
+def batch(rows, width):
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = torch.tensor(r)
+        mask[b, : len(r)] = 1
+    return ids, mask
+
+
+def test_cached_outputs_equal_the_encoder_in_any_batch_and_padding():
+    enc = tiny_text().eval()
+    cache = FrozenTextCache(enc)
+    rows = [[1, 5, 7, 2], [1, 9, 2], [1, 4, 4, 4, 8, 2]]
+    ids, mask = batch(rows, 8)
+    first = cache(ids, mask)
+    assert cache.misses == 3 and cache.hits == 0
+    # The same sentences again, in another order and padded wider: all hits, same numbers.
+    ids2, mask2 = batch([rows[2], rows[0], [1, 3, 2], rows[1]], 10)
+    second = cache(ids2, mask2)
+    assert cache.hits == 3 and cache.misses == 4
+    with torch.no_grad():
+        ref = enc(ids2, mask2)
+    real = mask2.bool()
+    assert torch.allclose(second.tokens[real], ref.tokens[real], atol=1e-5)
+    assert torch.allclose(second.pooled, ref.pooled, atol=1e-5)
+    assert torch.equal(second.tokens[~real], torch.zeros_like(second.tokens[~real]))
+    assert torch.allclose(first.pooled[0], second.pooled[1]) and second.tokens.shape == (4, 10, enc.output_dim)
+    assert not second.pooled.requires_grad
+
+
+def test_frozen_tower_stays_in_eval_mode_and_the_cache_is_bounded():
+    enc = tiny_text()
+    cache = FrozenTextCache(enc, max_entries=2)
+    cache.train()
+    assert not enc.training and cache.training
+    assert not any(p.requires_grad for p in enc.parameters())
+    for r in ([1, 2], [1, 3, 2], [1, 4, 2]):
+        cache(*batch([r], 4))
+    assert len(cache._cache) == 2 and (1, 2) not in cache._cache  # least recently used went first
+    with pytest.raises(ValueError, match="right"):
+        cache(torch.tensor([[0, 1, 2]]), torch.tensor([[0, 1, 1]]))
+    with pytest.raises(ValueError, match="max_entries"):
+        FrozenTextCache(enc, max_entries=0)
