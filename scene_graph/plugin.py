@@ -12,7 +12,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--out", default="runs/scene_graph_report")
     r.add_argument("--config-dir", default=None, help="where the *_tiny.yaml configs live (default: configs/scene_graph)")
     r.add_argument("--set", action="append", default=[], help="override for every run, e.g. train.epochs=2")
-    r.add_argument("--only", nargs="*", default=None, help="subset of: graph noedges qa pretrain")
+    r.add_argument("--only", nargs="*", default=None, help="subset of: graph noedges geometry qa pretrain")
     r.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared 2-core box)")
     r.add_argument("--jobs", type=int, default=2, help="runs trained at once in worker processes (each with --threads)")
     r.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="seeds of the graph vs no-edges pairs")

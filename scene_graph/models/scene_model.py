@@ -34,10 +34,6 @@ class GNNConfig:
     layers: int = 2
     heads: int = 4
     use_edges: bool = True
-    # Scale of each residual branch (cross-attention, graph layer, MLP) at initialisation;
-    # learned. 0 starts every block as the identity (ReZero, Bachlechner et al. 2020), so the
-    # scores start from the raw object tokens and the graph layers are blended in as they help.
-    residual_init: float = 1.0
 
 
 @dataclass
@@ -92,7 +88,6 @@ class FusionBlock(nn.Module):
         self.graph = make_graph_layer(gnn.kind, dim, gnn.heads)
         self.norm_m = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.gate = nn.Parameter(torch.full((3,), float(gnn.residual_init)))
 
     def forward(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor, node_batch: Tensor,
                 text: Optional[Tensor] = None, text_pad: Optional[Tensor] = None,
@@ -106,9 +101,9 @@ class FusionBlock(nn.Module):
             q = self.norm_x(h).unsqueeze(1)                     # (N, 1, D)
             kv = text[node_batch]                               # (N, L, D)
             a, _ = self.cross(q, kv, kv, key_padding_mask=text_pad[node_batch], need_weights=False)
-            h = h + self.gate[0] * a.squeeze(1)
-        h = h + self.gate[1] * self.graph(self.norm_g(h), edge_index, e)
-        return h + self.gate[2] * self.mlp(self.norm_m(h))
+            h = h + a.squeeze(1)
+        h = h + self.graph(self.norm_g(h), edge_index, e)
+        return h + self.mlp(self.norm_m(h))
 
 
 class SceneGraphModel(nn.Module):
