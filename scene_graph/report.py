@@ -125,11 +125,13 @@ def run_report(args) -> int:
     jobs = []
     if "pretrain" in only:
         ft = [f"train.epochs={ft_epochs}"]
-        for name, cfg, init in (("finetune_from_pretrain", "graph", out / "pretrain"),
-                                ("finetune_from_pretrain_noedges", "noedges", out / "pretrain"),
-                                ("finetune_from_scratch", "graph", None),
-                                ("finetune_from_scratch_noedges", "noedges", None)):
-            jobs.append((name, cdir / RUNS[cfg], base + ft + ([f"init_from={init}"] if init else [])))
+        for s in seeds:
+            for name, cfg, init in (("finetune_from_pretrain", "graph", out / "pretrain"),
+                                    ("finetune_from_pretrain_noedges", "noedges", out / "pretrain"),
+                                    ("finetune_from_scratch", "graph", None),
+                                    ("finetune_from_scratch_noedges", "noedges", None)):
+                jobs.append((f"{name}_seed{s}", cdir / RUNS[cfg],
+                             base + ft + [f"train.seed={s}"] + ([f"init_from={init}"] if init else [])))
         if "qa" in only:  # QA started from the pre-trained weights
             jobs.append(("qa_from_pretrain", cdir / RUNS["qa"], base + [f"init_from={out / 'pretrain'}"]))
     if "qa" in only and f"graph_seed{seeds[0]}" in results:  # QA started from a grounding run's weights
@@ -151,6 +153,19 @@ def _f(r: dict, k: str) -> str:
 def _mean_std(xs: list[float]) -> tuple[float, float]:
     m = sum(xs) / len(xs)
     return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
+
+
+def _seed_stats(results: dict, name: str) -> dict:
+    """Mean and sample std per split over ``<name>_seed*`` runs (and a plain ``<name>`` run);
+    ``n``: how many. Empty when there is none."""
+    runs = [r for k, r in results.items() if (k == name or k.startswith(f"{name}_seed")) and "overall/Acc@0.25" in r]
+    if not runs:
+        return {}
+    return dict({k: _mean_std([r[k] for r in runs]) for k in SPLITS}, n=len(runs))
+
+
+def _ms(v) -> str:
+    return f"{v[0]:.1f} ± {v[1]:.1f}" if v else "-"
 
 
 def seed_summary(results: dict) -> Optional[dict]:
@@ -203,22 +218,22 @@ def _write(out: Path, results: dict) -> None:
         lines += ["", f"Graph - no edges (overall): {dm:+.1f} ± {ds:.1f} points; smallest over the seeds "
                       f"{summary['min_diff']:+.1f}. Class-only oracle (a uniform pick among the target's class): "
                       f"{_f({'x': summary['class_oracle']}, 'x')}."]
-    rows = [(g, n, what) for g, n, what in PAIRS if g in results or n in results]
+    ft = {name: _seed_stats(results, name) for pair in PAIRS for name in pair[:2]}
+    rows = [(g, n, what) for g, n, what in PAIRS if ft[g] or ft[n]]
     if rows:
         lines += ["", "## Short fine-tunes, with and without the relation edges", "",
-                  "Same config, data and training budget in each row; Acc@0.25 (%).", "",
+                  "Same config, data and training budget in each row; Acc@0.25 (%), mean ± sample std over "
+                  "the seeds of the fine-tune (one pre-training run).", "",
                   "| setting | " + " | ".join(f"graph {k.split('/')[0]} | no edges {k.split('/')[0]}" for k in SPLITS)
-                  + " | graph - no edges (overall) |", "|---" * (2 * len(SPLITS) + 2) + "|"]
+                  + " | seeds |", "|---" * (2 * len(SPLITS) + 2) + "|"]
         for g, n, what in rows:
-            rg, rn = results.get(g, {}), results.get(n, {})
-            diff = (f"{rg['overall/Acc@0.25'] - rn['overall/Acc@0.25']:+.1f}"
-                    if "overall/Acc@0.25" in rg and "overall/Acc@0.25" in rn else "-")
-            lines.append(f"| {what} | " + " | ".join(f"{_f(rg, k)} | {_f(rn, k)}" for k in SPLITS) + f" | {diff} |")
-    if "overall/Acc@0.25" in results.get("finetune_from_pretrain", {}) and "overall/Acc@0.25" in results.get("finetune_from_scratch", {}):
-        p = results["finetune_from_pretrain"]["overall/Acc@0.25"]
-        s = results["finetune_from_scratch"]["overall/Acc@0.25"]
-        lines += ["", f"Grounding after the same short fine-tune: from scene-graph pre-training {p:.1f}, "
-                      f"from scratch {s:.1f} (difference {p - s:+.1f} points)."]
+            cells = [f"{_ms(ft[g].get(k))} | {_ms(ft[n].get(k))}" for k in SPLITS]
+            lines.append(f"| {what} | " + " | ".join(cells) + f" | {max(ft[g].get('n', 0), ft[n].get('n', 0))} |")
+    p, sc = ft["finetune_from_pretrain"], ft["finetune_from_scratch"]
+    if p and sc:
+        lines += ["", f"Grounding after the same short fine-tune (overall Acc@0.25): from scene-graph pre-training "
+                      f"{_ms(p['overall/Acc@0.25'])}, from scratch {_ms(sc['overall/Acc@0.25'])} (difference "
+                      f"{p['overall/Acc@0.25'][0] - sc['overall/Acc@0.25'][0]:+.1f} points)."]
     for name in ("qa", "qa_from_grounding", "qa_from_pretrain"):
         r = results.get(name, {})
         if "EM@1" in r:
