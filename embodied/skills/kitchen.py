@@ -213,6 +213,14 @@ class SubtaskConfig:
         handle is horizontal, so the fingers must close vertically).
     lead: how far ahead along the joint (rad or m) each following target is.
     carry: for a free object (kettle), end-effector displacements after grasping, in order.
+    regrasp_at: joint values (in the order reached) at which the hand lets go of the handle,
+        backs off to ``pre_offset``, re-approaches to ``contact_offset`` and grasps again (both
+        offsets in the object's moving frame), then follows on: the hinge cabinet's handle
+        slips out of the parallel grip after about 0.6 rad of pulling, so its door is opened
+        in two pulls. regrasp_yaw: rotation (rad) about the object frame's z axis of the
+        regrasp (hand orientation relative to the handle and the offsets): the hinge door's
+        second pull with the hand square to the door drives the wrist into its joint limits
+        at about 1.2 rad, short of the 1.3 rad release.
     """
 
     subtask: str
@@ -229,6 +237,8 @@ class SubtaskConfig:
     carry: tuple[tuple[float, float, float], ...] = ()
     retreat_offset: tuple[float, float, float] = (0.0, -0.12, 0.0)
     follow_steps: int = 120
+    regrasp_at: tuple[float, ...] = ()
+    regrasp_yaw: float = 0.0
 
 
 SUBTASKS: dict[str, SubtaskConfig] = {
@@ -249,7 +259,7 @@ SUBTASKS: dict[str, SubtaskConfig] = {
                       grasp=True, lead=0.3),
         SubtaskConfig("hinge cabinet", "open-hinge-cabinet", "hinge_site2", "right_hinge_cabinet", direction=1.0,
                       release_at=1.3, pre_offset=(0.0, -0.12, 0.0), contact_offset=(0.0, 0.01, 0.0),
-                      grasp=True, lead=0.2, follow_steps=200),
+                      grasp=True, lead=0.2, follow_steps=200, regrasp_at=(0.55,), regrasp_yaw=-0.4),
         SubtaskConfig("kettle", "move-kettle", "kettle_site", "kettle", grasp=True, roll=np.pi / 2,
                       pre_offset=(0.0, -0.12, 0.0), contact_offset=(0.0, 0.01, 0.0),
                       carry=((0.0, 0.0, 0.06), (0.04, 0.42, 0.06), (0.04, 0.42, 0.0))),
@@ -371,6 +381,23 @@ class KitchenSubtaskSkill:
             for k, d in enumerate(c.carry):
                 phases.append(_Phase(f"carry{k}", fixed(contact + np.array(d)), hold, tol=0.015, max_steps=120))
             end = contact + np.array(c.carry[-1])
+        elif c.regrasp_at:
+            # Pull in stages (regrasp points not yet passed, e.g. after a retry), letting go and
+            # grasping the handle again between them; the last stage ends at ``release_at``.
+            q0 = float(self._obj_q()[0])
+            stops = [v for v in c.regrasp_at if (v - q0) * c.direction > 0]
+            for k, stop in enumerate(stops):
+                phases.append(_Phase(f"follow{k}", self._follow_target(R_grip, contact), hold, tol=-1.0,
+                                     max_steps=c.follow_steps, until=self._passed(stop)))
+                phases.append(_Phase(f"let-go{k}", self._retreat_target((0.0, 0.0, 0.0)), FINGER_OPEN, tol=1.0,
+                                     max_steps=8, hold_steps=6))
+                back, again = self._regrasp_targets()
+                phases.append(_Phase(f"back{k}", back, FINGER_OPEN, tol=0.02, max_steps=40))
+                phases.append(_Phase(f"recontact{k}", again, FINGER_OPEN, tol=0.015, max_steps=40))
+                phases.append(_Phase(f"regrasp{k}", again, FINGER_CLOSED, tol=1.0, max_steps=10, hold_steps=8))
+            phases.append(_Phase("follow", self._follow_target(R_grip, contact), hold, tol=-1.0,
+                                 max_steps=c.follow_steps, until=self._released_ok))
+            end = None
         else:
             phases.append(_Phase("follow", self._follow_target(R_grip, contact), hold, tol=-1.0,
                                  max_steps=c.follow_steps, until=self._released_ok))
@@ -398,14 +425,42 @@ class KitchenSubtaskSkill:
 
         return target
 
-    def _retreat_target(self):
+    def _regrasp_targets(self):
+        """(back-off, contact) targets for grasping the handle again where it is now:
+        ``pre_offset`` and ``contact_offset`` taken in the handle's moving frame (as they are in
+        the world frame with the object at 0), the hand's orientation relative to the handle
+        as it was when it let go (read at the first call)."""
+        c, kin = self.config, self.kin
+        _, R0 = kin.site_pose(c.site, c.joint, 0.0)
+        turn = rot_about(np.array([0.0, 0.0, 1.0]), c.regrasp_yaw)
+        state: dict[str, Any] = {}
+
+        def make(offset):
+            off = turn @ R0.T @ np.asarray(offset, dtype=np.float64)
+
+            def target():
+                p_s, R_s = kin.site_pose(c.site)
+                if "R" not in state:
+                    state["R"] = turn @ R_s.T @ kin.ee_pose()[1]
+                return p_s + R_s @ off, R_s @ state["R"]
+
+            return target
+
+        return make(c.pre_offset), make(c.contact_offset)
+
+    def _passed(self, value: float) -> Callable[[], bool]:
+        c = self.config
+        return lambda: (float(self._obj_q()[0]) - value) * c.direction >= 0
+
+    def _retreat_target(self, offset: tuple[float, float, float] | None = None):
         c, kin = self.config, self.kin
         state: dict[str, Any] = {}
+        offset = c.retreat_offset if offset is None else offset
 
         def target():
             if "p" not in state:
                 p, R = kin.ee_pose()
-                state["p"], state["R"] = p + np.array(c.retreat_offset), R
+                state["p"], state["R"] = p + np.array(offset), R
             return state["p"], state["R"]
 
         return target

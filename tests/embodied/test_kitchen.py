@@ -196,7 +196,8 @@ def test_osc_step_matches_naive_pseudo_inverse():
 
 
 # -- controllers, one episode each from the default start
-@pytest.mark.parametrize("task", ["microwave", "light-switch", "slide-cabinet", "bottom-burner", "top-burner", "kettle"])
+@pytest.mark.parametrize("task", ["microwave", "light-switch", "slide-cabinet", "hinge-cabinet", "bottom-burner",
+                                  "top-burner", "kettle"])
 def test_controller_completes_subtask(bench, skills, task):
     env = bench.make_env(task)
     t = bench.task(task)
