@@ -62,6 +62,16 @@ def run_config(path: Path, overrides: list[str], threads: Optional[int] = None) 
 DONE = "report_result.json"  # written into a run's output dir once it has finished
 
 
+def prepare_data(path: Path, overrides: list[str]) -> None:
+    """Generate the config's procedural rooms (when missing) and cache their scene graphs."""
+    from scene_graph.recipes import _prepare, load_splits
+
+    data = apply_overrides(read_yaml_with_extends(path), overrides, where=str(path))
+    cfg = from_dict(RECIPES.get(data["recipe"]).config_cls, data, where=str(path))
+    _prepare(cfg.data)
+    load_splits(cfg.data)
+
+
 def _finished(out_dir: Path) -> Optional[dict]:
     """The results of a run that already finished in ``out_dir``, else None."""
     try:
@@ -109,6 +119,8 @@ def run_report(args) -> int:
     base = list(args.set) + ["train.resume=auto"]
     ft_epochs = int(getattr(args, "finetune_epochs", 2))
     results: dict[str, dict] = {}
+    # Rooms and the graph cache are written once here, before any worker could race on them.
+    prepare_data(cdir / RUNS["graph"], base)
     # Phase 1, independent runs. graph and noedges: the same config, data, budget, overrides and
     # seed in each pair; only model.gnn.use_edges differs.
     jobs = [(f"{name}_seed{s}", cdir / RUNS[name], base + [f"train.seed={s}"])
