@@ -12,7 +12,7 @@ from torch import nn
 
 from vlx.data.image_text import ImageTextDataset, make_image_text_collate
 from vlx.data.shapes import generate_shapes_world
-from vlx.encoders import EncoderConfig
+from vlx.encoders import EncoderConfig, FrozenTextCache
 from vlx.losses import build_loss
 from vlx.metrics import retrieval_metrics
 from vlx.models.dual_encoder import DualEncoderConfig, build_dual_encoder
@@ -39,6 +39,12 @@ class ImageTextDataConfig:
 class ContrastiveConfig:
     loss: Literal["clip", "siglip", "filip", "soft_clip"] = "clip"
     hard_negative_weight: float = 1.0  # 0 turns the relation-swap negatives off
+    # Image-side relation hard negative: the image mirrored along its relation's axis (left/right
+    # -> horizontal flip, above/below -> vertical) is the scene the swapped caption describes, so
+    # the caption must score its image above the mirror, and the swapped caption the mirror above
+    # the image. Unlike the text-only negative this forces the image tower to keep which object
+    # is where. 0 turns it off.
+    image_hard_negative_weight: float = 0.0
     label_smoothing: float = 0.1  # for soft_clip
 
 
@@ -81,6 +87,7 @@ class ContrastiveImageText(nn.Module):
             loss = self.loss_fn(out.image_embeds, out.text_embeds, out.logit_scale, ids=ids)
         logs = {"contrastive": loss.detach(), "logit_scale": out.logit_scale.detach()}
         w = self.objective.hard_negative_weight
+        neg = None
         if w > 0 and "neg_input_ids" in batch:
             neg = self.dual.encode_text(batch["neg_input_ids"], batch["neg_attention_mask"])
             pos_logit = (out.image_embeds * out.text_embeds).sum(-1)
@@ -89,6 +96,21 @@ class ContrastiveImageText(nn.Module):
             hn = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
             loss = loss + w * hn
             logs["hard_negative"] = hn.detach()
+        wi = self.objective.image_hard_negative_weight
+        if wi > 0 and "flip_axis" in batch:
+            images = batch["images"]
+            axis = batch["flip_axis"].view(-1, 1, 1, 1)
+            mirrored = torch.where(axis == 3, images.flip(3), images.flip(2))
+            mir = self.dual.encode_image(mirrored)
+            if neg is None:
+                neg = self.dual.encode_text(batch["neg_input_ids"], batch["neg_attention_mask"])
+            # caption: its image over the mirror; swapped caption: the mirror over the image
+            s_cap = torch.stack([(out.text_embeds * out.image_embeds).sum(-1), (out.text_embeds * mir).sum(-1)], 1)
+            s_neg = torch.stack([(neg * mir).sum(-1), (neg * out.image_embeds).sum(-1)], 1)
+            logits = out.logit_scale * torch.cat([s_cap, s_neg])
+            ihn = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+            loss = loss + wi * ihn
+            logs["image_hard_negative"] = ihn.detach()
         return {"loss": loss, **logs}
 
 
@@ -113,6 +135,9 @@ class CaptionIdDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.base[i]
         item["caption_id"] = self.caption_ids[i]
+        rel = self.base.records[i].get("relation")
+        # image dim to mirror for the relation-swapped scene: 3 = width, 2 = height, 0 = none
+        item["flip_axis"] = 3 if rel in ("left of", "right of") else 2 if rel in ("above", "below") else 0
         return item
 
 
@@ -164,7 +189,10 @@ def build_clip_shapes(cfg: ClipShapesConfig) -> Task:
     root = ensure_data(cfg.data)
     tokenizer = build_tokenizer(cfg.tokenizer)
     torch.manual_seed(cfg.train.seed)  # model init is part of the seeded run
-    model = ContrastiveImageText(build_dual_encoder(cfg.model), cfg.objective)
+    dual = build_dual_encoder(cfg.model)
+    if cfg.model.text.freeze:  # a frozen text tower runs once per distinct caption
+        dual.text_encoder = FrozenTextCache(dual.text_encoder)
+    model = ContrastiveImageText(dual, cfg.objective)
     train = ImageTextDataset(root / cfg.data.train_file, cfg.data.image_size, cache=cfg.data.cache_images)
     test = ImageTextDataset(root / cfg.data.test_file, cfg.data.image_size, cache=cfg.data.cache_images)
     base_collate = make_image_text_collate(tokenizer)
@@ -172,6 +200,8 @@ def build_clip_shapes(cfg: ClipShapesConfig) -> Task:
     def collate(items):
         batch = base_collate(items)
         batch["caption_ids"] = torch.tensor([it["caption_id"] for it in items])
+        if "neg_input_ids" in batch and all(it["flip_axis"] for it in items):
+            batch["flip_axis"] = torch.tensor([it["flip_axis"] for it in items])
         return batch
 
     return Task(
