@@ -139,3 +139,30 @@ def test_captioner_cls_tokens_and_vision_init(tiny_lm_dir, tmp_path):
     cfg.vision_init_prefix = "nothing."
     with pytest.raises(DataError, match="no weights under the prefix 'nothing.'"):
         build_video_captioner(cfg)
+
+
+def test_captioner_visual_pos_embed_marks_each_token_slot(tiny_lm_dir):
+    """visual_pos_embed: identical frames give the same visual tokens in every frame without it
+    (a token's frame is only implicit in its sequence position), distinct tokens per (t, h, w) slot
+    and per frame CLS with it; the embeddings are trained by the caption loss."""
+    frames = torch.full((2, 4, 32, 32, 3), 128, dtype=torch.uint8)
+    base = VideoCaptionerConfig(vision=EncoderConfig("vit", "tiny"), pool_size=[4, 2, 2], use_cls=True, lm=LMConfig(path=tiny_lm_dir))
+    with torch.no_grad():
+        plain = build_video_captioner(base).visual_tokens(frames)
+    assert plain.shape == (2, 16 + 4, 32)
+    cells = plain[:, :16].reshape(2, 4, 4, 32)  # (B, t, h*w, D): a cell looks the same in every frame
+    torch.testing.assert_close(cells, cells[:, :1].expand(-1, 4, -1, -1))
+    torch.testing.assert_close(plain[:, 16:], plain[:, 16:17].expand(-1, 4, -1))  # and so do the CLS tokens
+    base.visual_pos_embed = True
+    m = build_video_captioner(base)
+    assert m.visual_pos.shape == (1, 20, 32)
+    with torch.no_grad():
+        vis = m.visual_tokens(frames)
+    assert vis.shape == (2, 20, 32)
+    d = torch.cdist(vis[0], vis[0])
+    assert d[~torch.eye(20, dtype=torch.bool)].min() > 1e-3  # every slot distinct
+    torch.testing.assert_close(vis[0], vis[1])  # same frames, same tokens
+    m(dict(frames=frames, **m.make_targets(["", ""], ["the red square", "the blue circle"])))["loss"].backward()
+    assert m.visual_pos.grad is not None and m.visual_pos.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="visual_pos_embed: 22 visual tokens"):  # 6 frames vs t = 4
+        m.visual_tokens(torch.zeros(1, 6, 32, 32, 3, dtype=torch.uint8))

@@ -70,6 +70,11 @@ class VideoCaptionerConfig:
     # Also give the LM each frame's CLS token (T more tokens, in time order): the summary a
     # contrastively trained tower learned to produce.
     use_cls: bool = False
+    # A learned embedding per visual-token slot ((t, h, w) grid cell, and each frame's CLS),
+    # added after the projector: the vision tower sees frames one at a time, so without it a
+    # token's frame index (and, after pooling, its cell) is only implicit in its sequence
+    # position, which a small LM reads poorly.
+    visual_pos_embed: bool = False
     projector_layers: int = 2
     lm: LMConfig = field(default_factory=LMConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -163,7 +168,7 @@ class VideoCaptioner(nn.Module):
     (``[bos] prompt target [eos]`` right-padded), attention_mask (B, L), labels (B, L) (-100
     outside the target). ``generate(frames, prompts) -> list[str]``."""
 
-    def __init__(self, vision: nn.Module, lm: nn.Module, tokenizer, pool_size: Sequence[int], projector_layers: int = 2, generation: Optional[GenerationConfig] = None, use_cls: bool = False):
+    def __init__(self, vision: nn.Module, lm: nn.Module, tokenizer, pool_size: Sequence[int], projector_layers: int = 2, generation: Optional[GenerationConfig] = None, use_cls: bool = False, visual_pos_embed: bool = False):
         super().__init__()
         self.use_cls = use_cls
         self.vision, self.lm, self.tokenizer = vision, lm, tokenizer
@@ -173,6 +178,13 @@ class VideoCaptioner(nn.Module):
         for _ in range(projector_layers - 1):
             layers += [nn.GELU(), nn.Linear(d_lm, d_lm)]
         self.projector = nn.Sequential(*layers)
+        self.visual_pos: Optional[nn.Parameter] = None
+        if visual_pos_embed:
+            t, h, w = pool_size
+            if None in (t, h, w):
+                raise ConfigError("model.visual_pos_embed needs a fixed model.pool_size (no None entries)")
+            n = t * h * w + (t if use_cls else 0)  # CLS tokens: one per frame, T == t assumed
+            self.visual_pos = nn.Parameter(torch.randn(1, n, d_lm) * 0.02)
         self.generation = generation or GenerationConfig()
         self.bos_id = _special(tokenizer, "bos_token_id", "cls_token_id")
         self.eos_id = _special(tokenizer, "eos_token_id", "sep_token_id")
@@ -191,7 +203,12 @@ class VideoCaptioner(nn.Module):
         pooled = self.pool(grid).flatten(1, 3)  # (B, t*h*w, Dv)
         if self.use_cls:
             pooled = torch.cat([pooled, all_tokens[:, 0].reshape(B, T, -1)], 1)  # + (B, T, Dv)
-        return self.projector(pooled)
+        out = self.projector(pooled)
+        if self.visual_pos is not None:
+            if out.shape[1] != self.visual_pos.shape[1]:
+                raise ValueError(f"visual_pos_embed: {out.shape[1]} visual tokens, embeddings for {self.visual_pos.shape[1]} (frames != pool t with use_cls?)")
+            out = out + self.visual_pos.to(out.dtype)
+        return out
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)
@@ -286,4 +303,4 @@ def build_video_captioner(cfg: VideoCaptionerConfig, corpus: Optional[Sequence[s
     if cfg.freeze_vision:
         vision.requires_grad_(False)
     lm, tok = load_lm(cfg.lm, corpus)
-    return VideoCaptioner(vision, lm, tok, cfg.pool_size, cfg.projector_layers, cfg.generation, cfg.use_cls)
+    return VideoCaptioner(vision, lm, tok, cfg.pool_size, cfg.projector_layers, cfg.generation, cfg.use_cls, cfg.visual_pos_embed)
