@@ -221,35 +221,38 @@ def _host_float32(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
 
 
-def _knn_scipy(query: torch.Tensor, points: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from scipy.spatial import cKDTree
-
+def _knn_per_cloud(query: torch.Tensor, points: torch.Tensor, k: int, search) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``search(points_b (N, 3), query_b (M, 3), k) -> (dist (M, k), idx (M, k))`` on host
+    float32 copies of each cloud of the batch; -> dists and LongTensor indices on query's device."""
     q, p = _host_float32(query), _host_float32(points)
     B, M = q.shape[:2]
     idx = np.empty((B, M, k), dtype=np.int64)
     dist = np.empty((B, M, k), dtype=np.float32)
     for b in range(B):
-        d, i = cKDTree(p[b]).query(q[b], k=k, workers=-1)
-        idx[b] = i.reshape(M, k)  # k=1 comes back squeezed
-        dist[b] = d.reshape(M, k)
+        dist[b], idx[b] = search(p[b], q[b], k)
     return torch.from_numpy(dist).to(query.device, query.dtype), torch.from_numpy(idx).to(query.device)
+
+
+def _knn_scipy(query: torch.Tensor, points: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from scipy.spatial import cKDTree
+
+    def search(p: np.ndarray, q: np.ndarray, k: int):
+        d, i = cKDTree(p).query(q, k=k, workers=-1)
+        return d.reshape(len(q), k), i.reshape(len(q), k)  # k=1 comes back squeezed
+
+    return _knn_per_cloud(query, points, k, search)
 
 
 def _knn_open3d(query: torch.Tensor, points: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     import open3d.core as o3c
 
-    q, p = _host_float32(query), _host_float32(points)
-    B, M = q.shape[:2]
-    idx = np.empty((B, M, k), dtype=np.int64)
-    sq = np.empty((B, M, k), dtype=np.float32)
-    for b in range(B):
-        nns = o3c.nns.NearestNeighborSearch(o3c.Tensor.from_numpy(p[b]))
+    def search(p: np.ndarray, q: np.ndarray, k: int):
+        nns = o3c.nns.NearestNeighborSearch(o3c.Tensor.from_numpy(p))
         nns.knn_index()
-        i, d = nns.knn_search(o3c.Tensor.from_numpy(q[b]), k)
-        idx[b] = i.numpy()
-        sq[b] = d.numpy()  # squared distances
-    dist = torch.from_numpy(np.sqrt(sq, out=sq))
-    return dist.to(query.device, query.dtype), torch.from_numpy(idx).to(query.device)
+        i, d = nns.knn_search(o3c.Tensor.from_numpy(q), k)
+        return np.sqrt(d.numpy()), i.numpy()  # open3d gives squared distances
+
+    return _knn_per_cloud(query, points, k, search)
 
 
 def ball_query(query: torch.Tensor, points: torch.Tensor, radius: float, k: int, backend: Backend = "auto", check: bool = True) -> torch.Tensor:

@@ -25,8 +25,8 @@ from typing import Optional
 
 import torch
 
-from vlx.config import apply_overrides, from_dict, read_yaml_with_extends, to_dict
-from vlx.train.recipe import RECIPES
+from vlx.cli import load_recipe_config
+from vlx.config import to_dict
 from vlx.train.trainer import Trainer
 
 RUNS = {
@@ -43,13 +43,11 @@ SPLITS = ("overall/Acc@0.25", "unique/Acc@0.25", "multiple/Acc@0.25")
 
 def run_config(path: Path, overrides: list[str], threads: Optional[int] = None) -> dict:
     """Train + evaluate one config; -> its numeric results, ``seconds`` and ``output_dir``."""
-    import scene_graph.recipes  # noqa: F401  registers the recipes
+    import scene_graph.recipes  # noqa: F401  registers the recipes (in a spawned worker too)
 
     if threads:
         torch.set_num_threads(threads)
-    data = apply_overrides(read_yaml_with_extends(path), overrides, where=str(path))
-    recipe = RECIPES.get(data["recipe"])
-    cfg = from_dict(recipe.config_cls, data, where=str(path))
+    recipe, cfg = load_recipe_config(str(path), overrides)
     t0 = time.time()
     task = recipe.build(cfg)
     result = Trainer(cfg.train, task, config_dict=to_dict(cfg)).fit()
@@ -66,8 +64,7 @@ def prepare_data(path: Path, overrides: list[str]) -> None:
     """Generate the config's procedural rooms (when missing) and cache their scene graphs."""
     from scene_graph.recipes import _prepare, load_splits
 
-    data = apply_overrides(read_yaml_with_extends(path), overrides, where=str(path))
-    cfg = from_dict(RECIPES.get(data["recipe"]).config_cls, data, where=str(path))
+    _, cfg = load_recipe_config(str(path), overrides)
     _prepare(cfg.data)
     load_splits(cfg.data)
 
@@ -157,9 +154,12 @@ PAIRS = (("finetune_from_pretrain", "finetune_from_pretrain_noedges", "scene-gra
          ("finetune_from_scratch", "finetune_from_scratch_noedges", "the same short fine-tune from scratch"))
 
 
-def _f(r: dict, k: str) -> str:
-    v = r.get(k)
+def _num(v) -> str:
     return f"{v:.1f}" if isinstance(v, (int, float)) and v == v else "-"
+
+
+def _f(r: dict, k: str) -> str:
+    return _num(r.get(k))
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -229,7 +229,7 @@ def _write(out: Path, results: dict) -> None:
         dm, ds = summary["diff"]
         lines += ["", f"Graph - no edges (overall): {dm:+.1f} ± {ds:.1f} points; smallest over the seeds "
                       f"{summary['min_diff']:+.1f}. Class-only oracle (a uniform pick among the target's class): "
-                      f"{_f({'x': summary['class_oracle']}, 'x')}."]
+                      f"{_num(summary['class_oracle'])}."]
     ft = {name: _seed_stats(results, name) for pair in PAIRS for name in pair[:2]}
     rows = [(g, n, what) for g, n, what in PAIRS if ft[g] or ft[n]]
     if rows:

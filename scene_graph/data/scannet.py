@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from scene_graph.builder import SceneObjects, boxes_from_points
-from vlx.data.errors import DataError
+from vlx.data.errors import DataError, read_json_file
 
 PLY = "{s}_vh_clean_2.ply"
 SEGS = "{s}_vh_clean_2.0.010000.segs.json"
@@ -21,15 +21,6 @@ AGG = "{s}.aggregation.json"
 def scene_files(root: str | Path, scene_id: str) -> tuple[Path, Path, Path]:
     d = Path(root) / scene_id
     return d / PLY.format(s=scene_id), d / SEGS.format(s=scene_id), d / AGG.format(s=scene_id)
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
 def read_ply_vertices(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -57,13 +48,13 @@ def load_scannet_scene(
     if not (Path(root) / scene_id).is_dir():
         raise DataError(f"{Path(root) / scene_id}: scene {scene_id!r} not found")
     xyz, rgb = read_ply_vertices(ply)
-    seg = _read_json(segs_path)
+    seg = read_json_file(segs_path)
     if "segIndices" not in seg:
         raise DataError(f"{segs_path}: missing key 'segIndices'")
     seg_idx = np.asarray(seg["segIndices"], dtype=np.int64)
     if seg_idx.shape[0] != xyz.shape[0]:
         raise DataError(f"{segs_path}: {seg_idx.shape[0]} segment ids for {xyz.shape[0]} vertices in {ply.name}")
-    agg = _read_json(agg_path)
+    agg = read_json_file(agg_path)
     if "segGroups" not in agg:
         raise DataError(f"{agg_path}: missing key 'segGroups'")
     pts = np.concatenate([xyz, rgb], axis=1)

@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GINEConv, TransformerConv
-from torch_geometric.utils import to_dense_batch
+from torch_geometric.utils import scatter, to_dense_batch
 
 from scene_graph.builder import EDGE_DIM, EDGE_GEOMETRY_DIM
 from scene_graph.models.object_encoder import ObjectEncoder, ObjectEncoderConfig
 from vlx.config import ConfigError
 from vlx.encoders import EncoderConfig, build_text_encoder
-from vlx.encoders.cache import FrozenTextCache
+from vlx.encoders.cache import FrozenTextCache, cache_if_frozen
 
 EDGE_RELATIONS = EDGE_DIM - EDGE_GEOMETRY_DIM  # edge_attr = [relation multi-hot | dx dy dz dist]
 
@@ -115,9 +115,7 @@ class SceneGraphModel(nn.Module):
             if d % h:
                 raise ConfigError(f"model.dim {d} must be divisible by model.{key} {h}")
         self.objects = ObjectEncoder(cfg.objects, d)
-        self.text = build_text_encoder(cfg.text)
-        if cfg.text.freeze:  # a frozen tower runs once per distinct sentence, in eval mode
-            self.text = FrozenTextCache(self.text)
+        self.text = cache_if_frozen(build_text_encoder(cfg.text))
         self.text_proj = nn.Linear(self.text.output_dim, d)
         self.blocks = nn.ModuleList(FusionBlock(d, cfg.fusion_heads, cfg.gnn, cfg.dropout) for _ in range(cfg.gnn.layers))
         self.norm = nn.LayerNorm(d)
@@ -175,8 +173,6 @@ class SceneGraphModel(nn.Module):
         return h
 
     def _box_only(self, batch: dict) -> Tensor:
-        from torch_geometric.utils import scatter
-
         box, nb = batch["box"], batch["node_batch"]
         centre = scatter(box[:, :3], nb, dim=0, reduce="mean")[nb]
         return self.objects.box(torch.cat([box[:, :3] - centre, box[:, 3:6]], -1))
@@ -261,8 +257,6 @@ class RelationScorer(nn.Module):
     def forward(self, tokens: Tensor, h: Tensor, words: Tensor, pad: Tensor, node_batch: Tensor,
                 edge_index: Tensor, edge_attr: Tensor) -> Tensor:
         """Per-object relation-aware scores ``(N,)`` from raw tokens and fused states ``(N, D)``."""
-        from torch_geometric.utils import scatter
-
         ph = self.phrases(words, pad)
         obj = torch.cat([tokens, h], -1)
         subj = (self.subject(obj) * ph[node_batch, 0]).sum(-1) * self.scale

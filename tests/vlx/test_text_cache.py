@@ -52,3 +52,14 @@ def test_frozen_tower_stays_in_eval_mode_and_the_cache_is_bounded():
         cache(torch.tensor([[0, 1, 2]]), torch.tensor([[0, 1, 1]]))
     with pytest.raises(ValueError, match="max_entries"):
         FrozenTextCache(enc, max_entries=0)
+
+
+def test_cache_if_frozen_wraps_only_frozen_towers_once():
+    from vlx.encoders import cache_if_frozen
+
+    live = tiny_text()
+    assert cache_if_frozen(live) is live
+    frozen = build_text_encoder(EncoderConfig(name="transformer", preset="tiny", freeze=True, kwargs={"vocab_size": 50}))
+    wrapped = cache_if_frozen(frozen)
+    assert isinstance(wrapped, FrozenTextCache) and wrapped.encoder is frozen
+    assert cache_if_frozen(wrapped) is wrapped

@@ -11,7 +11,7 @@ from torch import nn
 from vlx.config import ConfigError
 from vlx.encoders.base import IMAGE_ENCODERS, TEXT_ENCODERS, EncoderConfig, EncoderOutput
 from vlx.encoders import hf, text, vit  # noqa: F401  (importing registers the constructors)
-from vlx.encoders.cache import FrozenTextCache
+from vlx.encoders.cache import FrozenTextCache, cache_if_frozen
 from vlx.encoders.text import TextTransformer
 from vlx.encoders.vit import Attention, Block, Mlp, VisionTransformer
 from vlx.registry import Registry
@@ -19,7 +19,7 @@ from vlx.registry import Registry
 __all__ = [
     "EncoderOutput", "EncoderConfig", "IMAGE_ENCODERS", "TEXT_ENCODERS", "build_image_encoder",
     "build_text_encoder", "freeze_module", "VisionTransformer", "TextTransformer", "Block",
-    "Attention", "Mlp", "FrozenTextCache",
+    "Attention", "Mlp", "FrozenTextCache", "cache_if_frozen",
 ]
 
 

@@ -49,9 +49,10 @@ class FrozenTextCache(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> EncoderOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        lengths = attention_mask.sum(1).tolist()
-        if any(attention_mask[b, :n].min() == 0 for b, n in enumerate(lengths) if n):
+        real = attention_mask.bool()
+        if not bool((real[:, 1:] <= real[:, :-1]).all()):  # a real token after a pad
             raise ValueError("FrozenTextCache: padding must be on the right of each row")
+        lengths = real.sum(1).tolist()
         keys = [tuple(input_ids[b, :n].tolist()) for b, n in enumerate(lengths)]
         missing = [b for b, k in enumerate(keys) if k not in self._cache]
         self.hits += len(keys) - len(missing)
@@ -75,4 +76,12 @@ class FrozenTextCache(nn.Module):
             pooled.append(pool)
         while len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)
-        return EncoderOutput(pooled=torch.stack(pooled), tokens=tokens, mask=attention_mask.bool())
+        return EncoderOutput(pooled=torch.stack(pooled), tokens=tokens, mask=real)
+
+
+def cache_if_frozen(encoder: nn.Module) -> nn.Module:
+    """``FrozenTextCache(encoder)`` when the text tower was built frozen (``freeze: true``:
+    ``freeze_module`` marks it ``is_frozen``), else the tower itself."""
+    if getattr(encoder, "is_frozen", False) and not isinstance(encoder, FrozenTextCache):
+        return FrozenTextCache(encoder)
+    return encoder

@@ -12,7 +12,7 @@ from torch import nn
 
 from vlx.data.image_text import ImageTextDataset, make_image_text_collate
 from vlx.data.shapes import generate_shapes_world
-from vlx.encoders import EncoderConfig, FrozenTextCache
+from vlx.encoders import EncoderConfig, cache_if_frozen
 from vlx.losses import build_loss
 from vlx.metrics import retrieval_metrics
 from vlx.models.dual_encoder import DualEncoderConfig, build_dual_encoder
@@ -190,8 +190,7 @@ def build_clip_shapes(cfg: ClipShapesConfig) -> Task:
     tokenizer = build_tokenizer(cfg.tokenizer)
     torch.manual_seed(cfg.train.seed)  # model init is part of the seeded run
     dual = build_dual_encoder(cfg.model)
-    if cfg.model.text.freeze:  # a frozen text tower runs once per distinct caption
-        dual.text_encoder = FrozenTextCache(dual.text_encoder)
+    dual.text_encoder = cache_if_frozen(dual.text_encoder)  # a frozen tower: once per distinct caption
     model = ContrastiveImageText(dual, cfg.objective)
     train = ImageTextDataset(root / cfg.data.train_file, cfg.data.image_size, cache=cfg.data.cache_images)
     test = ImageTextDataset(root / cfg.data.test_file, cfg.data.image_size, cache=cfg.data.cache_images)
