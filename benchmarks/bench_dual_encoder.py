@@ -10,6 +10,7 @@ CLIP's pre-LN and bias-free patch conv and projections), hence identical paramet
 model goes first so that load on a shared machine hits both alike. Writes the table to
 ``--out`` (markdown + json) as well as printing it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,19 +35,65 @@ from vlx.models.dual_encoder import DualEncoderConfig, build_dual_encoder  # noq
 # (vision: image, patch, width, layers, heads) (text: width, layers, heads, vocab, context)
 # embed dim, default batch, default text length. "B-32" is CLIP ViT-B/32 (151M parameters).
 SIZES = {
-    "tiny": dict(image=32, patch=8, v_width=64, v_layers=2, v_heads=2, t_width=64, t_layers=2, t_heads=2,
-                 vocab=30522, context=64, embed=64, batch=128, text_len=24),
-    "B-32": dict(image=224, patch=32, v_width=768, v_layers=12, v_heads=12, t_width=512, t_layers=12, t_heads=8,
-                 vocab=49408, context=77, embed=512, batch=8, text_len=32),
+    "tiny": dict(
+        image=32,
+        patch=8,
+        v_width=64,
+        v_layers=2,
+        v_heads=2,
+        t_width=64,
+        t_layers=2,
+        t_heads=2,
+        vocab=30522,
+        context=64,
+        embed=64,
+        batch=128,
+        text_len=24,
+    ),
+    "B-32": dict(
+        image=224,
+        patch=32,
+        v_width=768,
+        v_layers=12,
+        v_heads=12,
+        t_width=512,
+        t_layers=12,
+        t_heads=8,
+        vocab=49408,
+        context=77,
+        embed=512,
+        batch=8,
+        text_len=32,
+    ),
 }
 
 
 def ours_config(s: dict) -> DualEncoderConfig:
     return DualEncoderConfig(
-        image=EncoderConfig(name="vit", kwargs=dict(image_size=s["image"], patch_size=s["patch"], width=s["v_width"],
-                                                    layers=s["v_layers"], heads=s["v_heads"], pre_norm=True, patch_bias=False)),
-        text=EncoderConfig(name="transformer", kwargs=dict(vocab_size=s["vocab"], context_length=s["context"], width=s["t_width"],
-                                                           layers=s["t_layers"], heads=s["t_heads"], causal=True, pool="eot")),
+        image=EncoderConfig(
+            name="vit",
+            kwargs=dict(
+                image_size=s["image"],
+                patch_size=s["patch"],
+                width=s["v_width"],
+                layers=s["v_layers"],
+                heads=s["v_heads"],
+                pre_norm=True,
+                patch_bias=False,
+            ),
+        ),
+        text=EncoderConfig(
+            name="transformer",
+            kwargs=dict(
+                vocab_size=s["vocab"],
+                context_length=s["context"],
+                width=s["t_width"],
+                layers=s["t_layers"],
+                heads=s["t_heads"],
+                causal=True,
+                pool="eot",
+            ),
+        ),
         embed_dim=s["embed"],
     )
 
@@ -55,13 +102,28 @@ def hf_config(s: dict):
     from transformers import CLIPConfig
 
     return CLIPConfig(
-        text_config=dict(vocab_size=s["vocab"], hidden_size=s["t_width"], intermediate_size=4 * s["t_width"],
-                         num_hidden_layers=s["t_layers"], num_attention_heads=s["t_heads"],
-                         max_position_embeddings=s["context"], hidden_act="gelu",
-                         # EOT = the highest id, as make_batch writes it (HF pools at eos_token_id).
-                         bos_token_id=s["vocab"] - 2, eos_token_id=s["vocab"] - 1, pad_token_id=0),
-        vision_config=dict(hidden_size=s["v_width"], intermediate_size=4 * s["v_width"], num_hidden_layers=s["v_layers"],
-                           num_attention_heads=s["v_heads"], image_size=s["image"], patch_size=s["patch"], hidden_act="gelu"),
+        text_config=dict(
+            vocab_size=s["vocab"],
+            hidden_size=s["t_width"],
+            intermediate_size=4 * s["t_width"],
+            num_hidden_layers=s["t_layers"],
+            num_attention_heads=s["t_heads"],
+            max_position_embeddings=s["context"],
+            hidden_act="gelu",
+            # EOT = the highest id, as make_batch writes it (HF pools at eos_token_id).
+            bos_token_id=s["vocab"] - 2,
+            eos_token_id=s["vocab"] - 1,
+            pad_token_id=0,
+        ),
+        vision_config=dict(
+            hidden_size=s["v_width"],
+            intermediate_size=4 * s["v_width"],
+            num_hidden_layers=s["v_layers"],
+            num_attention_heads=s["v_heads"],
+            image_size=s["image"],
+            patch_size=s["patch"],
+            hidden_act="gelu",
+        ),
         projection_dim=s["embed"],
     )
 
@@ -83,6 +145,7 @@ def clip_loss_fn():
 
         return build_loss("clip"), "vlx.losses.ClipLoss"
     except (ImportError, KeyError, AttributeError):
+
         def loss(a, b, scale):
             logits = scale * a @ b.T
             labels = torch.arange(len(a), device=a.device)
@@ -120,7 +183,12 @@ def step_fns(ours, hf, loss_fn, batch):
         return loss.item()
 
     def step_hf() -> float:
-        out = hf(input_ids=batch["input_ids"], pixel_values=batch["images"], attention_mask=batch["attention_mask"], return_loss=True)
+        out = hf(
+            input_ids=batch["input_ids"],
+            pixel_values=batch["images"],
+            attention_mask=batch["attention_mask"],
+            return_loss=True,
+        )
         out.loss.backward()
         opt_h.step()
         opt_h.zero_grad(set_to_none=True)
@@ -151,30 +219,42 @@ def bench(size: str, batch: int, steps: int, warmup: int, text_len: int, loss_fn
             times[name].append(time.perf_counter() - t0)
     sps = {k: batch * len(v) / sum(v) for k, v in times.items()}
     return {
-        "size": size, "batch": batch, "text_len": text_len, "steps": steps, "warmup": warmup,
-        "params_ours": n_ours, "params_hf": n_hf,
-        "ours_samples_per_s": sps["ours"], "hf_samples_per_s": sps["hf"], "ratio": sps["ours"] / sps["hf"],
-        "ours_median_step_s": statistics.median(times["ours"]), "hf_median_step_s": statistics.median(times["hf"]),
+        "size": size,
+        "batch": batch,
+        "text_len": text_len,
+        "steps": steps,
+        "warmup": warmup,
+        "params_ours": n_ours,
+        "params_hf": n_hf,
+        "ours_samples_per_s": sps["ours"],
+        "hf_samples_per_s": sps["hf"],
+        "ratio": sps["ours"] / sps["hf"],
+        "ours_median_step_s": statistics.median(times["ours"]),
+        "hf_median_step_s": statistics.median(times["hf"]),
         # Robust to a stall that hits one step on a shared machine: HF median step / ours.
         "median_ratio": statistics.median(times["hf"]) / statistics.median(times["ours"]),
         # The fastest step of each: the least disturbed by other processes (timeit's rule).
         "best_ratio": min(times["hf"]) / min(times["ours"]),
-        "final_loss_ours": losses["ours"][-1], "final_loss_hf": losses["hf"][-1],
+        "final_loss_ours": losses["ours"][-1],
+        "final_loss_hf": losses["hf"][-1],
     }
 
 
 def table(rows: list[dict], loss_name: str) -> str:
     lines = [
         f"DualEncoder (+ {loss_name}) vs transformers.CLIPModel(return_loss=True): training samples/s "
-        f"(forward + loss + backward + AdamW step), fp32, torch {torch.__version__}, {torch.get_num_threads()} CPU threads",
+        f"(forward + loss + backward + AdamW step), fp32, torch {torch.__version__}, {torch.get_num_threads()} "
+        "CPU threads",
         "",
-        "| size | batch | text len | params ours | params HF | ours samples/s | HF samples/s | ratio ours/HF | ratio of median steps | ratio of fastest steps |",
+        "| size | batch | text len | params ours | params HF | ours samples/s | HF samples/s | ratio ours/HF | "
+        "ratio of median steps | ratio of fastest steps |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['size']} | {r['batch']} | {r['text_len']} | {r['params_ours']:,} | {r['params_hf']:,} | "
-            f"{r['ours_samples_per_s']:.3g} | {r['hf_samples_per_s']:.3g} | {r['ratio']:.3f} | {r['median_ratio']:.3f} | {r['best_ratio']:.3f} |"
+            f"{r['ours_samples_per_s']:.3g} | {r['hf_samples_per_s']:.3g} | {r['ratio']:.3f} | "
+            f"{r['median_ratio']:.3f} | {r['best_ratio']:.3f} |"
         )
     return "\n".join(lines)
 
@@ -185,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per model (default: tiny 20, B-32 3)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps per model (default: tiny 3, B-32 1)")
     ap.add_argument("--batch", type=int, default=None, help="batch size (default: tiny 128, B-32 8)")
-    ap.add_argument("--text-len", type=int, default=None, help="caption length in tokens, padded (default: tiny 24, B-32 32)")
+    ap.add_argument(
+        "--text-len", type=int, default=None, help="caption length in tokens, padded (default: tiny 24, B-32 32)"
+    )
     ap.add_argument("--device", default="cpu", help="cpu, cuda, auto (fp32 either way)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--out", default="runs/benchmarks/dual_encoder", help="writes OUT.md and OUT.json")
@@ -205,11 +287,23 @@ def main(argv: list[str] | None = None) -> int:
         big = size != "tiny"
         steps = args.steps or (3 if big else 20)
         warmup = args.warmup if args.warmup is not None else (1 if big else 3)
-        r = bench(size, args.batch or SIZES[size]["batch"], steps, warmup, args.text_len or SIZES[size]["text_len"], loss_fn, device)
+        r = bench(
+            size,
+            args.batch or SIZES[size]["batch"],
+            steps,
+            warmup,
+            args.text_len or SIZES[size]["text_len"],
+            loss_fn,
+            device,
+        )
         if r["params_ours"] != r["params_hf"]:
             print(f"WARNING {size}: parameter counts differ ({r['params_ours']} vs {r['params_hf']})", file=sys.stderr)
         rows.append(r)
-        print(f"{size}: ours {r['ours_samples_per_s']:.3g} samples/s, HF {r['hf_samples_per_s']:.3g} samples/s, ratio {r['ratio']:.3f}", flush=True)
+        print(
+            f"{size}: ours {r['ours_samples_per_s']:.3g} samples/s, HF {r['hf_samples_per_s']:.3g} samples/s, "
+            f"ratio {r['ratio']:.3f}",
+            flush=True,
+        )
     text = table(rows, loss_name)
     print()
     print(text)

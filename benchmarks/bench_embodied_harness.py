@@ -7,6 +7,7 @@ Target: harness overhead under 10% (harness steps/s >= 0.9 x bare). Both runs ex
 same episodes (same seeds, same policy, stop at the benchmark's success), so the env step
 counts match and are checked.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,15 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bench_embodied_")
 
     def cfg(tag, num_envs=1):
-        return HarnessConfig(benchmark=bench.name, planner="oracle", episodes=args.episodes, tasks=tasks,
-                             out=f"{tmp}/{tag}", num_envs=num_envs, progress=False)
+        return HarnessConfig(
+            benchmark=bench.name,
+            planner="oracle",
+            episodes=args.episodes,
+            tasks=tasks,
+            out=f"{tmp}/{tag}",
+            num_envs=num_envs,
+            progress=False,
+        )
 
     units = Harness(cfg("units"), benchmark=bench, planner=build_planner("oracle"), skills=skills).units()
     rows = {}
@@ -93,7 +101,9 @@ def main() -> None:
     from embodied.harness import _EnvFactory
 
     t0 = time.perf_counter()
-    v = AsyncVectorEnv([_EnvFactory(bench.name, tasks[0])] * 2, autoreset_mode=AutoresetMode.DISABLED, shared_memory=False)
+    v = AsyncVectorEnv(
+        [_EnvFactory(bench.name, tasks[0])] * 2, autoreset_mode=AutoresetMode.DISABLED, shared_memory=False
+    )
     v.call("set_task", tasks[-1])
     v.close()
     startup = time.perf_counter() - t0
@@ -101,16 +111,23 @@ def main() -> None:
     rows["2 vector envs, w/o start-up"] = (steps2, max(dt2 - startup, 1e-9))
     bare = rows["bare loop"][0] / rows["bare loop"][1]
     one = rows["harness, 1 env"][0] / rows["harness, 1 env"][1]
-    print(f"Meta-World {','.join(tasks)}: {len(units)} episodes, oracle planner + scripted experts, "
-          f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), best of {args.repeats}; "
-          f"vector worker start-up {startup:.2f}s")
+    print(
+        f"Meta-World {','.join(tasks)}: {len(units)} episodes, oracle planner + scripted experts, "
+        f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), best of {args.repeats}; "
+        f"vector worker start-up {startup:.2f}s"
+    )
     print(f"{'run':<26}{'env steps':>10}{'seconds':>10}{'steps/s':>10}{'vs bare':>10}{'vs 1 env':>10}")
     for name, (steps, dt) in rows.items():
         sps = steps / dt
         print(f"{name:<26}{steps:>10d}{dt:>10.2f}{sps:>10.1f}{sps / bare:>10.3f}{sps / one:>10.3f}")
     overhead = 1 - one / bare
-    print(f"harness overhead vs bare loop: {100 * overhead:.1f}% (target < 10%: {'met' if overhead < 0.10 else 'NOT met'})")
-    print("2 vs 1 env only pays off with free cores: on a loaded 2-core machine the workers compete with everything else.")
+    print(
+        f"harness overhead vs bare loop: {100 * overhead:.1f}% (target < 10%: "
+        f"{'met' if overhead < 0.10 else 'NOT met'})"
+    )
+    print(
+        "2 vs 1 env only pays off with free cores: on a loaded 2-core machine the workers compete with everything else."
+    )
     if len({s for s, _ in rows.values()}) != 1:
         print("WARNING: runs executed different numbers of env steps:", {k: v[0] for k, v in rows.items()})
 

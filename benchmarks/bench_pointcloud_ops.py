@@ -16,6 +16,7 @@ to read (a multi-threaded library spends more CPU than wall, so those ratios fav
 ``--threads`` sets torch's intra-op threads (default 1: with more threads than idle cores an
 OpenMP team spins at every barrier; measured 30x slower steps here under load).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,13 +70,31 @@ def main() -> None:
 
     # ---- FPS
     legacy = [o3d.geometry.PointCloud(o3d.utility.Vector3dVector(c.astype(np.float64))) for c in arr]
-    rows.append(("fps", "open3d legacy C++ (points only, no indices)", best_of(lambda: [p.farthest_point_down_sample(a.samples) for p in legacy], a.repeat)))
-    rows.append(("fps", "torch loop (vectorised over batch)", best_of(lambda: ops.farthest_point_sample(pts, a.samples, backend="torch"), a.repeat)))
+    rows.append(
+        (
+            "fps",
+            "open3d legacy C++ (points only, no indices)",
+            best_of(lambda: [p.farthest_point_down_sample(a.samples) for p in legacy], a.repeat),
+        )
+    )
+    rows.append(
+        (
+            "fps",
+            "torch loop (vectorised over batch)",
+            best_of(lambda: ops.farthest_point_sample(pts, a.samples, backend="torch"), a.repeat),
+        )
+    )
     if importlib.util.find_spec("pytorch3d"):
         from pytorch3d.ops import sample_farthest_points
 
         rows.append(("fps", "pytorch3d", best_of(lambda: sample_farthest_points(pts, K=a.samples), a.repeat)))
-    rows.append(("fps", "OURS farthest_point_sample(auto)", best_of(lambda: ops.farthest_point_sample(pts, a.samples), a.repeat)))
+    rows.append(
+        (
+            "fps",
+            "OURS farthest_point_sample(auto)",
+            best_of(lambda: ops.farthest_point_sample(pts, a.samples), a.repeat),
+        )
+    )
 
     # ---- kNN
     def o3d_knn():
@@ -85,7 +104,13 @@ def main() -> None:
             nns.knn_search(o3c.Tensor(c), a.k)
 
     rows.append(("knn", "open3d NearestNeighborSearch", best_of(o3d_knn, a.repeat)))
-    rows.append(("knn", "scipy cKDTree (workers=-1)", best_of(lambda: [cKDTree(c).query(c, a.k, workers=-1) for c in arr], a.repeat)))
+    rows.append(
+        (
+            "knn",
+            "scipy cKDTree (workers=-1)",
+            best_of(lambda: [cKDTree(c).query(c, a.k, workers=-1) for c in arr], a.repeat),
+        )
+    )
     rows.append(("knn", "torch cdist+topk", best_of(lambda: ops.knn(pts, pts, a.k, backend="torch"), a.repeat)))
     if importlib.util.find_spec("pytorch3d"):
         from pytorch3d.ops import knn_points
@@ -116,20 +141,52 @@ def main() -> None:
                 pc.project_to_depth_image(S, S, K, E, depth_scale=1.0, depth_max=dist + 2)
 
     rows.append(("depth", f"open3d project_to_depth_image ({len(extr)} views, {S}px)", best_of(o3d_depth, a.repeat)))
-    rows.append(("depth", "OURS depth_maps (min-depth + fg normalise)", best_of(lambda: projection.depth_maps(pts, names, S, normalize=False), a.repeat)))
+    rows.append(
+        (
+            "depth",
+            "OURS depth_maps (min-depth + fg normalise)",
+            best_of(lambda: projection.depth_maps(pts, names, S, normalize=False), a.repeat),
+        )
+    )
     pix, dep = projection.project_points(pts, mats, S)
-    rows.append(("depth", "  (reference) bare z-buffer: zbuffer(), scatter_reduce amin", best_of(lambda: projection.zbuffer(pix, dep, S), a.repeat)))
+    rows.append(
+        (
+            "depth",
+            "  (reference) bare z-buffer: zbuffer(), scatter_reduce amin",
+            best_of(lambda: projection.zbuffer(pix, dep, S), a.repeat),
+        )
+    )
     bins = 8
     grid = projection.quantize_grid(pts, mats, S, bins)
-    rows.append(("pcv2", f"realistic: quantise into {bins} depth bins", best_of(lambda: projection.quantize_grid(pts, mats, S, bins), a.repeat)))
-    rows.append(("pcv2", "realistic: densify (3-D max-pool)", best_of(lambda: projection.densify_and_smooth(grid, 3, 0.0), a.repeat)))
+    rows.append(
+        (
+            "pcv2",
+            f"realistic: quantise into {bins} depth bins",
+            best_of(lambda: projection.quantize_grid(pts, mats, S, bins), a.repeat),
+        )
+    )
+    rows.append(
+        (
+            "pcv2",
+            "realistic: densify (3-D max-pool)",
+            best_of(lambda: projection.densify_and_smooth(grid, 3, 0.0), a.repeat),
+        )
+    )
     pooled = projection.densify_and_smooth(grid, 3, 0.0)
-    rows.append(("pcv2", "realistic: Gaussian smooth (sigma=1)", best_of(lambda: projection.densify_and_smooth(pooled, 1, 1.0), a.repeat)))
+    rows.append(
+        (
+            "pcv2",
+            "realistic: Gaussian smooth (sigma=1)",
+            best_of(lambda: projection.densify_and_smooth(pooled, 1, 1.0), a.repeat),
+        )
+    )
 
     load_after = os.getloadavg()
-    print(f"\n{a.batch} clouds x {a.points} points; FPS -> {a.samples}; kNN k={a.k}; {a.views} views at {S}x{S}; "
-          f"torch threads={torch.get_num_threads()}; cores={os.cpu_count()}; "
-          f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    print(
+        f"\n{a.batch} clouds x {a.points} points; FPS -> {a.samples}; kNN k={a.k}; {a.views} views at {S}x{S}; "
+        f"torch threads={torch.get_num_threads()}; cores={os.cpu_count()}; "
+        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}"
+    )
     print(f"{'op':6s} {'implementation':58s} {'wall s':>9s} {'cpu s':>9s}")
     for op, name, (wall, cpu) in rows:
         print(f"{op:6s} {name:58s} {wall:9.4f} {cpu:9.4f}")
@@ -142,14 +199,27 @@ def main() -> None:
             best_name, best = min(libs, key=lambda x: x[1][col])
             summary[f"{op}_{label}"] = best[col] / ours[col]
             target = ">= 2x" if op == "depth" else ">= 0.9x"
-            print(f"{op}: ours vs best library ({best_name}), {label} time: {best[col] / ours[col]:.2f}x speed (target {target})")
+            print(
+                f"{op}: ours vs best library ({best_name}), {label} time: {best[col] / ours[col]:.2f}x speed "
+                f"(target {target})"
+            )
 
     for op in ("fps", "knn"):
         ratio(op, lambda o, n, op=op: o == op and not n.startswith("OURS") and not n.startswith("torch"))
     ratio("depth", lambda o, n: o == "depth" and n.startswith("open3d"))
     if a.out:
         with open(a.out, "w") as fh:
-            json.dump({"rows": rows, "ratios": summary, "args": vars(a), "load_before": load_before, "load_after": load_after}, fh, indent=2)
+            json.dump(
+                {
+                    "rows": rows,
+                    "ratios": summary,
+                    "args": vars(a),
+                    "load_before": load_before,
+                    "load_after": load_after,
+                },
+                fh,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

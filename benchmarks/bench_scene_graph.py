@@ -6,16 +6,16 @@ once outside the timed forward, as a training loop would.
 
     python benchmarks/bench_scene_graph.py [--batch 8] [--repeats 3] [--out bench_scene_graph.json]
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import time
+import warnings
 
 import torch
 from torch_geometric.nn import DenseGCNConv, GCNConv
-import warnings
-
 from torch_geometric.utils import to_dense_adj, to_dense_batch, to_torch_csr_tensor
 
 from scene_graph.builder import GraphConfig, SceneObjects, batch_graphs, build_scene_graph
@@ -68,7 +68,7 @@ def main() -> None:
             warnings.simplefilter("ignore")  # torch's "sparse CSR is beta" notice
             csr = to_torch_csr_tensor(batch.edge_index.flip(0), size=(batch.num_nodes, batch.num_nodes))
         adj = to_dense_adj(batch.edge_index, batch.batch)  # (B, N, N)
-        xd, mask = to_dense_batch(x, batch.batch)          # (B, N, D)
+        xd, mask = to_dense_batch(x, batch.batch)  # (B, N, D)
 
         def sparse_fwd(a=batch.edge_index):
             h = x
@@ -89,21 +89,36 @@ def main() -> None:
         t_gcn_sparse = timeit(sparse_fwd, args.repeats)
         t_gcn_csr = timeit(lambda: sparse_fwd(csr), args.repeats)
         t_gcn_dense = timeit(dense_fwd, args.repeats)
-        rows.append(dict(objects=n, edges_per_scene=batch.num_edges / args.batch,
-                         build_sparse_ms=t_build_sparse * 1e3, build_dense_ms=t_build_dense * 1e3,
-                         gcn_sparse_ms=t_gcn_sparse * 1e3, gcn_csr_ms=t_gcn_csr * 1e3, gcn_dense_ms=t_gcn_dense * 1e3))
+        rows.append(
+            dict(
+                objects=n,
+                edges_per_scene=batch.num_edges / args.batch,
+                build_sparse_ms=t_build_sparse * 1e3,
+                build_dense_ms=t_build_dense * 1e3,
+                gcn_sparse_ms=t_gcn_sparse * 1e3,
+                gcn_csr_ms=t_gcn_csr * 1e3,
+                gcn_dense_ms=t_gcn_dense * 1e3,
+            )
+        )
     base = rows[0]
     print(f"batch of {args.batch} scenes, k={args.k}, dim={args.dim}; best of {args.repeats} (ms)")
-    hdr = f"{'objects':>7} {'edges':>7} | {'build sparse':>12} {'build dense':>12} {'dense/sparse':>12} | {'GCN scatter':>11} {'GCN CSR':>8} {'GCN dense':>10} {'dense/CSR':>10} | growth vs 20: build sp/de, GCN CSR/de"
+    hdr = (
+        f"{'objects':>7} {'edges':>7} | {'build sparse':>12} {'build dense':>12} {'dense/sparse':>12} | "
+        f"{'GCN scatter':>11} {'GCN CSR':>8} {'GCN dense':>10} {'dense/CSR':>10} | "
+        "growth vs 20: build sp/de, GCN CSR/de"
+    )
     print(hdr)
     for r in rows:
         r["build_ratio"] = r["build_dense_ms"] / r["build_sparse_ms"]
         r["gcn_ratio"] = r["gcn_dense_ms"] / r["gcn_csr_ms"]
         g = [r[k] / base[k] for k in ("build_sparse_ms", "build_dense_ms", "gcn_csr_ms", "gcn_dense_ms")]
         r["growth_vs_20"] = g
-        print(f"{r['objects']:>7} {r['edges_per_scene']:>7.0f} | {r['build_sparse_ms']:>12.2f} {r['build_dense_ms']:>12.2f} "
-              f"{r['build_ratio']:>11.2f}x | {r['gcn_sparse_ms']:>11.2f} {r['gcn_csr_ms']:>8.2f} {r['gcn_dense_ms']:>10.2f} {r['gcn_ratio']:>9.2f}x | "
-              + " ".join(f"{v:.1f}x" for v in g))
+        print(
+            f"{r['objects']:>7} {r['edges_per_scene']:>7.0f} | {r['build_sparse_ms']:>12.2f} "
+            f"{r['build_dense_ms']:>12.2f} "
+            f"{r['build_ratio']:>11.2f}x | {r['gcn_sparse_ms']:>11.2f} {r['gcn_csr_ms']:>8.2f} "
+            f"{r['gcn_dense_ms']:>10.2f} {r['gcn_ratio']:>9.2f}x | " + " ".join(f"{v:.1f}x" for v in g)
+        )
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=1)
     print(f"wrote {args.out}")

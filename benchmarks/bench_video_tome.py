@@ -4,6 +4,7 @@ LM with PLLaVA pooling vs none. Target: r=16 >= 1.8x.
 
     python benchmarks/bench_video_tome.py [--batch 8 --iters 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,9 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
-    from vlx.encoders.vit import VIT_PRESETS, VisionTransformer
     from video.merge import apply_patch
     from video.pooling import AdaptiveGridPooling
+    from vlx.encoders.vit import VIT_PRESETS, VisionTransformer
 
     torch.manual_seed(0)
     dev = torch.device(a.device)

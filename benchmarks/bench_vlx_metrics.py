@@ -3,6 +3,7 @@ side on the same pre-tokenized corpus (5000 samples x 5 references), with agreem
 
     .venv/bin/python benchmarks/bench_vlx_metrics.py [--n 5000]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -5,6 +5,7 @@
 the same command again after a kill) and the report; under ``torchrun`` each rank runs a
 shard and rank 0 writes the merged report.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,15 @@ def _planner_kwargs(pairs: list[str]) -> dict[str, Any]:
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--benchmark", default="metaworld-mt10", help="metaworld-mt10 | metaworld-mt50 | metaworld-mt1:<task> | kitchen | kitchen-single | kitchen-multi")
+    p.add_argument(
+        "--benchmark",
+        default="metaworld-mt10",
+        help="metaworld-mt10 | metaworld-mt50 | metaworld-mt1:<task> | kitchen | kitchen-single | kitchen-multi",
+    )
     p.add_argument("--planner", default="saycan", help="oracle | saycan | hf_lm | openai")
-    p.add_argument("--planner-arg", action="append", default=[], metavar="KEY=VALUE", help="planner option (YAML value)")
+    p.add_argument(
+        "--planner-arg", action="append", default=[], metavar="KEY=VALUE", help="planner option (YAML value)"
+    )
     p.add_argument("--skills", default="scripted", help="skill set kind (scripted | learned)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per task (one goal each)")
     p.add_argument("--seed", type=int, default=0)
@@ -40,11 +47,19 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--planner-timeout", type=float, default=60.0, help="seconds per planner call")
     p.add_argument("--instructions", default="paraphrases", choices=["paraphrases", "canonical"])
     p.add_argument("--max-steps", type=int, default=None, help="env steps per episode (default: the task's limit)")
-    p.add_argument("--max-skill-steps", type=int, default=None,
-                   help="env steps per plan step (default: the benchmark's, 400 in Franka Kitchen)")
+    p.add_argument(
+        "--max-skill-steps",
+        type=int,
+        default=None,
+        help="env steps per plan step (default: the benchmark's, 400 in Franka Kitchen)",
+    )
     p.add_argument("--videos", type=int, default=0, help="rollout mp4s to write (first episode of the first tasks)")
-    p.add_argument("--video-episodes", default=None, metavar="IDS",
-                   help="also film these episodes: numbers (3,7: those episodes of every task) or ids (push-v3/7)")
+    p.add_argument(
+        "--video-episodes",
+        default=None,
+        metavar="IDS",
+        help="also film these episodes: numbers (3,7: those episodes of every task) or ids (push-v3/7)",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -52,22 +67,35 @@ def config_from_args(args: argparse.Namespace):
     from embodied.harness import HarnessConfig
 
     return HarnessConfig(
-        benchmark=args.benchmark, planner=args.planner, planner_kwargs=_planner_kwargs(args.planner_arg),
-        skills=args.skills, episodes=args.episodes, seed=args.seed, out=args.out,
+        benchmark=args.benchmark,
+        planner=args.planner,
+        planner_kwargs=_planner_kwargs(args.planner_arg),
+        skills=args.skills,
+        episodes=args.episodes,
+        seed=args.seed,
+        out=args.out,
         tasks=[t.strip() for t in args.tasks.split(",")] if args.tasks else None,
-        num_envs=args.num_envs, max_replans=args.max_replans, planner_timeout_s=args.planner_timeout,
-        instructions=args.instructions, max_steps=args.max_steps, skill_max_steps=args.max_skill_steps,
+        num_envs=args.num_envs,
+        max_replans=args.max_replans,
+        planner_timeout_s=args.planner_timeout,
+        instructions=args.instructions,
+        max_steps=args.max_steps,
+        skill_max_steps=args.max_skill_steps,
         video_episodes=1 if args.videos else 0,
-        video_episode_ids=[x.strip() for x in args.video_episodes.split(",") if x.strip()] if args.video_episodes else None,
+        video_episode_ids=[x.strip() for x in args.video_episodes.split(",") if x.strip()]
+        if args.video_episodes
+        else None,
         progress=not args.no_progress,
     )
 
 
 def _print_summary(summary: dict, out: str) -> None:
     o = summary["overall"]
-    print(f"success {100 * o['success_rate']:.1f}% (95% CI {100 * o['ci95_low']:.1f}-{100 * o['ci95_high']:.1f}) "
-          f"over {o['episodes']} episodes; executability {100 * (o['plan_executability'] or 0):.1f}%; "
-          f"skill choice accuracy {100 * (o['skill_choice_accuracy'] or 0):.1f}%; errored {o['errored']}")
+    print(
+        f"success {100 * o['success_rate']:.1f}% (95% CI {100 * o['ci95_low']:.1f}-{100 * o['ci95_high']:.1f}) "
+        f"over {o['episodes']} episodes; executability {100 * (o['plan_executability'] or 0):.1f}%; "
+        f"skill choice accuracy {100 * (o['skill_choice_accuracy'] or 0):.1f}%; errored {o['errored']}"
+    )
     print(f"wrote {out}/summary.md, per_task.csv, success.png, summary.json")
 
 
@@ -92,13 +120,20 @@ def run_quickstart(args: argparse.Namespace) -> int:
     fast = bool(getattr(args, "fast", False))
     out = getattr(args, "out", None) or "runs/embodied/quickstart"
     cfg = HarnessConfig(
-        benchmark="metaworld-mt10", planner="saycan", skills="scripted",
-        episodes=1 if fast else 3, seed=int(getattr(args, "seed", 0) or 0), out=out,
+        benchmark="metaworld-mt10",
+        planner="saycan",
+        skills="scripted",
+        episodes=1 if fast else 3,
+        seed=int(getattr(args, "seed", 0) or 0),
+        out=out,
         tasks=["reach-v3", "push-v3", "drawer-open-v3"] if fast else None,
-        max_steps=200 if fast else None, video_episodes=0 if fast else 1,
+        max_steps=200 if fast else None,
+        video_episodes=0 if fast else 1,
     )
-    print("[embodied] SayCan-MiniLM planner + Meta-World scripted skills on "
-          f"{cfg.benchmark} ({cfg.episodes} episode(s) per task) -> {out}")
+    print(
+        "[embodied] SayCan-MiniLM planner + Meta-World scripted skills on "
+        f"{cfg.benchmark} ({cfg.episodes} episode(s) per task) -> {out}"
+    )
     summary = evaluate(cfg, videos=0 if fast else 1)
     if summary is not None:
         _print_summary(summary, out)

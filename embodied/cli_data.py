@@ -2,6 +2,7 @@
 demonstrations, the plan-conditioned policy's evaluation, and simulation data for the other
 siblings. ``add_data_parsers(sub)`` adds them to the ``vlx embodied`` sub-command group
 (``extend_embodied_parser(subparsers)`` finds that group from the top-level subparsers)."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,19 +16,29 @@ def _csv(s: str | None) -> list[str] | None:
 def run_collect(args: argparse.Namespace) -> int:
     from embodied.collect import CollectConfig, collect
 
-    cfg = CollectConfig(benchmark=args.benchmark, episodes=args.episodes, out=args.out, tasks=_csv(args.tasks), seed=args.seed,
-                        skills=args.skills, cameras=_csv(args.cameras) or [], width=args.size, height=args.size, depth=args.depth,
-                        max_steps=args.max_steps, progress=not args.no_progress)
+    cfg = CollectConfig(
+        benchmark=args.benchmark,
+        episodes=args.episodes,
+        out=args.out,
+        tasks=_csv(args.tasks),
+        seed=args.seed,
+        skills=args.skills,
+        cameras=_csv(args.cameras) or [],
+        width=args.size,
+        height=args.size,
+        depth=args.depth,
+        max_steps=args.max_steps,
+        progress=not args.no_progress,
+    )
     written = collect(cfg)
     print(f"wrote {len(written)} episode file(s) under {args.out}/episodes (layout: {args.out}/README.md)")
     return 0
 
 
 def run_policy_eval(args: argparse.Namespace) -> int:
+    from embodied.policy.recipe import PolicyConfig
     from embodied.policy.skill import MODES, PolicyRunner, evaluate_policy
     from vlx.config import ConfigError, from_dict, read_yaml_with_extends
-
-    from embodied.policy.recipe import PolicyConfig
 
     modes = _csv(args.modes) or list(MODES)
     cfg = from_dict(PolicyConfig, read_yaml_with_extends(f"{args.run}/config.yaml"), where=f"{args.run}/config.yaml")
@@ -35,12 +46,24 @@ def run_policy_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--episodes: expected >= 1, got {args.episodes}")
     runner = PolicyRunner.from_run(args.run, args.ckpt, execute=args.execute)
     out = args.out or f"{args.run}/policy_eval"
-    res = evaluate_policy(runner, args.benchmark or cfg.data.benchmark, _csv(args.tasks) or cfg.data.tasks, args.episodes, modes,
-                          out, seed=args.seed, max_steps=args.max_steps, progress=not args.no_progress, train_dir=args.run)
+    res = evaluate_policy(
+        runner,
+        args.benchmark or cfg.data.benchmark,
+        _csv(args.tasks) or cfg.data.tasks,
+        args.episodes,
+        modes,
+        out,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        progress=not args.no_progress,
+        train_dir=args.run,
+    )
     for m, r in res["modes"].items():
         o = r["overall"]
-        print(f"{m:12s} success {100 * o['success_rate']:.1f}% ({o['successes']}/{o['episodes']}, 95% CI "
-              f"{100 * o['ci95_low']:.1f}-{100 * o['ci95_high']:.1f})")
+        print(
+            f"{m:12s} success {100 * o['success_rate']:.1f}% ({o['successes']}/{o['episodes']}, 95% CI "
+            f"{100 * o['ci95_low']:.1f}-{100 * o['ci95_high']:.1f})"
+        )
     print(f"wrote {out}/policy_report.md and policy_report.json")
     return 0
 
@@ -48,8 +71,17 @@ def run_policy_eval(args: argparse.Namespace) -> int:
 def run_export_rgbd(args: argparse.Namespace) -> int:
     from embodied.export import export_rgbd
 
-    root = export_rgbd(args.benchmark, args.task, args.out, cameras=_csv(args.cameras) or ["corner"], frames=args.frames,
-                       stride=args.stride, width=args.size, height=args.size, seed=args.seed)
+    root = export_rgbd(
+        args.benchmark,
+        args.task,
+        args.out,
+        cameras=_csv(args.cameras) or ["corner"],
+        frames=args.frames,
+        stride=args.stride,
+        width=args.size,
+        height=args.size,
+        seed=args.seed,
+    )
     print(f"wrote ScanNet-layout frames to {root}")
     return 0
 
@@ -57,8 +89,18 @@ def run_export_rgbd(args: argparse.Namespace) -> int:
 def run_export_video(args: argparse.Namespace) -> int:
     from embodied.export import export_videos
 
-    p = export_videos(args.benchmark, _csv(args.tasks), args.out, episodes=args.episodes, camera=args.camera, size=args.size,
-                      stride=args.stride, fps=args.fps, seed=args.seed, max_steps=args.max_steps)
+    p = export_videos(
+        args.benchmark,
+        _csv(args.tasks),
+        args.out,
+        episodes=args.episodes,
+        camera=args.camera,
+        size=args.size,
+        stride=args.stride,
+        fps=args.fps,
+        seed=args.seed,
+        max_steps=args.max_steps,
+    )
     print(f"wrote {p} and {args.out}/videos/")
     return 0
 
@@ -68,7 +110,7 @@ def run_export_scanrefer(args: argparse.Namespace) -> int:
 
     for task in _csv(args.tasks) or []:
         for s in range(args.scenes):
-            p = export_scanrefer(args.benchmark, task, args.out, seed=args.seed + s)
+            export_scanrefer(args.benchmark, task, args.out, seed=args.seed + s)
     print(f"wrote {args.out}/scanrefer.json")
     return 0
 
@@ -88,7 +130,9 @@ def add_data_parsers(sub: Any) -> None:
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=run_collect)
 
-    e = sub.add_parser("policy-eval", help="the trained plan-conditioned policy through the harness: plan vs instruction vs no text")
+    e = sub.add_parser(
+        "policy-eval", help="the trained plan-conditioned policy through the harness: plan vs instruction vs no text"
+    )
     e.add_argument("--run", required=True, help="output_dir of a `vlx train` run of embodied_policy")
     e.add_argument("--ckpt", default=None, help="checkpoint dir (default: the run's latest)")
     e.add_argument("--benchmark", default=None)
@@ -102,7 +146,9 @@ def add_data_parsers(sub: Any) -> None:
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=run_policy_eval)
 
-    r = sub.add_parser("export-rgbd", help="RGB-D + instance masks in ScanNet's exported layout (for pointcloud/, scene_graph/)")
+    r = sub.add_parser(
+        "export-rgbd", help="RGB-D + instance masks in ScanNet's exported layout (for pointcloud/, scene_graph/)"
+    )
     r.add_argument("--benchmark", default="metaworld-mt10")
     r.add_argument("--task", required=True)
     r.add_argument("--out", required=True)
@@ -126,7 +172,9 @@ def add_data_parsers(sub: Any) -> None:
     v.add_argument("--max-steps", type=int, default=None)
     v.set_defaults(func=run_export_video)
 
-    s = sub.add_parser("export-scanrefer", help="ScanRefer-style referring expressions from simulator state (for scene_graph/)")
+    s = sub.add_parser(
+        "export-scanrefer", help="ScanRefer-style referring expressions from simulator state (for scene_graph/)"
+    )
     s.add_argument("--benchmark", default="metaworld-mt10")
     s.add_argument("--tasks", required=True)
     s.add_argument("--out", required=True)

@@ -24,14 +24,16 @@ Each ``.npz`` holds (T = env steps of the episode)::
 Seeds come from their own stream (``collect_seed``), so demos never share an object/goal
 placement with the harness's evaluation episodes of the same run seed.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import zipfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +111,9 @@ class CameraRig:
         self.model, self.cameras, self.width, self.height = model, list(cameras), int(width), int(height)
         off = model.vis.global_
         if width > off.offwidth or height > off.offheight:
-            raise DataError(f"{where}: {width}x{height} exceeds the scene's offscreen buffer {off.offwidth}x{off.offheight}")
+            raise DataError(
+                f"{where}: {width}x{height} exceeds the scene's offscreen buffer {off.offwidth}x{off.offheight}"
+            )
         self._mujoco = mujoco
         self._renderers: dict[str, Any] = {}
 
@@ -169,9 +173,17 @@ class CollectConfig:
 
     def settings(self) -> dict[str, Any]:
         """What must match between a run and the directory it resumes into."""
-        return dict(benchmark=self.benchmark, seed=self.seed, skills=self.skills, cameras=list(self.cameras),
-                    width=self.width, height=self.height, depth=self.depth, max_steps=self.max_steps,
-                    instructions=self.instructions)
+        return dict(
+            benchmark=self.benchmark,
+            seed=self.seed,
+            skills=self.skills,
+            cameras=list(self.cameras),
+            width=self.width,
+            height=self.height,
+            depth=self.depth,
+            max_steps=self.max_steps,
+            instructions=self.instructions,
+        )
 
 
 def episode_path(out: str | Path, task: str, episode: int) -> Path:
@@ -201,10 +213,18 @@ def _write_dataset_json(out: Path, cfg: CollectConfig, tasks: list[str]) -> None
             if diff:
                 from vlx.config import ConfigError
 
-                raise ConfigError(f"{meta_path}: this directory was collected with different {', '.join(diff)} "
-                                  f"(was {', '.join(f'{k}={prev.get(k)!r}' for k in diff)}); use another --out")
-    doc = dict(format=FORMAT, version=VERSION, settings=settings, tasks=tasks, episodes_per_task=cfg.episodes,
-               layout="episodes/<task>/ep_<NNNNN>.npz; see embodied/collect.py")
+                raise ConfigError(
+                    f"{meta_path}: this directory was collected with different {', '.join(diff)} "
+                    f"(was {', '.join(f'{k}={prev.get(k)!r}' for k in diff)}); use another --out"
+                )
+    doc = dict(
+        format=FORMAT,
+        version=VERSION,
+        settings=settings,
+        tasks=tasks,
+        episodes_per_task=cfg.episodes,
+        layout="episodes/<task>/ep_<NNNNN>.npz; see embodied/collect.py",
+    )
     tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=2))
     os.replace(tmp, meta_path)
@@ -213,8 +233,16 @@ def _write_dataset_json(out: Path, cfg: CollectConfig, tasks: list[str]) -> None
         readme.write_text(__doc__ or "")
 
 
-def run_episode(env: Any, skills: Any, plan: Sequence[Any], specs: dict[str, Any], seed: int, max_steps: int,
-                rig: CameraRig | None = None, depth: bool = False) -> dict[str, np.ndarray]:
+def run_episode(
+    env: Any,
+    skills: Any,
+    plan: Sequence[Any],
+    specs: dict[str, Any],
+    seed: int,
+    max_steps: int,
+    rig: CameraRig | None = None,
+    depth: bool = False,
+) -> dict[str, np.ndarray]:
     """Execute ``plan`` with ``skills`` from ``env.reset(seed)``; returns the episode's arrays
     (without ``meta``). Each step runs until its skill reports success by the benchmark's own
     signal; a step that fails ends the episode (like the harness)."""
@@ -256,7 +284,9 @@ def run_episode(env: Any, skills: Any, plan: Sequence[Any], specs: dict[str, Any
     arrays = dict(
         obs=np.stack(obs_l).astype(np.float32),
         actions=np.stack(act_l).astype(np.float32) if act_l else np.zeros((0, A), np.float32),
-        rewards=np.asarray(rew_l, np.float32), success=np.asarray(succ_l, bool), step_index=np.asarray(idx_l, np.int16),
+        rewards=np.asarray(rew_l, np.float32),
+        success=np.asarray(succ_l, bool),
+        step_index=np.asarray(idx_l, np.int16),
     )
     for k, v in frames.items():
         arrays[k] = np.stack(v)
@@ -309,7 +339,13 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
                 if env is not None:
                     env.close()
                 env, env_task = bench.make_env(task_name), task_name
-                rig = CameraRig(sim_handles(env)[0], cfg.cameras, cfg.width, cfg.height, where=f"{bench.name} {task_name}") if cfg.cameras else None
+                rig = (
+                    CameraRig(
+                        sim_handles(env)[0], cfg.cameras, cfg.width, cfg.height, where=f"{bench.name} {task_name}"
+                    )
+                    if cfg.cameras
+                    else None
+                )
             phrasings = bench.instructions(task_name) if cfg.instructions == "paraphrases" else [task.instruction]
             seed = collect_seed(ti, e, cfg.seed)
             max_steps = min(cfg.max_steps or task.max_episode_steps, task.max_episode_steps)
@@ -318,11 +354,23 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
             from embodied.planners import step_text
 
             meta = dict(
-                format=FORMAT, version=VERSION, benchmark=bench.name, task=task_name, task_index=ti, episode=e, seed=seed,
-                instruction=phrasings[e % len(phrasings)], plan=[step_text(s) for s in plan],
-                plan_texts=[plan_step_text(s, specs.get(s.skill)) for s in plan], subgoals=list(task.subgoals),
-                cameras=list(cfg.cameras), width=cfg.width, height=cfg.height, depth=cfg.depth,
-                success=bool(arrays["success"].any()), length=int(len(arrays["actions"])),
+                format=FORMAT,
+                version=VERSION,
+                benchmark=bench.name,
+                task=task_name,
+                task_index=ti,
+                episode=e,
+                seed=seed,
+                instruction=phrasings[e % len(phrasings)],
+                plan=[step_text(s) for s in plan],
+                plan_texts=[plan_step_text(s, specs.get(s.skill)) for s in plan],
+                subgoals=list(task.subgoals),
+                cameras=list(cfg.cameras),
+                width=cfg.width,
+                height=cfg.height,
+                depth=cfg.depth,
+                success=bool(arrays["success"].any()),
+                length=int(len(arrays["actions"])),
                 first_success_step=int(np.argmax(arrays["success"]) + 1) if arrays["success"].any() else None,
             )
             arrays["meta"] = np.array(json.dumps(meta))
@@ -365,8 +413,9 @@ class Episode:
         return texts[min(int(self.step_index[t]), len(texts) - 1)] if texts else ""
 
 
-def load_episode(path: str | Path, benchmark: str | None = None, cameras: Sequence[str] | None = None,
-                 images: bool = True) -> Episode:
+def load_episode(
+    path: str | Path, benchmark: str | None = None, cameras: Sequence[str] | None = None, images: bool = True
+) -> Episode:
     """Read one demo file. ``benchmark``: the benchmark it must come from; ``cameras``: the
     camera streams that must be present (default: all stored; ``images=False`` skips them).
     Every problem is a one-line ``DataError`` naming the file (and the camera)."""
@@ -387,7 +436,9 @@ def load_episode(path: str | Path, benchmark: str | None = None, cameras: Sequen
             want = stored if cameras is None else list(cameras)
             for c in want:
                 if c not in stored:
-                    raise DataError(f"{p}: camera {c!r} not in this demo; recorded cameras: {', '.join(stored) or 'none'}")
+                    raise DataError(
+                        f"{p}: camera {c!r} not in this demo; recorded cameras: {', '.join(stored) or 'none'}"
+                    )
             missing = [k for k in ("obs", "actions", "rewards", "success", "step_index") if k not in names]
             if missing:
                 raise DataError(f"{p}: missing arrays {missing}")
@@ -400,11 +451,16 @@ def load_episode(path: str | Path, benchmark: str | None = None, cameras: Sequen
     except DataError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        raise DataError(f"{p}: truncated or corrupt demo file ({type(e).__name__}: {str(e)[:120]}); "
-                        "delete it and re-run `vlx embodied collect` with the same --out") from None
+        raise DataError(
+            f"{p}: truncated or corrupt demo file ({type(e).__name__}: {str(e)[:120]}); "
+            "delete it and re-run `vlx embodied collect` with the same --out"
+        ) from None
     T = len(ep.actions)
     if len(ep.obs) != T + 1 or len(ep.step_index) != T:
-        raise DataError(f"{p}: inconsistent lengths: obs {len(ep.obs)}, actions {T}, step_index {len(ep.step_index)} (expected T+1, T, T)")
+        raise DataError(
+            f"{p}: inconsistent lengths: obs {len(ep.obs)}, actions {T}, step_index {len(ep.step_index)} "
+            "(expected T+1, T, T)"
+        )
     for c, frames in ep.rgb.items():
         if len(frames) != T + 1:
             raise DataError(f"{p}: camera {c!r} has {len(frames)} frames for {T} actions (expected {T + 1})")
@@ -433,8 +489,14 @@ def list_episodes(root: str | Path, tasks: Sequence[str] | None = None) -> list[
     return files
 
 
-def load_demos(root: str | Path, benchmark: str | None = None, tasks: Sequence[str] | None = None,
-               cameras: Sequence[str] | None = None, images: bool = True, only_success: bool = False) -> list[Episode]:
+def load_demos(
+    root: str | Path,
+    benchmark: str | None = None,
+    tasks: Sequence[str] | None = None,
+    cameras: Sequence[str] | None = None,
+    images: bool = True,
+    only_success: bool = False,
+) -> list[Episode]:
     """All episodes of a collected directory, checked against ``benchmark`` and ``cameras``."""
     doc = read_dataset_json(root)
     bench = doc.get("settings", {}).get("benchmark")
@@ -448,6 +510,19 @@ def load_demos(root: str | Path, benchmark: str | None = None, tasks: Sequence[s
 
 
 __all__ = [
-    "CameraRig", "CollectConfig", "Episode", "check_cameras", "collect", "collect_seed", "depth_to_mm", "episode_path",
-    "flatten_obs", "list_episodes", "load_demos", "load_episode", "plan_step_text", "read_dataset_json", "sim_handles",
+    "CameraRig",
+    "CollectConfig",
+    "Episode",
+    "check_cameras",
+    "collect",
+    "collect_seed",
+    "depth_to_mm",
+    "episode_path",
+    "flatten_obs",
+    "list_episodes",
+    "load_demos",
+    "load_episode",
+    "plan_step_text",
+    "read_dataset_json",
+    "sim_handles",
 ]

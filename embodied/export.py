@@ -17,13 +17,15 @@ Objects are the root bodies of the MuJoCo tree that own visible geoms (a robot i
 ids are 1-based in a fixed order, the same in every export of a scene. Spatial words use the
 robot's view: +x is right, +y is farther from the robot, +z is up.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +34,18 @@ from vlx.data.errors import DataError
 
 # Names people use for Meta-World's / Kitchen's body names (the rest keep their body name).
 ALIASES = {"world": "floor", "tablelink": "table", "RetainingWall": "wall", "base": "robot arm", "obj": "object"}
-TASK_OBJECT = {"reach-v3": "puck", "push-v3": "puck", "pick-place-v3": "puck", "pick-place-wall-v3": "puck",
-               "push-wall-v3": "puck", "reach-wall-v3": "puck", "sweep-v3": "puck", "basketball-v3": "ball",
-               "soccer-v3": "ball", "peg-insert-side-v3": "peg"}
+TASK_OBJECT = {
+    "reach-v3": "puck",
+    "push-v3": "puck",
+    "pick-place-v3": "puck",
+    "pick-place-wall-v3": "puck",
+    "push-wall-v3": "puck",
+    "reach-wall-v3": "puck",
+    "sweep-v3": "puck",
+    "basketball-v3": "ball",
+    "soccer-v3": "ball",
+    "peg-insert-side-v3": "peg",
+}
 STRUCTURE = {"floor", "wall", "robot arm"}  # neither described nor used as anchors
 
 
@@ -52,9 +63,16 @@ class SimObject:
         return (self.bbox_min + self.bbox_max) / 2
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(object_id=self.object_id, name=self.name, label=self.name, body=self.body,
-                    bbox_min=self.bbox_min.round(5).tolist(), bbox_max=self.bbox_max.round(5).tolist(),
-                    center=self.center.round(5).tolist(), size=(self.bbox_max - self.bbox_min).round(5).tolist())
+        return dict(
+            object_id=self.object_id,
+            name=self.name,
+            label=self.name,
+            body=self.body,
+            bbox_min=self.bbox_min.round(5).tolist(),
+            bbox_max=self.bbox_max.round(5).tolist(),
+            center=self.center.round(5).tolist(),
+            size=(self.bbox_max - self.bbox_min).round(5).tolist(),
+        )
 
 
 def _visible_geoms(model: Any) -> np.ndarray:
@@ -83,7 +101,11 @@ def scene_objects(model: Any, data: Any, task: str | None = None) -> list[SimObj
         if body == "obj" and task in TASK_OBJECT:
             name = TASK_OBJECT[task]
         boxes = [geom_world_box(model, data, g) for g in by_root[root]]
-        objs.append(SimObject(k + 1, body, name, by_root[root], np.min([b[0] for b in boxes], 0), np.max([b[1] for b in boxes], 0)))
+        objs.append(
+            SimObject(
+                k + 1, body, name, by_root[root], np.min([b[0] for b in boxes], 0), np.max([b[1] for b in boxes], 0)
+            )
+        )
     return objs
 
 
@@ -160,8 +182,18 @@ def _scripted_rollout(bench: Any, task: str, seed: int):
     return env, run()
 
 
-def export_rgbd(benchmark: str, task: str, out: str | Path, cameras: Sequence[str] = ("corner",), frames: int = 4,
-                stride: int = 10, width: int = 96, height: int = 96, seed: int = 0, scene_id: str | None = None) -> Path:
+def export_rgbd(
+    benchmark: str,
+    task: str,
+    out: str | Path,
+    cameras: Sequence[str] = ("corner",),
+    frames: int = 4,
+    stride: int = 10,
+    width: int = 96,
+    height: int = 96,
+    seed: int = 0,
+    scene_id: str | None = None,
+) -> Path:
     """``frames`` time steps (every ``stride`` env steps of the scripted rollout, from the
     reset) x ``cameras``, written to ``out/<scene_id>/`` in ScanNet's exported layout (see the
     module docstring). Returns the scene directory."""
@@ -197,7 +229,10 @@ def export_rgbd(benchmark: str, task: str, out: str | Path, cameras: Sequence[st
             for cam in cameras:
                 Kc = camera_intrinsics(model, cam, width, height)
                 if not np.allclose(Kc, K):
-                    raise DataError(f"camera {cam!r}: its field of view differs from {cameras[0]!r}; ScanNet's layout has one intrinsic per scene, export it separately")
+                    raise DataError(
+                        f"camera {cam!r}: its field of view differs from {cameras[0]!r}; ScanNet's layout has "
+                        "one intrinsic per scene, export it separately"
+                    )
                 rgb = rig.render(data, cam, "rgb")
                 depth = rig.render(data, cam, "depth")
                 inst = segmentation_to_instances(rig.render(data, cam, "seg"), lut)
@@ -205,25 +240,58 @@ def export_rgbd(benchmark: str, task: str, out: str | Path, cameras: Sequence[st
                 Image.fromarray(depth_to_mm(depth)).save(root / "depth" / f"{i}.png")
                 Image.fromarray(inst.astype(np.uint8)).save(root / "instance-filt" / f"{i}.png")
                 names = {o.object_id: o.name for o in objects}
-                labels = np.vectorize(lambda v: label_ids.get(names.get(int(v), ""), 0), otypes=[np.uint16])(inst) if inst.any() else inst.astype(np.uint16)
+                labels = (
+                    np.vectorize(lambda v, names=names: label_ids.get(names.get(int(v), ""), 0), otypes=[np.uint16])(
+                        inst
+                    )
+                    if inst.any()
+                    else inst.astype(np.uint16)
+                )
                 Image.fromarray(labels.astype(np.uint16)).save(root / "label-filt" / f"{i}.png")
                 _write_txt(root / "pose" / f"{i}.txt", camera_pose(model, data, cam))
-                frame_meta.append(dict(frame=i, camera=cam, env_step=int(t), time_index=k,
-                                       boxes={o.object_id: [b.round(5).tolist() for b in _object_box(model, data, o)] for o in objects}))
+                frame_meta.append(
+                    dict(
+                        frame=i,
+                        camera=cam,
+                        env_step=int(t),
+                        time_index=k,
+                        boxes={
+                            o.object_id: [b.round(5).tolist() for b in _object_box(model, data, o)] for o in objects
+                        },
+                    )
+                )
                 i += 1
     finally:
         rig.close()
-    doc = dict(scene_id=scene_id, benchmark=bench.name, task=task, seed=seed, width=width, height=height,
-               depth_scale=1000.0, label_ids=label_ids, objects=[o.as_dict() for o in scene_objects(model, data, task)])
+    doc = dict(
+        scene_id=scene_id,
+        benchmark=bench.name,
+        task=task,
+        seed=seed,
+        width=width,
+        height=height,
+        depth_scale=1000.0,
+        label_ids=label_ids,
+        objects=[o.as_dict() for o in scene_objects(model, data, task)],
+    )
     # objects.json holds the boxes at the first time step (frames.json has every frame's boxes)
-    doc["objects"] = [dict(o, **{"bbox_min": frame_meta[0]["boxes"][o["object_id"]][0], "bbox_max": frame_meta[0]["boxes"][o["object_id"]][1]})
-                      for o in doc["objects"]]
+    doc["objects"] = [
+        dict(
+            o,
+            **{
+                "bbox_min": frame_meta[0]["boxes"][o["object_id"]][0],
+                "bbox_max": frame_meta[0]["boxes"][o["object_id"]][1],
+            },
+        )
+        for o in doc["objects"]
+    ]
     (root / "objects.json").write_text(json.dumps(doc, indent=2))
     (root / "frames.json").write_text(json.dumps(frame_meta))
     (root / f"{scene_id}.txt").write_text(
         f"colorWidth = {width}\ncolorHeight = {height}\ndepthWidth = {width}\ndepthHeight = {height}\n"
         f"fx_color = {K[0, 0]:.6f}\nfy_color = {K[1, 1]:.6f}\nmx_color = {K[0, 2]:.6f}\nmy_color = {K[1, 2]:.6f}\n"
-        f"numColorFrames = {i}\nnumDepthFrames = {i}\nsceneType = simulation\n")
+        f"numColorFrames = {i}\nnumDepthFrames = {i}\nsceneType = simulation\n"
+    )
     first = [f["frame"] for f in frame_meta if f["time_index"] == 0]
     write_scannet_scene(root, scene_id, first, {o.object_id: o.name for o in objects})
     env.close()
@@ -241,20 +309,31 @@ def read_scannet_frame(scene_dir: str | Path, i: int) -> dict[str, np.ndarray]:
     from PIL import Image
 
     d = Path(scene_dir)
-    paths = dict(color=d / "color" / f"{i}.jpg", depth=d / "depth" / f"{i}.png", instance=d / "instance-filt" / f"{i}.png",
-                 pose=d / "pose" / f"{i}.txt", K=d / "intrinsic" / "intrinsic_depth.txt")
+    paths = dict(
+        color=d / "color" / f"{i}.jpg",
+        depth=d / "depth" / f"{i}.png",
+        instance=d / "instance-filt" / f"{i}.png",
+        pose=d / "pose" / f"{i}.txt",
+        K=d / "intrinsic" / "intrinsic_depth.txt",
+    )
     for k, p in paths.items():
         if not p.is_file():
             raise DataError(f"{p}: missing ({k} of frame {i})")
     depth = np.asarray(Image.open(paths["depth"]))
     if depth.dtype != np.uint16:
         raise DataError(f"{paths['depth']}: depth must be a uint16 png in millimetres, got {depth.dtype}")
-    return dict(color=np.asarray(Image.open(paths["color"]).convert("RGB")), depth=depth,
-                instance=np.asarray(Image.open(paths["instance"])), pose=np.loadtxt(paths["pose"]),
-                K=np.loadtxt(paths["K"])[:3, :3])
+    return dict(
+        color=np.asarray(Image.open(paths["color"]).convert("RGB")),
+        depth=depth,
+        instance=np.asarray(Image.open(paths["instance"])),
+        pose=np.loadtxt(paths["pose"]),
+        K=np.loadtxt(paths["K"])[:3, :3],
+    )
 
 
-def fuse_frames(scene_dir: str | Path, frames: Sequence[int], depth_trunc: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fuse_frames(
+    scene_dir: str | Path, frames: Sequence[int], depth_trunc: float = 10.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Back-project and fuse exported frames into one world-frame cloud with open3d:
     xyz (N, 3) float64, rgb (N, 3) in [0, 1], instance ids (N,). Pixels without depth drop."""
     import open3d as o3d
@@ -266,8 +345,14 @@ def fuse_frames(scene_dir: str | Path, frames: Sequence[int], depth_trunc: float
         K = f["K"]
         intr = o3d.camera.PinholeCameraIntrinsic(W, H, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
         pc = o3d.geometry.PointCloud.create_from_depth_image(
-            o3d.geometry.Image(np.ascontiguousarray(f["depth"])), intr, np.linalg.inv(f["pose"]), depth_scale=1000.0,
-            depth_trunc=depth_trunc, stride=1, project_valid_depth_only=False)
+            o3d.geometry.Image(np.ascontiguousarray(f["depth"])),
+            intr,
+            np.linalg.inv(f["pose"]),
+            depth_scale=1000.0,
+            depth_trunc=depth_trunc,
+            stride=1,
+            project_valid_depth_only=False,
+        )
         p = np.asarray(pc.points)  # (H*W, 3) row-major; NaN where there is no depth
         ok = np.isfinite(p).all(1)
         xyz.append(p[ok])
@@ -287,9 +372,13 @@ def write_scannet_scene(scene_dir: Path, scene_id: str, frames: Sequence[int], n
     pc.colors = o3d.utility.Vector3dVector(rgb)
     o3d.io.write_point_cloud(str(scene_dir / f"{scene_id}_vh_clean_2.ply"), pc, write_ascii=False)
     (scene_dir / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(
-        json.dumps({"sceneId": scene_id, "segIndices": inst.tolist()}))
-    groups = [dict(id=k, objectId=int(oid), label=names[int(oid)], segments=[int(oid)])
-              for k, oid in enumerate(sorted(set(inst.tolist()) - {0})) if int(oid) in names]
+        json.dumps({"sceneId": scene_id, "segIndices": inst.tolist()})
+    )
+    groups = [
+        dict(id=k, objectId=int(oid), label=names[int(oid)], segments=[int(oid)])
+        for k, oid in enumerate(sorted(set(inst.tolist()) - {0}))
+        if int(oid) in names
+    ]
     (scene_dir / f"{scene_id}.aggregation.json").write_text(json.dumps({"sceneId": scene_id, "segGroups": groups}))
 
 
@@ -303,12 +392,26 @@ def narrate(steps: Sequence[dict], success: bool) -> str:
         what = s["description"].rstrip(".").lower()
         verdict = "" if s["success"] else " but does not finish it"
         parts.append(f"{'first' if k == 0 else 'then'}, it does this: {what}{verdict}")
-    return "the robot arm follows a plan: " + "; ".join(parts) + (". the task succeeded." if success else ". the task failed.")
+    return (
+        "the robot arm follows a plan: "
+        + "; ".join(parts)
+        + (". the task succeeded." if success else ". the task failed.")
+    )
 
 
-def export_videos(benchmark: str, tasks: Sequence[str] | None, out: str | Path, episodes: int = 1, camera: str = "corner",
-                  size: int = 96, stride: int = 2, fps: int = 15, seed: int = 0, max_steps: int | None = None,
-                  split: str = "train") -> Path:
+def export_videos(
+    benchmark: str,
+    tasks: Sequence[str] | None,
+    out: str | Path,
+    episodes: int = 1,
+    camera: str = "corner",
+    size: int = 96,
+    stride: int = 2,
+    fps: int = 15,
+    seed: int = 0,
+    max_steps: int | None = None,
+    split: str = "train",
+) -> Path:
     """Scripted rollouts as ``out/videos/<video_id>.mp4`` (every ``stride``-th env step) and
     ``out/msrvtt.json`` with, per video, the narration of the executed plan, the instruction
     and one sentence per step (``vlx_steps`` gives each step's start/end in seconds)."""
@@ -336,8 +439,15 @@ def export_videos(benchmark: str, tasks: Sequence[str] | None, out: str | Path, 
                 if si != cur:
                     cur, start = si, t - 1
                     step = spec.ground_truth[si]
-                    step_log.append(dict(step=step_text(step), description=specs[step.skill].description if step.skill in specs else str(step),
-                                         start_step=start, end_step=t, success=False))
+                    step_log.append(
+                        dict(
+                            step=step_text(step),
+                            description=specs[step.skill].description if step.skill in specs else str(step),
+                            start_step=start,
+                            end_step=t,
+                            success=False,
+                        )
+                    )
                 step_log[-1]["end_step"] = t
                 step_log[-1]["success"] = bool(step_log[-1]["success"] or _skill_done(env, info))
                 success = success or env.success(info)
@@ -351,19 +461,44 @@ def export_videos(benchmark: str, tasks: Sequence[str] | None, out: str | Path, 
             (out / "videos").mkdir(parents=True, exist_ok=True)
             write_mp4(frames, out / "videos" / f"{vid}.mp4", fps=fps)
             for st in step_log:  # one video frame per `stride` env steps
-                st["start_s"], st["end_s"] = round(st["start_step"] / stride / fps, 3), round(st["end_step"] / stride / fps, 3)
-            videos.append({"video_id": vid, "split": split, "category": 0, "url": "", "id": len(videos),
-                           "start time": 0.0, "end time": round(len(frames) / fps, 3), "vlx_steps": step_log,
-                           "task": task, "success": success, "seed": s})
+                st["start_s"], st["end_s"] = (
+                    round(st["start_step"] / stride / fps, 3),
+                    round(st["end_step"] / stride / fps, 3),
+                )
+            videos.append(
+                {
+                    "video_id": vid,
+                    "split": split,
+                    "category": 0,
+                    "url": "",
+                    "id": len(videos),
+                    "start time": 0.0,
+                    "end time": round(len(frames) / fps, 3),
+                    "vlx_steps": step_log,
+                    "task": task,
+                    "success": success,
+                    "seed": s,
+                }
+            )
             phr = bench.instructions(task)
             caps = [narrate(step_log, success), phr[e % len(phr)]] + [
-                f"step {k + 1}: the robot arm does this: {st['description'].rstrip('.').lower()}" for k, st in enumerate(step_log)]
+                f"step {k + 1}: the robot arm does this: {st['description'].rstrip('.').lower()}"
+                for k, st in enumerate(step_log)
+            ]
             for c in caps:
                 sentences.append({"video_id": vid, "caption": c, "sen_id": len(sentences)})
     out.mkdir(parents=True, exist_ok=True)
     path = out / "msrvtt.json"
-    path.write_text(json.dumps({"info": {"description": f"vlx embodied rollouts of {bench.name}", "protocol": bench.protocol},
-                                "videos": videos, "sentences": sentences}, indent=1))
+    path.write_text(
+        json.dumps(
+            {
+                "info": {"description": f"vlx embodied rollouts of {bench.name}", "protocol": bench.protocol},
+                "videos": videos,
+                "sentences": sentences,
+            },
+            indent=1,
+        )
+    )
     return path
 
 
@@ -401,18 +536,31 @@ def describe_scene(objects: Sequence[SimObject], scene_id: str) -> list[dict[str
     targets = [o for o in objects if o.name not in STRUCTURE]
     for o in targets:
         rels = _relations(o, [b for b in objects if b.name not in STRUCTURE])
-        near = min((b for b in objects if b.object_id != o.object_id and b.name not in STRUCTURE),
-                   key=lambda b: float(np.linalg.norm(b.center - o.center)), default=None)
+        near = min(
+            (b for b in objects if b.object_id != o.object_id and b.name not in STRUCTURE),
+            key=lambda b: float(np.linalg.norm(b.center - o.center)),
+            default=None,
+        )
         for k, (rel, b) in enumerate(rels or [("", None)]):
             if b is None:
                 desc = f"the {o.name} is the only object here."
             else:
                 desc = f"the {o.name} is {rel} the {b.name}."
             if near is not None:
-                desc += f" the nearest object to it is the {near.name}, {np.linalg.norm(near.center - o.center):.2f} m away."
-            out.append(dict(scene_id=scene_id, object_id=str(o.object_id), object_name=o.name, ann_id=str(k),
-                            description=desc, token=re.findall(r"\d+\.\d+|\w+|[^\w\s]", desc),
-                            relation=rel, anchor_id=None if b is None else str(b.object_id)))
+                dist = np.linalg.norm(near.center - o.center)
+                desc += f" the nearest object to it is the {near.name}, {dist:.2f} m away."
+            out.append(
+                dict(
+                    scene_id=scene_id,
+                    object_id=str(o.object_id),
+                    object_name=o.name,
+                    ann_id=str(k),
+                    description=desc,
+                    token=re.findall(r"\d+\.\d+|\w+|[^\w\s]", desc),
+                    relation=rel,
+                    anchor_id=None if b is None else str(b.object_id),
+                )
+            )
     return out
 
 
@@ -439,5 +587,18 @@ def export_scanrefer(benchmark: str, task: str, out: str | Path, seed: int = 0, 
     return path
 
 
-__all__ = ["SimObject", "camera_intrinsics", "camera_pose", "describe_scene", "export_rgbd", "export_scanrefer", "export_videos",
-           "fuse_frames", "narrate", "read_scannet_frame", "scene_objects", "segmentation_to_instances", "write_scannet_scene"]
+__all__ = [
+    "SimObject",
+    "camera_intrinsics",
+    "camera_pose",
+    "describe_scene",
+    "export_rgbd",
+    "export_scanrefer",
+    "export_videos",
+    "fuse_frames",
+    "narrate",
+    "read_scannet_frame",
+    "scene_objects",
+    "segmentation_to_instances",
+    "write_scannet_scene",
+]

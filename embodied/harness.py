@@ -32,16 +32,18 @@ ids are skipped, so a killed run resumed neither repeats nor loses episodes (wha
 WORLD_SIZE it resumes with). Rank 0 writes the merged report once every episode of the run
 is recorded, by whichever rank.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Generator, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -170,8 +172,15 @@ class Harness:
     """Runs ``cfg``; ``benchmark``, ``planner`` and ``skills`` may be passed in (tests,
     custom planners); otherwise they are built from the config by name."""
 
-    def __init__(self, cfg: HarnessConfig, benchmark: Benchmark | None = None, planner: Any = None, skills: Any = None,
-                 rank: int | None = None, world_size: int | None = None):
+    def __init__(
+        self,
+        cfg: HarnessConfig,
+        benchmark: Benchmark | None = None,
+        planner: Any = None,
+        skills: Any = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
         from embodied.envs import build_benchmark
         from embodied.skills import SkillLibrary, build_skills
 
@@ -199,7 +208,9 @@ class Harness:
             if getattr(cfg, key) < 1:
                 raise ConfigError(f"{key}: expected >= 1, got {getattr(cfg, key)}")
         if cfg.max_replans < 0 or cfg.planner_timeout_s <= 0:
-            raise ConfigError(f"max_replans >= 0 and planner_timeout_s > 0 expected, got {cfg.max_replans}, {cfg.planner_timeout_s}")
+            raise ConfigError(
+                f"max_replans >= 0 and planner_timeout_s > 0 expected, got {cfg.max_replans}, {cfg.planner_timeout_s}"
+            )
         if cfg.skill_max_steps is not None and cfg.skill_max_steps < 1:
             raise ConfigError(f"skill_max_steps: expected >= 1 or None, got {cfg.skill_max_steps}")
         self.skill_max_steps = cfg.skill_max_steps or getattr(self.benchmark, "skill_max_steps", None)
@@ -221,7 +232,9 @@ class Harness:
         out = []
         for t in tasks:
             ti = all_tasks.index(t.name)
-            phrasings = self.benchmark.instructions(t.name) if self.cfg.instructions == "paraphrases" else [t.instruction]
+            phrasings = (
+                self.benchmark.instructions(t.name) if self.cfg.instructions == "paraphrases" else [t.instruction]
+            )
             for e in range(self.cfg.episodes):
                 k = e % len(phrasings)
                 out.append(EpisodeUnit(ti, t, e, seeds_for(ti, e, self.cfg.seed), phrasings[k], k))
@@ -254,8 +267,12 @@ class Harness:
 
     @staticmethod
     def _failed_plan(detail: str, t0: float) -> Plan:
-        return Plan(steps=[], raw_text="", errors=[PlanError(PlanErrorKind.PARSE, None, detail)],
-                    latency_s=time.perf_counter() - t0)
+        return Plan(
+            steps=[],
+            raw_text="",
+            errors=[PlanError(PlanErrorKind.PARSE, None, detail)],
+            latency_s=time.perf_counter() - t0,
+        )
 
     # -- one episode, as a generator of env requests
     def episode(self, unit: EpisodeUnit, env: Any, skills: Any = None) -> Generator[Request, Any, dict]:
@@ -267,10 +284,20 @@ class Harness:
         max_steps = min(self.cfg.max_steps or task.max_episode_steps, task.max_episode_steps)
         keep_actions = unit.episode < self.cfg.video_episodes or episode_chosen(unit.id, self.video_ids)
         rec: dict[str, Any] = dict(
-            episode_id=unit.id, task=task.name, task_index=unit.task_index, episode=unit.episode, seed=unit.seed,
-            instruction=unit.instruction, instruction_index=unit.instruction_index,
-            ground_truth=[step_text(s) for s in task.ground_truth], subgoals=list(task.subgoals),
-            rank=self.rank, status="ok", error=None, plans=[], executed=[],
+            episode_id=unit.id,
+            task=task.name,
+            task_index=unit.task_index,
+            episode=unit.episode,
+            seed=unit.seed,
+            instruction=unit.instruction,
+            instruction_index=unit.instruction_index,
+            ground_truth=[step_text(s) for s in task.ground_truth],
+            subgoals=list(task.subgoals),
+            rank=self.rank,
+            status="ok",
+            error=None,
+            plans=[],
+            executed=[],
         )
         t_start = time.perf_counter()
         actions: list[list[float]] = []
@@ -278,19 +305,30 @@ class Harness:
         try:
             obs, info = yield ("reset", unit.seed)
             feedback: list[str] = []
-            for attempt in range(self.cfg.max_replans + 1):
+            for _attempt in range(self.cfg.max_replans + 1):
                 state = self.benchmark.observation_for_planner(env, obs, info)
                 pobs = {"state": state, "completed_skills": sorted(completed), "feedback": list(feedback)}
                 plan, pstatus = self.call_planner(unit, pobs)
                 errors = classify_plan_errors(plan, self.specs, ground_truth=task.ground_truth)
                 valid = [(i, s) for i, s in enumerate(plan.steps) if not validate_step(s, self.specs, i)]
-                executable = not any(e.kind == PlanErrorKind.PARSE for e in plan.errors) and len(valid) == len(plan.steps) and bool(plan.steps)
-                rec["plans"].append(dict(
-                    steps=[step_text(s) for s in plan.steps], raw_text=plan.raw_text[:2000], status=pstatus,
-                    executable=executable, exact=[step_text(s) for s in plan.steps] == rec["ground_truth"],
-                    latency_s=plan.latency_s, prompt_tokens=plan.prompt_tokens, completion_tokens=plan.completion_tokens,
-                    errors=[dict(kind=e.kind.value, step=e.step_index, detail=e.detail) for e in errors],
-                ))
+                executable = (
+                    not any(e.kind == PlanErrorKind.PARSE for e in plan.errors)
+                    and len(valid) == len(plan.steps)
+                    and bool(plan.steps)
+                )
+                rec["plans"].append(
+                    dict(
+                        steps=[step_text(s) for s in plan.steps],
+                        raw_text=plan.raw_text[:2000],
+                        status=pstatus,
+                        executable=executable,
+                        exact=[step_text(s) for s in plan.steps] == rec["ground_truth"],
+                        latency_s=plan.latency_s,
+                        prompt_tokens=plan.prompt_tokens,
+                        completion_tokens=plan.completion_tokens,
+                        errors=[dict(kind=e.kind.value, step=e.step_index, detail=e.detail) for e in errors],
+                    )
+                )
                 step_failed = None
                 extra = {e.step_index for e in errors if e.kind == PlanErrorKind.EXTRA_STEP}
                 budget = self.skill_max_steps
@@ -325,7 +363,9 @@ class Harness:
                         if budget is not None and n >= budget:
                             stop = "step_budget"
                             break
-                    rec["executed"].append(dict(step=step_text(step), success=ok, env_steps=n, stop=stop, extra=i in extra))
+                    rec["executed"].append(
+                        dict(step=step_text(step), success=ok, env_steps=n, stop=stop, extra=i in extra)
+                    )
                     if not ok and not success:
                         if i in extra and stop in ("skill_finished", "step_budget"):
                             continue  # counted as extra_step in the plan's errors; the plan goes on
@@ -346,9 +386,15 @@ class Harness:
             if g not in completed:
                 break
             chain += 1
-        rec.update(success=bool(success), first_success_step=first_success, env_steps=steps_used,
-                   completed_subgoals=[g for g in task.subgoals if g in completed], chain_length=chain,
-                   replans=max(0, len(rec["plans"]) - 1), wall_s=time.perf_counter() - t_start)
+        rec.update(
+            success=bool(success),
+            first_success_step=first_success,
+            env_steps=steps_used,
+            completed_subgoals=[g for g in task.subgoals if g in completed],
+            chain_length=chain,
+            replans=max(0, len(rec["plans"]) - 1),
+            wall_s=time.perf_counter() - t_start,
+        )
         if keep_actions:
             rec["actions"] = actions
         return rec
@@ -420,8 +466,10 @@ class Harness:
         try:
             return [self.skills] + [copy.deepcopy(self.skills) for _ in range(n - 1)]
         except Exception as e:  # noqa: BLE001  e.g. a skill holding a lock or a live connection
-            raise ConfigError(f"num_envs={n}: the skills cannot be copied for parallel episodes "
-                              f"({type(e).__name__}: {e}); use num_envs=1") from None
+            raise ConfigError(
+                f"num_envs={n}: the skills cannot be copied for parallel episodes "
+                f"({type(e).__name__}: {e}); use num_envs=1"
+            ) from None
 
     def _lockstep(self, venv: Any, n: int, queue: list[EpisodeUnit], writer: RecordWriter, bar: Any) -> None:
         gens: list[Any] = [None] * n
@@ -453,12 +501,18 @@ class Harness:
                     feed(i, (tree_index(obs, i), info), info.get("vlx_error"))
                 continue
             stepping = [r is not None for r in reqs]
-            actions = np.stack([np.asarray(r[1], dtype=np.float32) if r is not None else np.zeros(act_dim, np.float32) for r in reqs])
+            actions = np.stack(
+                [np.asarray(r[1], dtype=np.float32) if r is not None else np.zeros(act_dim, np.float32) for r in reqs]
+            )
             obs, rew, term, trunc, infos = venv.step(actions)
             for i in range(n):
                 if stepping[i]:
                     info = _unbatch(infos, i)
-                    feed(i, (tree_index(obs, i), float(rew[i]), bool(term[i]), bool(trunc[i]), info), info.get("vlx_error"))
+                    feed(
+                        i,
+                        (tree_index(obs, i), float(rew[i]), bool(term[i]), bool(trunc[i]), info),
+                        info.get("vlx_error"),
+                    )
 
     def run(self) -> list[dict]:
         """Run this rank's remaining episodes; returns the records it wrote."""
@@ -621,14 +675,18 @@ def wait_for_records(out: Path, ids: set[str], timeout_s: float = 24 * 3600, pol
         if len(records) == len(ids):
             return records
         if time.time() - t0 > timeout_s:
-            raise TimeoutError(f"{out}: {len(ids) - len(records)} episodes still missing after {timeout_s}s "
-                               "(did a rank die? rerun the same command to resume)")
+            raise TimeoutError(
+                f"{out}: {len(ids) - len(records)} episodes still missing after {timeout_s}s "
+                "(did a rank die? rerun the same command to resume)"
+            )
         time.sleep(poll_s)
 
 
-def evaluate(cfg: HarnessConfig, benchmark: Benchmark | None = None, planner: Any = None, skills: Any = None,
-             videos: int = 0) -> dict | None:
-    """Run this rank's share; rank 0 then waits for every episode of the run and merges all ranks' records into the report
+def evaluate(
+    cfg: HarnessConfig, benchmark: Benchmark | None = None, planner: Any = None, skills: Any = None, videos: int = 0
+) -> dict | None:
+    """Run this rank's share; rank 0 then waits for every episode of the run and merges all ranks' records
+    into the report
     (``summary.json``, ``summary.md``, ``per_task.csv``, ``success.png``, ``videos/``) and
     returns the summary (other ranks return None). Videos: the first ``videos`` episodes that
     kept their actions, plus every episode chosen by ``cfg.video_episode_ids``."""
@@ -642,11 +700,26 @@ def evaluate(cfg: HarnessConfig, benchmark: Benchmark | None = None, planner: An
     if h.rank != 0:
         return None
     records = wait_for_records(h.out, {u.id for u in h.units()})
-    meta = dict(config=asdict(cfg), benchmark=h.benchmark.name, protocol=h.benchmark.protocol,
-                world_size=h.world_size, skills=[s.name for s in h.specs])
+    meta = dict(
+        config=asdict(cfg),
+        benchmark=h.benchmark.name,
+        protocol=h.benchmark.protocol,
+        world_size=h.world_size,
+        skills=[s.name for s in h.specs],
+    )
     ids = h.video_ids if (h.video_ids[0] or h.video_ids[1]) else None
     return write_report(h.out, records, meta, benchmark=h.benchmark, videos=videos, video_ids=ids)
 
 
-__all__ = ["EpisodeUnit", "GymTaskEnv", "Harness", "HarnessConfig", "episode_chosen", "evaluate", "load_all_records",
-           "parse_episode_ids", "read_records", "tree_index"]
+__all__ = [
+    "EpisodeUnit",
+    "GymTaskEnv",
+    "Harness",
+    "HarnessConfig",
+    "episode_chosen",
+    "evaluate",
+    "load_all_records",
+    "parse_episode_ids",
+    "read_records",
+    "tree_index",
+]

@@ -1,13 +1,13 @@
 """Registers embodied's CLI command (`vlx embodied eval|quickstart`) and its quickstart (the
 embedded default planner evaluation, priority 10) with the vlx core (entry point
 `vlx.plugins`). Imports stay light: the command modules load on use."""
+
 from __future__ import annotations
 
 import argparse
 
-from vlx.cli import register_command, register_quickstart
-
 import embodied.policy.recipe  # noqa: F401  registers the embodied_policy recipe for `vlx train`
+from vlx.cli import register_command, register_quickstart
 
 
 @register_command("embodied")
@@ -24,6 +24,8 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 
 register_quickstart(
-    "embodied", _quickstart, priority=10,
+    "embodied",
+    _quickstart,
+    priority=10,
     help="SayCan-MiniLM planner + scripted skills on Meta-World MT10, report in runs/embodied/quickstart",
 )

@@ -4,13 +4,15 @@ Embodied Agent Interface error taxonomy, plan length, planner latency and tokens
 ``summary.json``, ``summary.md``, ``per_task.csv``, a bar plot ``success.png`` and rollout
 mp4s replayed from recorded actions (``videos/``).
 """
+
 from __future__ import annotations
 
 import csv
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,8 +79,11 @@ def summarize(records: Sequence[dict], meta: dict | None = None) -> dict[str, An
         plans=len(plans),
         error_taxonomy={k: int(errors.get(k, 0)) for k in TAXONOMY},
         planner_status=dict(Counter(p.get("status", "ok") for p in plans)),
-        planner_latency_s=dict(mean=_mean(lat), p50=float(np.percentile(lat, 50)) if lat else None,
-                               p95=float(np.percentile(lat, 95)) if lat else None),
+        planner_latency_s=dict(
+            mean=_mean(lat),
+            p50=float(np.percentile(lat, 50)) if lat else None,
+            p95=float(np.percentile(lat, 95)) if lat else None,
+        ),
         prompt_tokens=int(sum(p.get("prompt_tokens", 0) for p in plans)),
         completion_tokens=int(sum(p.get("completion_tokens", 0) for p in plans)),
         env_errors=[dict(episode_id=r["episode_id"], error=r.get("error")) for r in records if r.get("status") != "ok"],
@@ -94,9 +99,22 @@ def _fmt(x: Any, pct: bool = False) -> str:
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
-PER_TASK_COLUMNS = ["task", "episodes", "successes", "success_rate", "ci95_low", "ci95_high", "subgoal_success",
-                    "avg_chain_length", "plan_executability", "skill_choice_accuracy", "plan_length", "replans",
-                    "errored", "env_steps"]
+PER_TASK_COLUMNS = [
+    "task",
+    "episodes",
+    "successes",
+    "success_rate",
+    "ci95_low",
+    "ci95_high",
+    "subgoal_success",
+    "avg_chain_length",
+    "plan_executability",
+    "skill_choice_accuracy",
+    "plan_length",
+    "replans",
+    "errored",
+    "env_steps",
+]
 
 
 def to_markdown(summary: dict) -> str:
@@ -117,7 +135,8 @@ def to_markdown(summary: dict) -> str:
         "| metric | value |",
         "|---|---|",
         f"| sub-goal success | {_fmt(o['subgoal_success'], True)}% |",
-        f"| avg completed chain length (all / multi-step) | {_fmt(o['avg_chain_length'])} / {_fmt(o['avg_chain_length_multistep'])} |",
+        f"| avg completed chain length (all / multi-step) | {_fmt(o['avg_chain_length'])} / "
+        f"{_fmt(o['avg_chain_length_multistep'])} |",
         f"| plan executability | {_fmt(o['plan_executability'], True)}% |",
         f"| skill choice accuracy (first plan = ground truth) | {_fmt(o['skill_choice_accuracy'], True)}% |",
         f"| plan length (mean) | {_fmt(o['plan_length'])} |",
@@ -141,12 +160,16 @@ def to_markdown(summary: dict) -> str:
     ]
     for t, s in summary["per_task"].items():
         lines.append(
-            f"| {t} | {s['episodes']} | {_fmt(s['success_rate'], True)} | {_fmt(s['ci95_low'], True)}-{_fmt(s['ci95_high'], True)} "
-            f"| {_fmt(s['subgoal_success'], True)} | {_fmt(s['avg_chain_length'])} | {_fmt(s['plan_executability'], True)} "
+            f"| {t} | {s['episodes']} | {_fmt(s['success_rate'], True)} | "
+            f"{_fmt(s['ci95_low'], True)}-{_fmt(s['ci95_high'], True)} "
+            f"| {_fmt(s['subgoal_success'], True)} | {_fmt(s['avg_chain_length'])} | "
+            f"{_fmt(s['plan_executability'], True)} "
             f"| {_fmt(s['skill_choice_accuracy'], True)} | {s['errored']} |"
         )
     if o["env_errors"]:
-        lines += ["", "## Errored episodes", ""] + [f"- `{e['episode_id']}`: {e['error']}" for e in o["env_errors"][:50]]
+        lines += ["", "## Errored episodes", ""] + [
+            f"- `{e['episode_id']}`: {e['error']}" for e in o["env_errors"][:50]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -167,7 +190,9 @@ def plot_success(summary: dict, path: Path) -> None:
     ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
     ax.set_ylim(0, 105)
     ax.set_ylabel("success % (95% Wilson CI)")
-    ax.set_title(f"{summary['meta'].get('benchmark', '')} - planner {summary['meta'].get('config', {}).get('planner', '')}")
+    ax.set_title(
+        f"{summary['meta'].get('benchmark', '')} - planner {summary['meta'].get('config', {}).get('planner', '')}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -190,7 +215,9 @@ def write_mp4(frames: Sequence[np.ndarray], path: Path, fps: int = 30) -> None:
             container.mux(packet)
 
 
-def replay_episode(benchmark: Any, record: dict, size: int = 128, camera: str | None = None) -> tuple[list[np.ndarray], bool]:
+def replay_episode(
+    benchmark: Any, record: dict, size: int = 128, camera: str | None = None
+) -> tuple[list[np.ndarray], bool]:
     """Frames of ``record`` re-run from its seed and recorded actions, and whether the
     replay reached the benchmark's success (it must match the record: episodes are seeded)."""
     env = benchmark.make_env(record["task"], render=True, camera=camera, width=size, height=size)
@@ -206,8 +233,14 @@ def replay_episode(benchmark: Any, record: dict, size: int = 128, camera: str | 
     return frames, ok
 
 
-def write_videos(out: Path, records: Sequence[dict], benchmark: Any, limit: int, size: int = 128,
-                 ids: tuple[set[int], set[str]] | None = None) -> list[str]:
+def write_videos(
+    out: Path,
+    records: Sequence[dict],
+    benchmark: Any,
+    limit: int,
+    size: int = 128,
+    ids: tuple[set[int], set[str]] | None = None,
+) -> list[str]:
     """mp4s of the first ``limit`` records that kept their actions, plus every record chosen
     by ``ids`` ((episode numbers, full episode ids), see ``harness.parse_episode_ids``)."""
     from tqdm import tqdm
@@ -228,8 +261,14 @@ def write_videos(out: Path, records: Sequence[dict], benchmark: Any, limit: int,
     return paths
 
 
-def write_report(out: Path, records: Sequence[dict], meta: dict, benchmark: Any = None, videos: int = 0,
-                 video_ids: tuple[set[int], set[str]] | None = None) -> dict:
+def write_report(
+    out: Path,
+    records: Sequence[dict],
+    meta: dict,
+    benchmark: Any = None,
+    videos: int = 0,
+    video_ids: tuple[set[int], set[str]] | None = None,
+) -> dict:
     """Write the report files into ``out``; returns the summary dict. Chosen video episodes
     recorded without actions (an earlier run without videos) are listed under
     ``videos_missing``: rerun them in a fresh output dir to film them."""
@@ -240,8 +279,9 @@ def write_report(out: Path, records: Sequence[dict], meta: dict, benchmark: Any 
         if video_ids is not None:
             from embodied.harness import episode_chosen
 
-            summary["videos_missing"] = [r["episode_id"] for r in records
-                                         if episode_chosen(r["episode_id"], video_ids) and not r.get("actions")]
+            summary["videos_missing"] = [
+                r["episode_id"] for r in records if episode_chosen(r["episode_id"], video_ids) and not r.get("actions")
+            ]
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "summary.md").write_text(to_markdown(summary))
     with open(out / "per_task.csv", "w", newline="") as f:

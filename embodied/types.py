@@ -20,11 +20,13 @@ How the harness (embodied/harness.py) calls these, in addition to the signatures
 - ``Skill.success(info)`` sees the env's ``info`` plus ``info["vlx_success"]`` (whole task
   solved) and ``info["vlx_subgoals"]`` (sub-goals completed so far).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 

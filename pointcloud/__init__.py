@@ -1,1 +1,2 @@
-"""pointcloud: point ops, point encoders, depth projection and image-bridged contrastive pre-training (CLIP2Point, Text4Point)."""
+"""pointcloud: point ops, point encoders, depth projection and image-bridged contrastive pre-training "
+"(CLIP2Point, Text4Point)."""

@@ -1,5 +1,6 @@
 """``vlx pointcloud render`` (a point cloud and its depth views as PNG files) and
 ``vlx pointcloud demo`` (every tiny recipe on the primitives, one eval report)."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,19 @@ def add_pointcloud_parser(subparsers) -> None:
     d.add_argument("--out", default="runs/pointcloud_demo")
     d.add_argument("--fast", action="store_true", help="smallest sizes (smoke test)")
     d.add_argument("--skip", action="append", default=[], help="stage to skip (classify, text4point)")
-    d.add_argument("--threads", type=int, default=0,
-                   help="torch threads (0: the cores not already busy, from the load average; at least 1)")
-    d.add_argument("--set", action="append", default=[], metavar="STAGE:KEY=VALUE",
-                   help="config override for one stage, e.g. classify:train.epochs=5 (repeatable)")
+    d.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: the cores not already busy, from the load average; at least 1)",
+    )
+    d.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE:KEY=VALUE",
+        help="config override for one stage, e.g. classify:train.epochs=5 (repeatable)",
+    )
     d.set_defaults(func=run_demo)
 
 
@@ -145,9 +155,12 @@ def run_demo(args: argparse.Namespace) -> int:
     common = [f"data.root={data_root}", "train.progress=true"]
     if args.fast:
         common += ["data.n_train_per_class=12", "data.n_test_per_class=4", "train.epochs=1", "train.max_steps=3"]
-    stages = [("classify", "classify_tiny.yaml", []), ("image_text", "image_text_tiny.yaml", []),
-              ("clip2point", "clip2point_tiny.yaml", [f"teacher.ckpt={out / 'image_text'}"]),
-              ("text4point", "text4point_tiny.yaml", [f"teacher.ckpt={out / 'image_text'}"])]
+    stages = [
+        ("classify", "classify_tiny.yaml", []),
+        ("image_text", "image_text_tiny.yaml", []),
+        ("clip2point", "clip2point_tiny.yaml", [f"teacher.ckpt={out / 'image_text'}"]),
+        ("text4point", "text4point_tiny.yaml", [f"teacher.ckpt={out / 'image_text'}"]),
+    ]
     names = [n for n, _, _ in stages]
     for item in args.set:
         stage, _, override = item.partition(":")
@@ -173,7 +186,9 @@ def run_demo(args: argparse.Namespace) -> int:
                 continue
             t = time.time()
             try:
-                recipe, cfg = load_recipe_config(str(CONFIG_DIR / cfg_file), common + extra + [f"train.output_dir={out / name}", "train.resume=none"])
+                recipe, cfg = load_recipe_config(
+                    str(CONFIG_DIR / cfg_file), common + extra + [f"train.output_dir={out / name}", "train.resume=none"]
+                )
                 trainer = Trainer(cfg.train, recipe.build(cfg), config_dict=to_dict(cfg))
                 result = trainer.fit()
             except DemoStopped:
@@ -184,7 +199,11 @@ def run_demo(args: argparse.Namespace) -> int:
             trainer_stop = getattr(trainer, "_stop", None)
             if trainer_stop is not None and trainer_stop.is_set():
                 stopped.setdefault("signal", signal.SIGTERM)
-            report[name] = {**(result or {}), "seconds": round(time.time() - t, 1), "config": str(CONFIG_DIR / cfg_file)}
+            report[name] = {
+                **(result or {}),
+                "seconds": round(time.time() - t, 1),
+                "config": str(CONFIG_DIR / cfg_file),
+            }
             if stopped:
                 report[name]["stopped"] = True
             (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
@@ -214,8 +233,12 @@ def write_report_md(report: dict, path: Path, args: argparse.Namespace | None = 
         if args.threads:
             cmd += f" --threads {args.threads}"
         lines += [f"Command: `{cmd}`", ""]
-    lines += [f"torch threads: {meta.get('torch_threads')}; total {meta.get('seconds')} s", "",
-              "| stage | metric | value |", "|---|---|---|"]
+    lines += [
+        f"torch threads: {meta.get('torch_threads')}; total {meta.get('seconds')} s",
+        "",
+        "| stage | metric | value |",
+        "|---|---|---|",
+    ]
     for stage, res in report.items():
         if stage.startswith("_"):
             continue

@@ -23,6 +23,7 @@ Public API (used by pointcloud.encoders and scene_graph):
 ``gather_points``, ``normalize_points``, ``random_rotation``, ``random_scale``, ``jitter``,
 ``random_point_dropout``, ``available_backends``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,8 +37,10 @@ from vlx.data.errors import DataError
 
 Backend = Literal["auto", "torch", "open3d", "scipy", "pytorch3d"]
 
-_HAS = {name: importlib.util.find_spec(mod) is not None for name, mod in
-        (("open3d", "open3d"), ("scipy", "scipy"), ("pytorch3d", "pytorch3d"))}
+_HAS = {
+    name: importlib.util.find_spec(mod) is not None
+    for name, mod in (("open3d", "open3d"), ("scipy", "scipy"), ("pytorch3d", "pytorch3d"))
+}
 _HAS["torch"] = True
 
 # Fastest-first, from benchmarks/bench_pointcloud_ops.py on the project's CPU machines:
@@ -99,7 +102,10 @@ def validate_points(points: torch.Tensor, name: str = "points", dims: int | None
 
 # ----------------------------------------------------------------------------- FPS
 
-def farthest_point_sample(points: torch.Tensor, n_samples: int, backend: Backend = "auto", check: bool = True) -> torch.Tensor:
+
+def farthest_point_sample(
+    points: torch.Tensor, n_samples: int, backend: Backend = "auto", check: bool = True
+) -> torch.Tensor:
     """Farthest point sampling starting from point 0 of every cloud.
 
     points: (B, N, 3). Returns LongTensor (B, M) with M = n_samples of distinct point indices,
@@ -164,7 +170,10 @@ def _fps_open3d(points: torch.Tensor, m: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- kNN
 
-def knn(query: torch.Tensor, points: torch.Tensor, k: int, backend: Backend = "auto", check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+
+def knn(
+    query: torch.Tensor, points: torch.Tensor, k: int, backend: Backend = "auto", check: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """k nearest neighbours of every query point among ``points`` (any feature dim D).
 
     query: (B, M, D), points: (B, N, D), k <= N. Returns ``(dists (B, M, k), idx (B, M, k))``,
@@ -175,7 +184,9 @@ def knn(query: torch.Tensor, points: torch.Tensor, k: int, backend: Backend = "a
         validate_points(query, "knn query", dims=None)
         validate_points(points, "knn points", dims=None)
     if query.shape[0] != points.shape[0] or query.shape[2] != points.shape[2]:
-        raise DataError(f"knn: query {tuple(query.shape)} and points {tuple(points.shape)} must share batch and feature dims")
+        raise DataError(
+            f"knn: query {tuple(query.shape)} and points {tuple(points.shape)} must share batch and feature dims"
+        )
     N = points.shape[1]
     if not 1 <= k <= N:
         raise ValueError(f"knn: k must be in [1, N={N}], got {k}")
@@ -211,7 +222,7 @@ def _knn_torch(query: torch.Tensor, points: torch.Tensor, k: int, chunk: int = 2
     # Chunk the queries so the (B, chunk, N) distance block stays a few hundred MB at most.
     out = []
     for s in range(0, query.shape[1], chunk):
-        d = torch.cdist(query[:, s:s + chunk].float(), points.float())
+        d = torch.cdist(query[:, s : s + chunk].float(), points.float())
         out.append(d.topk(k, dim=-1, largest=False, sorted=True).indices)
     return torch.cat(out, dim=1)
 
@@ -255,7 +266,9 @@ def _knn_open3d(query: torch.Tensor, points: torch.Tensor, k: int) -> tuple[torc
     return _knn_per_cloud(query, points, k, search)
 
 
-def ball_query(query: torch.Tensor, points: torch.Tensor, radius: float, k: int, backend: Backend = "auto", check: bool = True) -> torch.Tensor:
+def ball_query(
+    query: torch.Tensor, points: torch.Tensor, radius: float, k: int, backend: Backend = "auto", check: bool = True
+) -> torch.Tensor:
     """Up to k neighbours within ``radius`` of each query (PointNet++ grouping).
 
     query: (B, M, 3), points: (B, N, 3). Returns LongTensor (B, M, k): the k nearest points
@@ -279,7 +292,9 @@ def gather_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return out.reshape(*idx.shape, C)
 
 
-def group_points(points: torch.Tensor, centers: torch.Tensor, idx: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+def group_points(
+    points: torch.Tensor, centers: torch.Tensor, idx: torch.Tensor, features: torch.Tensor | None = None
+) -> torch.Tensor:
     """Local neighbourhoods relative to their centre (PointNet++ set abstraction input).
 
     points (B, N, 3), centers (B, M, 3), idx (B, M, K), features (B, N, C) or None.
@@ -292,6 +307,7 @@ def group_points(points: torch.Tensor, centers: torch.Tensor, idx: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------- normalise / augment
+
 
 def normalize_points(points: torch.Tensor) -> torch.Tensor:
     """Centre each cloud at its centroid and scale it into the unit sphere. (B, N, 3) -> same."""
@@ -312,7 +328,9 @@ def rotation_matrices(angles: torch.Tensor, axis: Literal["x", "y", "z"]) -> tor
     return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
-def random_rotation(points: torch.Tensor, mode: Literal["z", "so3"] = "z", generator: torch.Generator | None = None) -> torch.Tensor:
+def random_rotation(
+    points: torch.Tensor, mode: Literal["z", "so3"] = "z", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Rotate each cloud about the up (z) axis, or by a uniform random rotation (``so3``:
     QR of a Gaussian matrix with the sign fixed, Mezzadri 2007). (B, N, 3) -> same."""
     B = points.shape[0]
@@ -330,20 +348,30 @@ def random_rotation(points: torch.Tensor, mode: Literal["z", "so3"] = "z", gener
     return points @ R.to(points).transpose(1, 2)
 
 
-def random_scale(points: torch.Tensor, low: float = 0.8, high: float = 1.25, anisotropic: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_scale(
+    points: torch.Tensor,
+    low: float = 0.8,
+    high: float = 1.25,
+    anisotropic: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Scale each cloud by factors drawn from U(low, high), per axis if ``anisotropic``."""
     B = points.shape[0]
     s = torch.rand(B, 1, 3 if anisotropic else 1, generator=generator) * (high - low) + low
     return points * s.to(points)
 
 
-def jitter(points: torch.Tensor, sigma: float = 0.01, clip: float = 0.05, generator: torch.Generator | None = None) -> torch.Tensor:
+def jitter(
+    points: torch.Tensor, sigma: float = 0.01, clip: float = 0.05, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Add clipped Gaussian noise per coordinate (PointNet's jitter)."""
     noise = (torch.randn(points.shape, generator=generator) * sigma).clamp(-clip, clip)
     return points + noise.to(points)
 
 
-def random_point_dropout(points: torch.Tensor, max_ratio: float = 0.875, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_point_dropout(
+    points: torch.Tensor, max_ratio: float = 0.875, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Drop a random fraction (up to ``max_ratio``) of each cloud's points by replacing them
     with the cloud's first point, so N stays fixed (PointNet++'s dropout augmentation)."""
     B, N, _ = points.shape

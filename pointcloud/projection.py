@@ -15,10 +15,11 @@ z-buffer is one ``scatter_reduce(amin)`` over all clouds and views at once.
 ``project_points`` also gives every point's pixel and visibility, which the image-bridged
 recipes use as pixel-point correspondences.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -32,8 +33,18 @@ from pointcloud.ops import normalize_points, rotation_matrices, validate_points
 # depth encoder pre-trained on those renders has actually seen (it never sees top/bottom).
 VIEW_SETS: dict[str, list[tuple[float, float]]] = {
     "clip2point_6": [(0, 0), (90, 0), (180, 0), (270, 0), (0, 90), (0, -90)],
-    "clip2point_10": [(0, 0), (90, 0), (180, 0), (270, 0), (0, 90), (0, -90),
-                      (45, 30), (135, 30), (225, 30), (315, 30)],
+    "clip2point_10": [
+        (0, 0),
+        (90, 0),
+        (180, 0),
+        (270, 0),
+        (0, 90),
+        (0, -90),
+        (45, 30),
+        (135, 30),
+        (225, 30),
+        (315, 30),
+    ],
     "ring_8": [(a, 15) for a in range(0, 360, 45)],
 }
 
@@ -43,8 +54,13 @@ _CANONICAL = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
 
 
 # float32 holds every integer below 2^24 exactly: the most image rows depth_maps stacks at once.
-_MAX_FLOAT_ROWS = 2 ** 24
-_SAME_SIZE_INT = {torch.float32: torch.int32, torch.float64: torch.int64, torch.float16: torch.int16, torch.bfloat16: torch.int16}
+_MAX_FLOAT_ROWS = 2**24
+_SAME_SIZE_INT = {
+    torch.float32: torch.int32,
+    torch.float64: torch.int64,
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+}
 
 
 def view_matrices(views: str | Sequence[tuple[float, float]]) -> torch.Tensor:
@@ -62,7 +78,9 @@ def view_matrices(views: str | Sequence[tuple[float, float]]) -> torch.Tensor:
     return _CANONICAL @ rotation_matrices(el, "x") @ rotation_matrices(-az, "z")
 
 
-def jitter_views(mats: torch.Tensor, batch: int, degrees: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def jitter_views(
+    mats: torch.Tensor, batch: int, degrees: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Per-sample camera jitter: (V, 3, 3) -> (B, V, 3, 3), each view perturbed by small random
     rotations (uniform in +-degrees about each axis), as in CLIP2Point's two renders."""
     V = mats.shape[0]
@@ -101,7 +119,9 @@ def _image_offsets(B: int, V: int, device: torch.device, stride: int) -> torch.T
     return (torch.arange(B, device=device).view(1, B, 1) * V + torch.arange(V, device=device).view(V, 1, 1)) * stride
 
 
-def project_points(points: torch.Tensor, mats: torch.Tensor, image_size: int, margin: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+def project_points(
+    points: torch.Tensor, mats: torch.Tensor, image_size: int, margin: float = 0.9
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Orthographic projection of clouds in the unit sphere.
 
     points (B, N, 3); mats (V, 3, 3) or (B, V, 3, 3). Returns ``pix`` LongTensor (B, V, N),
@@ -128,9 +148,17 @@ def visible_points(pix: torch.Tensor, depth: torch.Tensor, image_size: int, tol:
     return depth <= zb.gather(2, pix) + tol
 
 
-def depth_maps(points: torch.Tensor, views: str | Sequence[tuple[float, float]] | torch.Tensor = "clip2point_10", image_size: int = 224,
-               jitter_degrees: float = 0.0, generator: torch.Generator | None = None, normalize: bool = True,
-               near: float = 1.0, far: float = 0.2, margin: float = 0.9) -> torch.Tensor:
+def depth_maps(
+    points: torch.Tensor,
+    views: str | Sequence[tuple[float, float]] | torch.Tensor = "clip2point_10",
+    image_size: int = 224,
+    jitter_degrees: float = 0.0,
+    generator: torch.Generator | None = None,
+    normalize: bool = True,
+    near: float = 1.0,
+    far: float = 0.2,
+    margin: float = 0.9,
+) -> torch.Tensor:
     """CLIP2Point depth images. points (B, N, 3) -> (B, V, H, W): foreground in [far, near]
     (each view's nearest point = ``near``, farthest = ``far``), background 0.
 
@@ -160,8 +188,20 @@ def depth_maps(points: torch.Tensor, views: str | Sequence[tuple[float, float]] 
     S = image_size
     if B * V * S >= _MAX_FLOAT_ROWS:  # the float row offsets stop being exact integers: chunk the clouds
         step = max(1, (_MAX_FLOAT_ROWS - 1) // (V * S))
-        return torch.cat([depth_maps(pts[s:s + step], mats if mats.dim() == 3 else mats[s:s + step], S,
-                                     normalize=False, near=near, far=far, margin=margin) for s in range(0, B, step)])
+        return torch.cat(
+            [
+                depth_maps(
+                    pts[s : s + step],
+                    mats if mats.dim() == 3 else mats[s : s + step],
+                    S,
+                    normalize=False,
+                    near=near,
+                    far=far,
+                    margin=margin,
+                )
+                for s in range(0, B, step)
+            ]
+        )
     h = 0.5 * S
     # Rows (axis, view) of the affine camera: col = h*m*(R x) + h; row = -h*m*(R y) + h + (b*V + v)*S
     # (the row in a tall image stacking every (cloud, view)); depth = R z.
@@ -169,8 +209,10 @@ def depth_maps(points: torch.Tensor, views: str | Sequence[tuple[float, float]] 
     A = (mats * scale.view(3, 1)).transpose(-3, -2).reshape(-1, 3 * V, 3)  # (1|B, 3V, 3)
     bias = torch.zeros(B, 3, V, 1, dtype=pts.dtype, device=pts.device)
     bias[:, 0] = h
-    bias[:, 1] = h + S * (torch.arange(B, device=pts.device, dtype=pts.dtype).view(B, 1, 1) * V
-                          + torch.arange(V, device=pts.device, dtype=pts.dtype).view(1, V, 1))
+    bias[:, 1] = h + S * (
+        torch.arange(B, device=pts.device, dtype=pts.dtype).view(B, 1, 1) * V
+        + torch.arange(V, device=pts.device, dtype=pts.dtype).view(1, V, 1)
+    )
     cam = torch.baddbmm(bias.view(B, 3 * V, 1), A.expand(B, -1, -1), pts.transpose(1, 2)).view(B, 3, V, N)
     flat = cam[:, 1].to(torch.int64)  # (B, V, N) row in the tall image
     torch.add(cam[:, 0].to(torch.int64), flat, alpha=S, out=flat)  # flat pixel index into (B, V, S, S)
@@ -179,8 +221,12 @@ def depth_maps(points: torch.Tensor, views: str | Sequence[tuple[float, float]] 
     lo, hi = cam.amin(-1, keepdim=True), cam.amax(-1, keepdim=True)  # (B, 3, V, 1)
     if not normalize:  # the pixels must fall inside the image (true for clouds in the unit sphere)
         img_row = torch.arange(B * V, device=pts.device, dtype=pts.dtype).view(B, V, 1) * S
-        if float(lo[:, 0].min()) < 0 or float(hi[:, 0].max()) >= S or float((lo[:, 1] - img_row).min()) < 0 \
-                or float((hi[:, 1] - img_row).max()) >= S:
+        if (
+            float(lo[:, 0].min()) < 0
+            or float(hi[:, 0].max()) >= S
+            or float((lo[:, 1] - img_row).min()) < 0
+            or float((hi[:, 1] - img_row).max()) >= S
+        ):
             raise ValueError("depth_maps: with normalize=False the points must lie in the unit sphere")
     lo, hi = lo[:, 2], hi[:, 2]
     k = (far - near) / (hi - lo).clamp_min(1e-6)
@@ -255,8 +301,16 @@ def quantize_grid(points: torch.Tensor, mats: torch.Tensor, image_size: int, dep
     return grid.view(B * V, depth_bins, image_size, image_size)
 
 
-def realistic_projection(points: torch.Tensor, views: str | Sequence[tuple[float, float]] | torch.Tensor = "clip2point_10", image_size: int = 224,
-                         depth_bins: int = 8, pool: int = 3, sigma: float = 1.0, chunk: int = 16, normalize: bool = True) -> torch.Tensor:
+def realistic_projection(
+    points: torch.Tensor,
+    views: str | Sequence[tuple[float, float]] | torch.Tensor = "clip2point_10",
+    image_size: int = 224,
+    depth_bins: int = 8,
+    pool: int = 3,
+    sigma: float = 1.0,
+    chunk: int = 16,
+    normalize: bool = True,
+) -> torch.Tensor:
     """PointCLIP V2 realistic projection. points (B, N, 3) -> (B, V, H, W) in [0, 1], each
     image scaled so its brightest pixel is 1.
 
@@ -268,8 +322,8 @@ def realistic_projection(points: torch.Tensor, views: str | Sequence[tuple[float
     mats = (views if isinstance(views, torch.Tensor) else view_matrices(views)).to(pts.device)
     out = []
     for s in range(0, pts.shape[0], chunk):
-        p = pts[s:s + chunk]
-        m = mats[s:s + chunk] if mats.dim() == 4 else mats
+        p = pts[s : s + chunk]
+        m = mats[s : s + chunk] if mats.dim() == 4 else mats
         grid = densify_and_smooth(quantize_grid(p, m, image_size, depth_bins), pool, sigma)
         out.append(grid.amax(1).view(p.shape[0], -1, image_size, image_size))
     img = torch.cat(out)

@@ -13,6 +13,7 @@
 * ``text4point``    image-bridged point-text pre-training via pixel-point correspondences;
                     evaluated by zero-shot classification from point embeddings.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,8 +54,13 @@ def ensure_primitives(cfg: PrimitivesConfig) -> Path:
     import json
 
     root = Path(cfg.root)
-    want = {"n_train_per_class": cfg.n_train_per_class, "n_test_per_class": cfg.n_test_per_class, "n_points": cfg.n_points,
-            "render_size": cfg.render_size, "seed": cfg.seed}
+    want = {
+        "n_train_per_class": cfg.n_train_per_class,
+        "n_test_per_class": cfg.n_test_per_class,
+        "n_points": cfg.n_points,
+        "render_size": cfg.render_size,
+        "seed": cfg.seed,
+    }
     meta = root / "params.json"
     have = json.loads(meta.read_text()) if meta.is_file() else None
     if not (root / "test.npz").is_file() or (have is not None and have != want):
@@ -84,15 +90,23 @@ class PrimitivePairs(torch.utils.data.Dataset):
         self.clouds = PointCloudDataset.from_primitives(root, split)
         self.records = read_caption_jsonl(root / f"{split}.jsonl")
         if len(self.records) != len(self.clouds):
-            raise DataError(f"{root / (split + '.jsonl')}: {len(self.records)} records but {len(self.clouds)} clouds in {split}.npz")
+            raise DataError(
+                f"{root / (split + '.jsonl')}: {len(self.records)} records but {len(self.clouds)} clouds in {split}.npz"
+            )
         self.images = torch.stack([load_image(root / r["image"], image_size) for r in self.records])
 
     def __len__(self) -> int:
         return len(self.clouds)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"points": self.clouds.points[i], "image": self.images[i], "views": self.clouds.views[i],
-                "label": int(self.clouds.labels[i]), "caption": self.records[i]["caption"], "index": i}
+        return {
+            "points": self.clouds.points[i],
+            "image": self.images[i],
+            "views": self.clouds.views[i],
+            "label": int(self.clouds.labels[i]),
+            "caption": self.records[i]["caption"],
+            "index": i,
+        }
 
 
 def collate_points(items: list[dict]) -> dict[str, torch.Tensor]:
@@ -105,10 +119,16 @@ def collate_points(items: list[dict]) -> dict[str, torch.Tensor]:
 
 # ----------------------------------------------------------------------------- supervised
 
+
 @dataclass
 class ClassifyConfig(RecipeConfig):
     data: PrimitivesConfig = field(default_factory=PrimitivesConfig)
-    encoder: PointEncoderConfig = field(default_factory=lambda: PointEncoderConfig("point_transformer", {"n_patches": 32, "patch_size": 32, "width": 64, "layers": 2, "heads": 2, "out_dim": 128}))
+    encoder: PointEncoderConfig = field(
+        default_factory=lambda: PointEncoderConfig(
+            "point_transformer",
+            {"n_patches": 32, "patch_size": 32, "width": 64, "layers": 2, "heads": 2, "out_dim": 128},
+        )
+    )
     n_points: int = 512  # points per cloud the encoder sees (a random subset in training)
     eval_batch_size: int = 64
 
@@ -143,16 +163,25 @@ def build_classify(cfg: ClassifyConfig) -> Task:
     @torch.no_grad()
     def evaluate(m, device) -> dict:
         pts = test.points[:, : cfg.n_points]
-        logits = torch.cat([m.logits(pts[s:s + cfg.eval_batch_size].to(device)) for s in range(0, len(pts), cfg.eval_batch_size)])
+        logits = torch.cat(
+            [m.logits(pts[s : s + cfg.eval_batch_size].to(device)) for s in range(0, len(pts), cfg.eval_batch_size)]
+        )
         return {"top1": top1(logits.cpu(), test.labels), "chance": 100.0 / len(test.class_names), "n_test": len(test)}
 
-    return Task(model=model, train_dataset=SubsetPoints(train, cfg.n_points, True), collate_fn=collate_points, evaluate=evaluate)
+    return Task(
+        model=model, train_dataset=SubsetPoints(train, cfg.n_points, True), collate_fn=collate_points, evaluate=evaluate
+    )
 
 
 # ----------------------------------------------------------------------------- image-text teacher
 
+
 def _default_dual() -> DualEncoderConfig:
-    return DualEncoderConfig(image=EncoderConfig(name="vit", preset="tiny"), text=EncoderConfig(name="transformer", preset="tiny"), embed_dim=64)
+    return DualEncoderConfig(
+        image=EncoderConfig(name="vit", preset="tiny"),
+        text=EncoderConfig(name="transformer", preset="tiny"),
+        embed_dim=64,
+    )
 
 
 @dataclass
@@ -173,14 +202,27 @@ class ImageTextModel(torch.nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.dual(batch["images"], batch["input_ids"], batch["attention_mask"])
         if "caption_color" in batch:
-            loss = described_by_loss(out.image_embeds, out.text_embeds, out.logit_scale, batch["label"], batch["image_color"], batch["caption_color"])
+            loss = described_by_loss(
+                out.image_embeds,
+                out.text_embeds,
+                out.logit_scale,
+                batch["label"],
+                batch["image_color"],
+                batch["caption_color"],
+            )
         else:
             loss = self.loss(out.image_embeds, out.text_embeds, out.logit_scale, ids=batch.get("caption_ids"))
         return {"loss": loss, "logit_scale": out.logit_scale.detach()}
 
 
-def described_by_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor, shape: torch.Tensor, image_color: torch.Tensor,
-                      caption_color: torch.Tensor) -> torch.Tensor:
+def described_by_loss(
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    logit_scale: torch.Tensor,
+    shape: torch.Tensor,
+    image_color: torch.Tensor,
+    caption_color: torch.Tensor,
+) -> torch.Tensor:
     """Symmetric multi-positive InfoNCE where caption j is a positive of image i whenever it
     describes it: same shape, and the same colour or none named (``caption_color`` -1).
 
@@ -192,7 +234,9 @@ def described_by_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.T
 
     img, txt, shape, image_color, caption_color = gather_batch(img, txt, shape, image_color, caption_color)
     logits = logit_scale * img @ txt.T  # rows images, columns captions
-    pos = (shape[:, None] == shape[None, :]) & ((caption_color[None, :] < 0) | (caption_color[None, :] == image_color[:, None]))
+    pos = (shape[:, None] == shape[None, :]) & (
+        (caption_color[None, :] < 0) | (caption_color[None, :] == image_color[:, None])
+    )
     return (multi_positive_nce(logits, pos) + multi_positive_nce(logits.T, pos.T)) / 2
 
 
@@ -218,15 +262,18 @@ def build_image_text(cfg: ImageTextConfig) -> Task:
         b = collate_points(items)
         t = tok([it["caption"] for it in items])
         recs = [train.records[it["index"]] for it in items]
-        b.update(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
-                 image_color=torch.tensor([color_ids[r["color"]] for r in recs]),
-                 caption_color=torch.tensor([color_ids[r["color"]] if r["color"] in r["caption"] else -1 for r in recs]))
+        b.update(
+            input_ids=t["input_ids"],
+            attention_mask=t["attention_mask"],
+            image_color=torch.tensor([color_ids[r["color"]] for r in recs]),
+            caption_color=torch.tensor([color_ids[r["color"]] if r["color"] in r["caption"] else -1 for r in recs]),
+        )
         return b
 
     @torch.no_grad()
     def evaluate(m, device) -> dict:
         text = prompt_classifier(m.dual, tok, train.clouds.class_names)
-        img = torch.cat([m.dual.encode_image(test.images[s:s + 128].to(device)) for s in range(0, len(test), 128)])
+        img = torch.cat([m.dual.encode_image(test.images[s : s + 128].to(device)) for s in range(0, len(test), 128)])
         return {"image_zero_shot_top1": top1((img @ text.T).cpu(), test.clouds.labels), "chance": 100.0 / len(text)}
 
     return Task(model=model, train_dataset=train, collate_fn=collate, evaluate=evaluate)
@@ -244,6 +291,7 @@ def load_teacher(model_cfg: DualEncoderConfig, ckpt: str) -> torch.nn.Module:
 
 
 # ----------------------------------------------------------------------------- CLIP2Point
+
 
 @dataclass
 class TeacherConfig:
@@ -299,7 +347,12 @@ def _teacher_and_primitives(cfg):
 
 @register_recipe("clip2point", Clip2PointConfig)
 def build_clip2point(cfg: Clip2PointConfig) -> Task:
-    from pointcloud.models.clip2point import Clip2PointPretrainer, DepthEncoder, multiview_depth_embeddings, train_adapter
+    from pointcloud.models.clip2point import (
+        Clip2PointPretrainer,
+        DepthEncoder,
+        multiview_depth_embeddings,
+        train_adapter,
+    )
 
     teacher, tok, train, test = _teacher_and_primitives(cfg)
     depth = DepthEncoder(cfg.depth_encoder, teacher.embed_dim)
@@ -316,29 +369,51 @@ def build_clip2point(cfg: Clip2PointConfig) -> Task:
         result: dict = {}
         for v in sets:
             zs = F.normalize(test_feats[v].mean(1), dim=-1) @ text.T
-            result["zero_shot_top1" if v == cfg.zero_shot_views else f"zero_shot_top1_{v}"] = top1(zs.cpu(), test.labels)
+            result["zero_shot_top1" if v == cfg.zero_shot_views else f"zero_shot_top1_{v}"] = top1(
+                zs.cpu(), test.labels
+            )
         result["zero_shot_views"] = cfg.zero_shot_views
         shot_idx = few_shot_split(train.clouds.labels, fs.shots, fs.seed)
-        shot_feats = multiview_depth_embeddings(m.depth, train.clouds.points[shot_idx].to(device), fs.views, cfg.image_size)
+        shot_feats = multiview_depth_embeddings(
+            m.depth, train.clouds.points[shot_idx].to(device), fs.views, cfg.image_size
+        )
         with torch.enable_grad():
-            adapter = train_adapter(shot_feats, train.clouds.labels[shot_idx].to(device), text, fs.adapter_steps, fs.adapter_lr, seed=fs.seed)
+            adapter = train_adapter(
+                shot_feats,
+                train.clouds.labels[shot_idx].to(device),
+                text,
+                fs.adapter_steps,
+                fs.adapter_lr,
+                seed=fs.seed,
+            )
         result[f"few_shot_{fs.shots}shot_top1"] = top1(adapter(test_feats[fs.views], text).cpu(), test.labels)
         result["few_shot_views"] = fs.views
         result["chance"] = 100.0 / len(text)
         result["n_test"] = len(test)
         return result
 
-    return Task(model=model, train_dataset=train, collate_fn=collate_points, evaluate=evaluate,
-                optimizer_params=lambda m: [p for p in m.parameters() if p.requires_grad])
+    return Task(
+        model=model,
+        train_dataset=train,
+        collate_fn=collate_points,
+        evaluate=evaluate,
+        optimizer_params=lambda m: [p for p in m.parameters() if p.requires_grad],
+    )
 
 
 # ----------------------------------------------------------------------------- Text4Point
+
 
 @dataclass
 class Text4PointConfig(RecipeConfig):
     data: PrimitivesConfig = field(default_factory=PrimitivesConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    encoder: PointEncoderConfig = field(default_factory=lambda: PointEncoderConfig("point_transformer", {"n_patches": 32, "patch_size": 32, "width": 64, "layers": 2, "heads": 2, "out_dim": 128}))
+    encoder: PointEncoderConfig = field(
+        default_factory=lambda: PointEncoderConfig(
+            "point_transformer",
+            {"n_patches": 32, "patch_size": 32, "width": 64, "layers": 2, "heads": 2, "out_dim": 128},
+        )
+    )
     image_size: int = 32
     patch_size: int = 8  # the teacher ViT's patch size
     n_points: int = 512
@@ -350,14 +425,25 @@ def build_text4point(cfg: Text4PointConfig) -> Task:
     from pointcloud.models.text4point import Text4PointPretrainer
 
     teacher, tok, train, test = _teacher_and_primitives(cfg)
-    model = Text4PointPretrainer(teacher, build_point_encoder(cfg.encoder), cfg.image_size, cfg.patch_size, cfg.token_weight)
+    model = Text4PointPretrainer(
+        teacher, build_point_encoder(cfg.encoder), cfg.image_size, cfg.patch_size, cfg.token_weight
+    )
 
     @torch.no_grad()
     def evaluate(m, device) -> dict:
         text = prompt_classifier(m.teacher, tok, train.clouds.class_names)
         pts = test.points[:, : cfg.n_points].to(device)
-        emb = torch.cat([m.encode_points(pts[s:s + 64]) for s in range(0, len(pts), 64)])
-        return {"point_zero_shot_top1": top1((emb @ text.T).cpu(), test.labels), "chance": 100.0 / len(text), "n_test": len(test)}
+        emb = torch.cat([m.encode_points(pts[s : s + 64]) for s in range(0, len(pts), 64)])
+        return {
+            "point_zero_shot_top1": top1((emb @ text.T).cpu(), test.labels),
+            "chance": 100.0 / len(text),
+            "n_test": len(test),
+        }
 
-    return Task(model=model, train_dataset=SubsetPoints(train, cfg.n_points, True), collate_fn=collate_points, evaluate=evaluate,
-                optimizer_params=lambda m: [p for p in m.parameters() if p.requires_grad])
+    return Task(
+        model=model,
+        train_dataset=SubsetPoints(train, cfg.n_points, True),
+        collate_fn=collate_points,
+        evaluate=evaluate,
+        optimizer_params=lambda m: [p for p in m.parameters() if p.requires_grad],
+    )

@@ -5,10 +5,12 @@ relations of :mod:`scene_graph.relations` as a multi-hot vector plus the relativ
 as in SceneVerse's scene-graph preprocessing (Jia et al. 2024). Scenes of different sizes
 batch with ``torch_geometric.data.Batch`` (``between_index`` is offset like ``edge_index``).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -17,7 +19,6 @@ from torch_geometric.data import Batch, Data, HeteroData
 from scene_graph.relations import (
     RELATIONS,
     RelationConfig,
-    axis_aligned_bounds,
     between_triplets,
     default_viewpoint,
     pairwise_relations,
@@ -53,7 +54,7 @@ class SceneObjects:
     object_ids: list[int]
     labels: list[str]
     boxes: Tensor
-    points: Optional[list[Tensor]] = None
+    points: list[Tensor] | None = None
     source: str = "<memory>"
 
     def __post_init__(self) -> None:
@@ -132,9 +133,9 @@ def _resample(points: Tensor, m: int, gen: torch.Generator) -> Tensor:
 
 def build_scene_graph(
     objs: SceneObjects,
-    cfg: Optional[GraphConfig] = None,
-    label_vocab: Optional[dict[str, int]] = None,
-    viewpoint: Optional[Tensor] = None,
+    cfg: GraphConfig | None = None,
+    label_vocab: dict[str, int] | None = None,
+    viewpoint: Tensor | None = None,
     seed: int = 0,
 ) -> Data:
     """Build the scene graph of one scene.
@@ -203,7 +204,7 @@ def to_hetero(data: Data) -> HeteroData:
     for r, name in enumerate(RELATIONS):
         m = data.edge_rel[:, r]
         h["object", name, "object"].edge_index = data.edge_index[:, m]
-        h["object", name, "object"].edge_attr = data.edge_attr[m, len(RELATIONS):]
+        h["object", name, "object"].edge_attr = data.edge_attr[m, len(RELATIONS) :]
     if "between_index" in data:
         h["object", "between", "object"].edge_index = data.between_index[1:]  # anchor pairs
         h["object", "between", "object"].target = data.between_index[0]

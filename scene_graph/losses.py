@@ -2,11 +2,12 @@
 Pre-training", Liu et al. 2024): object-text, relation-text and scene-text contrastive terms
 (the core's ClipLoss), relation-swap hard negatives (Structure-CLIP), masked objects whose
 category is predicted from positions and relations, and masked words."""
+
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,11 +21,27 @@ from vlx.utils import to_device
 
 # Relations that read naturally as "<target> <phrase> <anchor>".
 REL_PHRASES = {
-    "left": "left of", "right": "right of", "front": "in front of", "behind": "behind", "on": "on top of",
-    "supports": "under", "above": "above", "below": "below", "closest": "closest to", "farthest": "farthest from",
+    "left": "left of",
+    "right": "right of",
+    "front": "in front of",
+    "behind": "behind",
+    "on": "on top of",
+    "supports": "under",
+    "above": "above",
+    "below": "below",
+    "closest": "closest to",
+    "farthest": "farthest from",
 }
-PALETTE = {"red": (0.85, 0.1, 0.1), "green": (0.1, 0.75, 0.15), "blue": (0.1, 0.2, 0.9), "yellow": (0.9, 0.85, 0.1),
-           "white": (0.95, 0.95, 0.95), "black": (0.05, 0.05, 0.05), "gray": (0.5, 0.5, 0.5), "brown": (0.45, 0.3, 0.15)}
+PALETTE = {
+    "red": (0.85, 0.1, 0.1),
+    "green": (0.1, 0.75, 0.15),
+    "blue": (0.1, 0.2, 0.9),
+    "yellow": (0.9, 0.85, 0.1),
+    "white": (0.95, 0.95, 0.95),
+    "black": (0.05, 0.05, 0.05),
+    "gray": (0.5, 0.5, 0.5),
+    "brown": (0.45, 0.3, 0.15),
+}
 
 
 @dataclass
@@ -36,8 +53,8 @@ class PretrainLossConfig:
     masked_words: float = 0.5
     mask_object_prob: float = 0.2
     mask_word_prob: float = 0.15
-    max_objects: int = 64      # object phrases per batch
-    max_relations: int = 64    # relation phrases per batch
+    max_objects: int = 64  # object phrases per batch
+    max_relations: int = 64  # relation phrases per batch
     swap_negatives: bool = True
 
 
@@ -47,7 +64,7 @@ def color_names(rgb: Tensor) -> list[str]:
     return [list(PALETTE)[k] for k in torch.cdist(rgb, pal).argmin(-1).tolist()]
 
 
-def relation_text_loss(pair: Tensor, pos: Tensor, swapped: Optional[Tensor], logit_scale: Tensor) -> Tensor:
+def relation_text_loss(pair: Tensor, pos: Tensor, swapped: Tensor | None, logit_scale: Tensor) -> Tensor:
     """InfoNCE of object pairs against relation phrases, with each pair's argument-swapped
     phrase as an extra hard negative: pair, pos, swapped ``(R, E)`` unit vectors -> scalar.
 
@@ -59,8 +76,9 @@ def relation_text_loss(pair: Tensor, pos: Tensor, swapped: Optional[Tensor], log
     return F.cross_entropy(logit_scale * logits, torch.arange(pair.shape[0], device=pair.device))
 
 
-def mask_words(input_ids: Tensor, attention_mask: Tensor, prob: float, mask_id: int, special: Sequence[int],
-               gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def mask_words(
+    input_ids: Tensor, attention_mask: Tensor, prob: float, mask_id: int, special: Sequence[int], gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
     """BERT-style: choose ``prob`` of the real tokens (at least one per text), replace by
     ``mask_id``. -> masked ids ``(B, L)``, labels ``(B, L)`` (-100 where not masked)."""
     real = attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(list(special), dtype=input_ids.dtype))
@@ -75,7 +93,7 @@ def mask_words(input_ids: Tensor, attention_mask: Tensor, prob: float, mask_id: 
 class SceneGraphPretrainer(nn.Module):
     """Wraps a SceneGraphModel with the pre-training objectives; ``forward(batch) -> {"loss", ...}``."""
 
-    def __init__(self, model: nn.Module, tokenizer, labels: list[str], cfg: Optional[PretrainLossConfig] = None):
+    def __init__(self, model: nn.Module, tokenizer, labels: list[str], cfg: PretrainLossConfig | None = None):
         super().__init__()
         self.model = model
         self.tok = tokenizer
@@ -87,7 +105,7 @@ class SceneGraphPretrainer(nn.Module):
         self._step = 0
 
     # -- batch ----------------------------------------------------------------------------
-    def collate(self, samples: list[dict], seed: Optional[int] = None) -> dict:
+    def collate(self, samples: list[dict], seed: int | None = None) -> dict:
         """Referral batch plus object phrases, relation phrases (and their swaps), object /
         word masks. Seeded per call so data order alone fixes the batch."""
         self._step += 1
@@ -133,8 +151,9 @@ class SceneGraphPretrainer(nn.Module):
             m[torch.randint(n, (1,), generator=gen)] = True
         b["obj_mask"] = m
         b["obj_class"] = torch.tensor([self.labels.get(l, -100) for l in names])
-        b["mlm_input_ids"], b["mlm_labels"] = mask_words(b["input_ids"], b["attention_mask"], self.cfg.mask_word_prob,
-                                                         self.mask_id, self.special, gen)
+        b["mlm_input_ids"], b["mlm_labels"] = mask_words(
+            b["input_ids"], b["attention_mask"], self.cfg.mask_word_prob, self.mask_id, self.special, gen
+        )
         return b
 
     # -- objectives -----------------------------------------------------------------------
@@ -148,19 +167,21 @@ class SceneGraphPretrainer(nn.Module):
         m, cfg = self.model, self.cfg
         clip = ClipLoss()
         scale = m.logit_scale.exp().clamp(max=100)
-        h = m.contextualise(m.encode_objects(b), b)            # text-free, graph-contextualised (N, D)
+        h = m.contextualise(m.encode_objects(b), b)  # text-free, graph-contextualised (N, D)
         out: dict[str, Tensor] = {}
         if cfg.object_text:
             o = F.normalize(m.obj_proj(h[b["obj_index"]]), dim=-1)
-            out["object_text"] = clip(o, self._embed_text(b["obj_input_ids"], b["obj_attention_mask"]), scale,
-                                      ids=b["obj_ids"])
+            out["object_text"] = clip(
+                o, self._embed_text(b["obj_input_ids"], b["obj_attention_mask"]), scale, ids=b["obj_ids"]
+            )
         if cfg.relation_text and b["rel_edge"].numel() > 1:
             e = b["rel_edge"]
             i, j = b["edge_index"][0, e], b["edge_index"][1, e]
             pair = F.normalize(m.rel_proj(torch.cat([h[i], h[j], b["edge_attr"][e]], -1)), dim=-1)
             swapped = self._embed_text(b["swap_input_ids"], b["swap_attention_mask"]) if cfg.swap_negatives else None
-            out["relation_text"] = relation_text_loss(pair, self._embed_text(b["rel_input_ids"], b["rel_attention_mask"]),
-                                                      swapped, scale)
+            out["relation_text"] = relation_text_loss(
+                pair, self._embed_text(b["rel_input_ids"], b["rel_attention_mask"]), swapped, scale
+            )
         if cfg.scene_text:
             scene = F.normalize(m.scene_proj(scatter(h, b["node_batch"], dim=0, reduce="mean")), dim=-1)
             out["scene_text"] = clip(scene, self._embed_text(b["input_ids"], b["attention_mask"]), scale)
@@ -178,9 +199,13 @@ class SceneGraphPretrainer(nn.Module):
 
     def forward(self, batch: dict) -> dict:
         parts = self.losses(batch)
-        w = {"object_text": self.cfg.object_text, "relation_text": self.cfg.relation_text,
-             "scene_text": self.cfg.scene_text, "masked_objects": self.cfg.masked_objects,
-             "masked_words": self.cfg.masked_words}
+        w = {
+            "object_text": self.cfg.object_text,
+            "relation_text": self.cfg.relation_text,
+            "scene_text": self.cfg.scene_text,
+            "masked_objects": self.cfg.masked_objects,
+            "masked_words": self.cfg.masked_words,
+        }
         loss = sum(w[k] * v for k, v in parts.items())
         return {"loss": loss, **{f"loss_{k}": v.detach() for k, v in parts.items()}}
 
@@ -189,8 +214,7 @@ class SceneGraphPretrainer(nn.Module):
         """Validation losses, masked-object accuracy, and relation-swap accuracy (the pair's
         true phrase scores above its argument-swapped phrase)."""
         self.eval()
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                            collate_fn=lambda s: self.collate(s, seed=0))
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=lambda s: self.collate(s, seed=0))
         sums: dict[str, float] = {}
         n = 0
         swap_hits = swap_total = cls_hits = cls_total = 0
@@ -203,7 +227,10 @@ class SceneGraphPretrainer(nn.Module):
             h = m.contextualise(m.encode_objects(b), b)
             if b["rel_edge"].numel():
                 e = b["rel_edge"]
-                pair = F.normalize(m.rel_proj(torch.cat([h[b["edge_index"][0, e]], h[b["edge_index"][1, e]], b["edge_attr"][e]], -1)), dim=-1)
+                pair = F.normalize(
+                    m.rel_proj(torch.cat([h[b["edge_index"][0, e]], h[b["edge_index"][1, e]], b["edge_attr"][e]], -1)),
+                    dim=-1,
+                )
                 pos = (pair * self._embed_text(b["rel_input_ids"], b["rel_attention_mask"])).sum(-1)
                 neg = (pair * self._embed_text(b["swap_input_ids"], b["swap_attention_mask"])).sum(-1)
                 swap_hits += int((pos > neg).sum())

@@ -2,9 +2,10 @@
 ScanRefer's Acc@0.25/0.5 split Unique/Multiple/Overall, referit3d's (Nr3D/Sr3D) candidate
 accuracy split Easy/Hard/View-dependent/View-independent, ScanQA's EM@1/EM@10 plus caption
 metrics of the top answer, and Scan2Cap's caption metrics at box IoU 0.25 / 0.5."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -40,8 +41,7 @@ def candidate_accuracy(correct: Tensor, hard: Tensor, view_dependent: Tensor) ->
     target's class, i.e. more than one distractor), view-dependent / view-independent."""
     c = correct.float()
     hard, vd = hard.bool(), view_dependent.bool()
-    splits = {"overall": torch.ones_like(hard), "easy": ~hard, "hard": hard,
-              "view_dep": vd, "view_indep": ~vd}
+    splits = {"overall": torch.ones_like(hard), "easy": ~hard, "hard": hard, "view_dep": vd, "view_indep": ~vd}
     return {k: float(c[m].mean() * 100) if m.any() else float("nan") for k, m in splits.items()}
 
 

@@ -1,16 +1,21 @@
 """Registers scene_graph's recipes (sg_grounding, sg_qa, sg_pretrain) and the
 ``vlx scene-graph`` command with the vlx core (entry point ``vlx.plugins``)."""
+
 from scene_graph import recipes  # noqa: F401  (registers the recipes)
 from vlx.cli import register_command
 
 
 @register_command("scene-graph")
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("scene-graph", help="scene graphs: build one, or run the grounding/QA/pre-training report")
+    p = subparsers.add_parser(
+        "scene-graph", help="scene graphs: build one, or run the grounding/QA/pre-training report"
+    )
     sub = p.add_subparsers(dest="sg_command", required=True)
     r = sub.add_parser("report", help="train and evaluate graph vs no-edge grounding, QA, and pre-training vs scratch")
     r.add_argument("--out", default="runs/scene_graph_report")
-    r.add_argument("--config-dir", default=None, help="where the *_tiny.yaml configs live (default: configs/scene_graph)")
+    r.add_argument(
+        "--config-dir", default=None, help="where the *_tiny.yaml configs live (default: configs/scene_graph)"
+    )
     r.add_argument("--set", action="append", default=[], help="override for every run, e.g. train.epochs=2")
     r.add_argument("--only", nargs="*", default=None, help="subset of: graph noedges geometry qa pretrain")
     r.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared 2-core box)")

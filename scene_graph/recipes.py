@@ -1,12 +1,13 @@
 """Recipes: 3D visual grounding (``sg_grounding``), 3D QA (``sg_qa``) and scene-graph
 pre-training (``sg_pretrain``) on ScanNet-layout scenes with ScanRefer / Sr3D / ScanQA
 annotations; procedural rooms are generated into ``data.root`` when missing."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
@@ -30,17 +31,17 @@ READERS = {"scanrefer": read_scanrefer, "referit3d": read_referit3d_csv, "scanqa
 @dataclass
 class SceneDataConfig:
     root: str = "data/scene_graph_rooms"
-    scans: str = "scans"                  # ScanNet-layout scenes, relative to root
+    scans: str = "scans"  # ScanNet-layout scenes, relative to root
     train_file: str = "scanrefer_train.json"
     val_file: str = "scanrefer_val.json"
     format: Literal["scanrefer", "referit3d", "scanqa"] = "scanrefer"
-    generate: bool = True                 # write procedural rooms into root when missing
+    generate: bool = True  # write procedural rooms into root when missing
     rooms: RoomConfig = field(default_factory=RoomConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
-    skip_bad: bool = False                # skip (and count) bad annotations instead of failing
-    cache_graphs: bool = True             # keep built graphs in <root>/graphs_<hash>.pt for later runs
-    max_train: Optional[int] = None
-    max_val: Optional[int] = None
+    skip_bad: bool = False  # skip (and count) bad annotations instead of failing
+    cache_graphs: bool = True  # keep built graphs in <root>/graphs_<hash>.pt for later runs
+    max_train: int | None = None
+    max_val: int | None = None
 
 
 @dataclass
@@ -48,7 +49,7 @@ class SceneGraphRecipeConfig(RecipeConfig):
     model: SceneModelConfig = field(default_factory=SceneModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     data: SceneDataConfig = field(default_factory=SceneDataConfig)
-    init_from: Optional[str] = None       # a checkpoint dir (e.g. of sg_pretrain) to start from
+    init_from: str | None = None  # a checkpoint dir (e.g. of sg_pretrain) to start from
     eval_batch_size: int = 64
 
 
@@ -101,7 +102,7 @@ def load_split(cfg: SceneDataConfig, which: str, store: SceneStore, answer_vocab
     return ReferralDataset(refs, store, answer_vocab=answer_vocab, skip_bad=cfg.skip_bad)
 
 
-def _maybe_init(model: torch.nn.Module, path: Optional[str]) -> None:
+def _maybe_init(model: torch.nn.Module, path: str | None) -> None:
     """Start from another recipe's checkpoint (e.g. sg_pretrain's, whose weights sit under
     ``model.``): every tensor whose name and shape fit is loaded, heads that differ are not."""
     if not path:
@@ -122,8 +123,9 @@ def _maybe_init(model: torch.nn.Module, path: Optional[str]) -> None:
     model.load_state_dict(keep, strict=False)
 
 
-def evaluate_grounding(model, dataset: ReferralDataset, collate, device, batch_size: int,
-                       answer_names: Optional[list[str]] = None) -> dict:
+def evaluate_grounding(
+    model, dataset: ReferralDataset, collate, device, batch_size: int, answer_names: list[str] | None = None
+) -> dict:
     """ScanRefer Acc@0.25/0.5 (Unique/Multiple/Overall), referit3d candidate accuracy
     (Easy/Hard/View-dep/View-indep), QA EM@1/EM@10 when the model answers, and the number
     of skipped bad samples."""
@@ -156,7 +158,9 @@ def evaluate_grounding(model, dataset: ReferralDataset, collate, device, batch_s
     share = [sum(l == it["graph"].label_names[it["target"]] for l in it["graph"].label_names) for it in dataset.items]
     res["class_oracle/overall"] = 100.0 * sum(1.0 / k for k in share) / len(share)
     res.update(grounding_accuracy(torch.cat(pred_box), torch.cat(gt_box), torch.cat(uniq)))
-    res.update({f"candidate/{k}": v for k, v in candidate_accuracy(torch.cat(correct), torch.cat(hard), torch.cat(vd)).items()})
+    res.update(
+        {f"candidate/{k}": v for k, v in candidate_accuracy(torch.cat(correct), torch.cat(hard), torch.cat(vd)).items()}
+    )
     if topk:
         answers = [item["answers"] for item in dataset.items]
         res.update(qa_exact_match(topk, answers))
@@ -185,8 +189,12 @@ def _build(cfg: SceneGraphRecipeConfig, qa: bool) -> Task:
     model = build_scene_model(cfg.model)
     _maybe_init(model, cfg.init_from)
     collate = lambda samples: collate_referrals(samples, tok)  # noqa: E731
-    return Task(model=model, train_dataset=train, collate_fn=collate,
-                evaluate=lambda m, device: evaluate_grounding(m, val, collate, device, cfg.eval_batch_size, names))
+    return Task(
+        model=model,
+        train_dataset=train,
+        collate_fn=collate,
+        evaluate=lambda m, device: evaluate_grounding(m, val, collate, device, cfg.eval_batch_size, names),
+    )
 
 
 @register_recipe("sg_grounding", SceneGraphRecipeConfig)
@@ -214,5 +222,9 @@ def build_pretrain(cfg: PretrainRecipeConfig) -> Task:
     model = SceneGraphPretrainer(build_scene_model(cfg.model), tok, labels, cfg.losses)
     _maybe_init(model.model, cfg.init_from)
     collate = lambda samples: model.collate(samples)  # noqa: E731
-    return Task(model=model, train_dataset=train, collate_fn=collate,
-                evaluate=lambda m, device: m.evaluate(val, device, cfg.eval_batch_size))
+    return Task(
+        model=model,
+        train_dataset=train,
+        collate_fn=collate,
+        evaluate=lambda m, device: m.evaluate(val, device, cfg.eval_batch_size),
+    )

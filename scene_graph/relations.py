@@ -10,27 +10,44 @@ object ``j[e]`` (the anchor): "i is left of j", "i is on j", "i is closest to j"
 Boxes are axis-aligned ``(N, 6)`` = centre xyz + size xyz, or oriented ``(N, 7)`` with a yaw
 (radians, about +z); oriented boxes enter the relations through their axis-aligned bounds.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
 
 RELATIONS: tuple[str, ...] = (
-    "left", "right", "front", "behind",   # viewpoint-dependent
-    "above", "below", "on", "supports",   # vertical, from z-gaps and footprint overlap
-    "near", "closest", "farthest",         # distance
-    "larger", "smaller",                   # size
+    "left",
+    "right",
+    "front",
+    "behind",  # viewpoint-dependent
+    "above",
+    "below",
+    "on",
+    "supports",  # vertical, from z-gaps and footprint overlap
+    "near",
+    "closest",
+    "farthest",  # distance
+    "larger",
+    "smaller",  # size
 )
 REL_INDEX = {r: k for k, r in enumerate(RELATIONS)}
 # The relation a swapped pair (j, i) holds when (i, j) holds r: used for hard negatives.
 INVERSE = {
-    "left": "right", "right": "left", "front": "behind", "behind": "front",
-    "above": "below", "below": "above", "on": "supports", "supports": "on",
-    "near": "near", "larger": "smaller", "smaller": "larger",
+    "left": "right",
+    "right": "left",
+    "front": "behind",
+    "behind": "front",
+    "above": "below",
+    "below": "above",
+    "on": "supports",
+    "supports": "on",
+    "near": "near",
+    "larger": "smaller",
+    "smaller": "larger",
 }
 VIEW_DEPENDENT = ("left", "right", "front", "behind")
 
@@ -39,15 +56,15 @@ VIEW_DEPENDENT = ("left", "right", "front", "behind")
 class RelationConfig:
     """Thresholds (metres) of the relation rules; defaults follow Sr3D's scale of ScanNet rooms."""
 
-    support_gap: float = 0.05        # |bottom(target) - top(anchor)| at most this: touching
-    support_overlap: float = 0.5     # fraction of the target's footprint over the anchor for "on"
-    above_overlap: float = 0.2       # ... for "above"/"below" (the target higher, not touching)
-    near_distance: float = 0.5       # gap between box surfaces for "near"
-    lateral_margin: float = 0.0      # the target's centre must lie this far past the anchor's side
+    support_gap: float = 0.05  # |bottom(target) - top(anchor)| at most this: touching
+    support_overlap: float = 0.5  # fraction of the target's footprint over the anchor for "on"
+    above_overlap: float = 0.2  # ... for "above"/"below" (the target higher, not touching)
+    near_distance: float = 0.5  # gap between box surfaces for "near"
+    lateral_margin: float = 0.0  # the target's centre must lie this far past the anchor's side
     lateral_max_distance: float = 3.0  # left/right/front/behind only between objects this close
-    size_ratio: float = 1.5          # volume ratio for "larger"/"smaller"
-    between_width: float = 0.5       # max distance of the target's centre from the anchor segment
-    min_class_count: int = 2         # closest/farthest need this many objects of the target class
+    size_ratio: float = 1.5  # volume ratio for "larger"/"smaller"
+    between_width: float = 0.5  # max distance of the target's centre from the anchor segment
+    min_class_count: int = 2  # closest/farthest need this many objects of the target class
 
     def __post_init__(self) -> None:
         for name in ("support_gap", "near_distance", "lateral_max_distance", "between_width"):
@@ -77,8 +94,8 @@ def pairwise_relations(
     labels: Tensor,
     i: Tensor,
     j: Tensor,
-    viewpoint: Optional[Tensor] = None,
-    cfg: Optional[RelationConfig] = None,
+    viewpoint: Tensor | None = None,
+    cfg: RelationConfig | None = None,
 ) -> Tensor:
     """Relations of the pairs ``(i[e], j[e])`` as a ``(E, len(RELATIONS))`` bool tensor.
 
@@ -166,9 +183,7 @@ def default_viewpoint(boxes: Tensor) -> Tensor:
     return torch.stack([cx, smin[1] - 3.0, smin[2] + 1.6])
 
 
-def between_triplets(
-    boxes: Tensor, candidates: Tensor, cfg: Optional[RelationConfig] = None
-) -> Tensor:
+def between_triplets(boxes: Tensor, candidates: Tensor, cfg: RelationConfig | None = None) -> Tensor:
     """Triplets ``(t, a, b)`` with target t between anchors a and b, as ``(3, T)`` long.
 
     candidates ``(N, K)``: the anchors considered for each target (e.g. its K nearest

@@ -13,6 +13,7 @@ numbers are also kept in its output dir and read back instead of training again,
 unfinished one resumes from its last checkpoint, so an interrupted report resumes where it
 stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -35,13 +35,30 @@ RUNS = {
     "qa": "sg_qa_tiny.yaml",
     "pretrain": "sg_pretrain_tiny.yaml",
 }
-SHOW = ("class_oracle/overall", "overall/Acc@0.25", "overall/Acc@0.5", "unique/Acc@0.25", "multiple/Acc@0.25", "candidate/overall",
-        "candidate/easy", "candidate/hard", "candidate/view_dep", "candidate/view_indep", "EM@1", "EM@1_chance", "EM@1_gt_object", "EM@10",
-        "CIDEr-D", "relation_swap_acc", "masked_object_acc", "skipped")
+SHOW = (
+    "class_oracle/overall",
+    "overall/Acc@0.25",
+    "overall/Acc@0.5",
+    "unique/Acc@0.25",
+    "multiple/Acc@0.25",
+    "candidate/overall",
+    "candidate/easy",
+    "candidate/hard",
+    "candidate/view_dep",
+    "candidate/view_indep",
+    "EM@1",
+    "EM@1_chance",
+    "EM@1_gt_object",
+    "EM@10",
+    "CIDEr-D",
+    "relation_swap_acc",
+    "masked_object_acc",
+    "skipped",
+)
 SPLITS = ("overall/Acc@0.25", "unique/Acc@0.25", "multiple/Acc@0.25")
 
 
-def run_config(path: Path, overrides: list[str], threads: Optional[int] = None) -> dict:
+def run_config(path: Path, overrides: list[str], threads: int | None = None) -> dict:
     """Train + evaluate one config; -> its numeric results, ``seconds`` and ``output_dir``."""
     import scene_graph.recipes  # noqa: F401  registers the recipes (in a spawned worker too)
 
@@ -69,7 +86,7 @@ def prepare_data(path: Path, overrides: list[str]) -> None:
     load_splits(cfg.data)
 
 
-def _finished(out_dir: Path) -> Optional[dict]:
+def _finished(out_dir: Path) -> dict | None:
     """The results of a run that already finished in ``out_dir``, else None."""
     try:
         return json.loads((out_dir / DONE).read_text())
@@ -120,11 +137,17 @@ def run_report(args) -> int:
     prepare_data(cdir / RUNS["graph"], base)
     # Phase 1, independent runs. graph and noedges: the same config, data, budget, overrides and
     # seed in each pair; only model.gnn.use_edges differs.
-    jobs = [(f"{name}_seed{s}", cdir / RUNS[name], base + [f"train.seed={s}"])
-            for s in seeds for name in ("graph", "noedges") if name in only]
+    jobs = [
+        (f"{name}_seed{s}", cdir / RUNS[name], base + [f"train.seed={s}"])
+        for s in seeds
+        for name in ("graph", "noedges")
+        if name in only
+    ]
     if "geometry" in only:  # edges with the offsets only: the relations must be learned from geometry
-        jobs += [(f"geometry_seed{s}", cdir / RUNS["graph"], base + [f"train.seed={s}", "model.edge_features=geometry"])
-                 for s in seeds]
+        jobs += [
+            (f"geometry_seed{s}", cdir / RUNS["graph"], base + [f"train.seed={s}", "model.edge_features=geometry"])
+            for s in seeds
+        ]
     if "pretrain" in only:
         jobs.append(("pretrain", cdir / RUNS["pretrain"], base))
     if "qa" in only:
@@ -135,12 +158,19 @@ def run_report(args) -> int:
     if "pretrain" in only:
         ft = [f"train.epochs={ft_epochs}"]
         for s in seeds:
-            for name, cfg, init in (("finetune_from_pretrain", "graph", out / "pretrain"),
-                                    ("finetune_from_pretrain_noedges", "noedges", out / "pretrain"),
-                                    ("finetune_from_scratch", "graph", None),
-                                    ("finetune_from_scratch_noedges", "noedges", None)):
-                jobs.append((f"{name}_seed{s}", cdir / RUNS[cfg],
-                             base + ft + [f"train.seed={s}"] + ([f"init_from={init}"] if init else [])))
+            for name, cfg, init in (
+                ("finetune_from_pretrain", "graph", out / "pretrain"),
+                ("finetune_from_pretrain_noedges", "noedges", out / "pretrain"),
+                ("finetune_from_scratch", "graph", None),
+                ("finetune_from_scratch_noedges", "noedges", None),
+            ):
+                jobs.append(
+                    (
+                        f"{name}_seed{s}",
+                        cdir / RUNS[cfg],
+                        base + ft + [f"train.seed={s}"] + ([f"init_from={init}"] if init else []),
+                    )
+                )
         if "qa" in only:  # QA started from the pre-trained weights
             jobs.append(("qa_from_pretrain", cdir / RUNS["qa"], base + [f"init_from={out / 'pretrain'}"]))
     if "qa" in only and f"graph_seed{seeds[0]}" in results:  # QA started from a grounding run's weights
@@ -150,8 +180,10 @@ def run_report(args) -> int:
     return 0
 
 
-PAIRS = (("finetune_from_pretrain", "finetune_from_pretrain_noedges", "scene-graph pre-training + short fine-tune"),
-         ("finetune_from_scratch", "finetune_from_scratch_noedges", "the same short fine-tune from scratch"))
+PAIRS = (
+    ("finetune_from_pretrain", "finetune_from_pretrain_noedges", "scene-graph pre-training + short fine-tune"),
+    ("finetune_from_scratch", "finetune_from_scratch_noedges", "the same short fine-tune from scratch"),
+)
 
 
 def _num(v) -> str:
@@ -180,19 +212,25 @@ def _ms(v) -> str:
     return f"{v[0]:.1f} ± {v[1]:.1f}" if v else "-"
 
 
-def seed_summary(results: dict) -> Optional[dict]:
+def seed_summary(results: dict) -> dict | None:
     """Graph vs no-edges over every seed that has both: per-split mean and sample std, and
     the smallest per-seed overall difference. None when no seed has both."""
     seeds = sorted({k.split("_seed")[1] for k in results if k.startswith(("graph_seed", "noedges_seed"))})
-    pairs = [(results[f"graph_seed{s}"], results[f"noedges_seed{s}"], s) for s in seeds
-             if "overall/Acc@0.25" in results.get(f"graph_seed{s}", {}) and "overall/Acc@0.25" in results.get(f"noedges_seed{s}", {})]
+    pairs = [
+        (results[f"graph_seed{s}"], results[f"noedges_seed{s}"], s)
+        for s in seeds
+        if "overall/Acc@0.25" in results.get(f"graph_seed{s}", {})
+        and "overall/Acc@0.25" in results.get(f"noedges_seed{s}", {})
+    ]
     if not pairs:
         return None
     summary: dict = {"seeds": [s for _, _, s in pairs]}
     for k in SPLITS:
         summary[f"graph/{k}"] = _mean_std([g[k] for g, _, _ in pairs])
         summary[f"noedges/{k}"] = _mean_std([n[k] for _, n, _ in pairs])
-    geo = [results[f"geometry_seed{s}"] for _, _, s in pairs if "overall/Acc@0.25" in results.get(f"geometry_seed{s}", {})]
+    geo = [
+        results[f"geometry_seed{s}"] for _, _, s in pairs if "overall/Acc@0.25" in results.get(f"geometry_seed{s}", {})
+    ]
     if geo:
         summary["geometry_seeds"] = len(geo)
         for k in SPLITS:
@@ -206,51 +244,82 @@ def seed_summary(results: dict) -> Optional[dict]:
 
 def _write(out: Path, results: dict) -> None:
     summary = seed_summary(results)
-    (out / "report.json").write_text(json.dumps(dict(results, **({"graph_vs_noedges": summary} if summary else {})), indent=1))
-    lines = ["# scene_graph tiny report", "", "| run | " + " | ".join(SHOW) + " | seconds |",
-             "|---" * (len(SHOW) + 2) + "|"]
+    (out / "report.json").write_text(
+        json.dumps(dict(results, **({"graph_vs_noedges": summary} if summary else {})), indent=1)
+    )
+    lines = [
+        "# scene_graph tiny report",
+        "",
+        "| run | " + " | ".join(SHOW) + " | seconds |",
+        "|---" * (len(SHOW) + 2) + "|",
+    ]
     for name, r in results.items():
         cells = [f"{r[k]:.1f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in SHOW]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r.get('seconds', '')} |")
     if summary:
         n = len(summary["seeds"])
         geo = "geometry/overall/Acc@0.25" in summary
-        lines += ["", "## Grounding with the relation edges vs the same model with every edge removed", "",
-                  f"From scratch, the tiny budget; Acc@0.25 (%), mean ± sample std over {n} seed(s) "
-                  f"({', '.join(summary['seeds'])}); each seed trains both models with the same data order."
-                  + (f" 'graph, offsets only': the same edges carrying dx, dy, dz, distance but not the "
-                     f"relation labels ({summary['geometry_seeds']} seed(s))." if geo else ""), "",
-                  "| split | graph | no edges |" + (" graph, offsets only |" if geo else ""),
-                  "|---|---|---|" + ("---|" if geo else "")]
+        lines += [
+            "",
+            "## Grounding with the relation edges vs the same model with every edge removed",
+            "",
+            f"From scratch, the tiny budget; Acc@0.25 (%), mean ± sample std over {n} seed(s) "
+            f"({', '.join(summary['seeds'])}); each seed trains both models with the same data order."
+            + (
+                f" 'graph, offsets only': the same edges carrying dx, dy, dz, distance but not the "
+                f"relation labels ({summary['geometry_seeds']} seed(s))."
+                if geo
+                else ""
+            ),
+            "",
+            "| split | graph | no edges |" + (" graph, offsets only |" if geo else ""),
+            "|---|---|---|" + ("---|" if geo else ""),
+        ]
         for k in SPLITS:
             (gm, gs), (nm, ns) = summary[f"graph/{k}"], summary[f"noedges/{k}"]
             extra = " {:.1f} ± {:.1f} |".format(*summary[f"geometry/{k}"]) if geo else ""
             lines.append(f"| {k.split('/')[0]} | {gm:.1f} ± {gs:.1f} | {nm:.1f} ± {ns:.1f} |{extra}")
         dm, ds = summary["diff"]
-        lines += ["", f"Graph - no edges (overall): {dm:+.1f} ± {ds:.1f} points; smallest over the seeds "
-                      f"{summary['min_diff']:+.1f}. Class-only oracle (a uniform pick among the target's class): "
-                      f"{_num(summary['class_oracle'])}."]
+        lines += [
+            "",
+            f"Graph - no edges (overall): {dm:+.1f} ± {ds:.1f} points; smallest over the seeds "
+            f"{summary['min_diff']:+.1f}. Class-only oracle (a uniform pick among the target's class): "
+            f"{_num(summary['class_oracle'])}.",
+        ]
     ft = {name: _seed_stats(results, name) for pair in PAIRS for name in pair[:2]}
     rows = [(g, n, what) for g, n, what in PAIRS if ft[g] or ft[n]]
     if rows:
-        lines += ["", "## Short fine-tunes, with and without the relation edges", "",
-                  "Same config, data and training budget in each row; Acc@0.25 (%), mean ± sample std over "
-                  "the seeds of the fine-tune (one pre-training run).", "",
-                  "| setting | " + " | ".join(f"graph {k.split('/')[0]} | no edges {k.split('/')[0]}" for k in SPLITS)
-                  + " | seeds |", "|---" * (2 * len(SPLITS) + 2) + "|"]
+        lines += [
+            "",
+            "## Short fine-tunes, with and without the relation edges",
+            "",
+            "Same config, data and training budget in each row; Acc@0.25 (%), mean ± sample std over "
+            "the seeds of the fine-tune (one pre-training run).",
+            "",
+            "| setting | "
+            + " | ".join(f"graph {k.split('/')[0]} | no edges {k.split('/')[0]}" for k in SPLITS)
+            + " | seeds |",
+            "|---" * (2 * len(SPLITS) + 2) + "|",
+        ]
         for g, n, what in rows:
             cells = [f"{_ms(ft[g].get(k))} | {_ms(ft[n].get(k))}" for k in SPLITS]
             lines.append(f"| {what} | " + " | ".join(cells) + f" | {max(ft[g].get('n', 0), ft[n].get('n', 0))} |")
     p, sc = ft["finetune_from_pretrain"], ft["finetune_from_scratch"]
     if p and sc:
-        lines += ["", f"Grounding after the same short fine-tune (overall Acc@0.25): from scene-graph pre-training "
-                      f"{_ms(p['overall/Acc@0.25'])}, from scratch {_ms(sc['overall/Acc@0.25'])} (difference "
-                      f"{p['overall/Acc@0.25'][0] - sc['overall/Acc@0.25'][0]:+.1f} points)."]
+        lines += [
+            "",
+            f"Grounding after the same short fine-tune (overall Acc@0.25): from scene-graph pre-training "
+            f"{_ms(p['overall/Acc@0.25'])}, from scratch {_ms(sc['overall/Acc@0.25'])} (difference "
+            f"{p['overall/Acc@0.25'][0] - sc['overall/Acc@0.25'][0]:+.1f} points).",
+        ]
     for name in ("qa", "qa_from_grounding", "qa_from_pretrain"):
         r = results.get(name, {})
         if "EM@1" in r:
-            lines += ["", f"QA ({name}): EM@1 {r['EM@1']:.1f} (chance {r.get('EM@1_chance', float('nan')):.1f}: "
-                          f"a uniform guess over the answers); EM@1 answering about the annotated object "
-                          f"{_f(r, 'EM@1_gt_object')} (what the answer head knows when grounding is right); "
-                          f"grounding of the asked-about object Acc@0.25 {_f(r, 'overall/Acc@0.25')}."]
+            lines += [
+                "",
+                f"QA ({name}): EM@1 {r['EM@1']:.1f} (chance {r.get('EM@1_chance', float('nan')):.1f}: "
+                f"a uniform guess over the answers); EM@1 answering about the annotated object "
+                f"{_f(r, 'EM@1_gt_object')} (what the answer head knows when grounding is right); "
+                f"grounding of the asked-about object Acc@0.25 {_f(r, 'overall/Acc@0.25')}.",
+            ]
     (out / "report.md").write_text("\n".join(lines) + "\n")

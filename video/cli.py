@@ -1,5 +1,6 @@
 """``vlx caption VIDEO --ckpt DIR`` and ``vlx video-features ANNOTATION --out DIR``. Heavy
 imports live inside the command functions so that ``vlx --help`` stays fast."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ def find_run_config(ckpt: str) -> Path:
 def add_caption_parser(subparsers) -> None:
     p = subparsers.add_parser("caption", help="caption a video (or answer --prompt) with a trained video captioner")
     p.add_argument("video", help="video file (mp4, avi, webm, ...)")
-    p.add_argument("--ckpt", required=True, help="checkpoint dir, checkpoints dir or run dir of a video_captioning/video_qa run")
+    p.add_argument(
+        "--ckpt", required=True, help="checkpoint dir, checkpoints dir or run dir of a video_captioning/video_qa run"
+    )
     p.add_argument("--config", default=None, help="the run's config (default: config.yaml next to the checkpoint)")
     p.add_argument("--prompt", default=None, help="question for QA models (default: the recipe's caption prompt)")
     p.add_argument("--max-new-tokens", type=int, default=None)
@@ -36,11 +39,11 @@ def add_caption_parser(subparsers) -> None:
 
 
 def run_caption(args: argparse.Namespace) -> int:
-    from vlx.cli import load_recipe_config
-    from vlx.train.checkpoint import load_model_weights
     from video.io import load_video
     from video.models.captioner import build_video_captioner
     from video.recipes import _eval_load
+    from vlx.cli import load_recipe_config
+    from vlx.train.checkpoint import load_model_weights
 
     config = args.config or str(find_run_config(args.ckpt))
     _, cfg = load_recipe_config(config, [])
@@ -51,8 +54,17 @@ def run_caption(args: argparse.Namespace) -> int:
     load_model_weights(model, args.ckpt)
     model.to(args.device).eval()
     frames, _ = load_video(args.video, _eval_load(cfg.data.load))
-    gen = {k: v for k, v in dict(max_new_tokens=args.max_new_tokens, num_beams=args.num_beams, temperature=args.temperature,
-                                 top_p=args.top_p, top_k=args.top_k).items() if v is not None}
+    gen = {
+        k: v
+        for k, v in dict(
+            max_new_tokens=args.max_new_tokens,
+            num_beams=args.num_beams,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+        ).items()
+        if v is not None
+    }
     if args.do_sample:
         gen["do_sample"] = True
     prompt = args.prompt if args.prompt is not None else cfg.prompt
@@ -61,7 +73,9 @@ def run_caption(args: argparse.Namespace) -> int:
 
 
 def add_features_parser(subparsers) -> None:
-    p = subparsers.add_parser("video-features", help="decode videos once and cache frame features (sharded safetensors, resumable)")
+    p = subparsers.add_parser(
+        "video-features", help="decode videos once and cache frame features (sharded safetensors, resumable)"
+    )
     p.add_argument("annotation", help="annotation file (see --format)")
     p.add_argument("--format", default="jsonl", choices=["msrvtt", "msvd", "webvid", "qa", "jsonl"])
     p.add_argument("--video-root", default=None)
@@ -70,7 +84,9 @@ def add_features_parser(subparsers) -> None:
     p.add_argument("--encoder", default="vit", help="registered image encoder (vit, hf_clip_vision, ...)")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--path", default=None, help="local model dir for HF encoders")
-    p.add_argument("--weights", default=None, help="optional .safetensors with trained encoder weights (e.g. from a checkpoint)")
+    p.add_argument(
+        "--weights", default=None, help="optional .safetensors with trained encoder weights (e.g. from a checkpoint)"
+    )
     p.add_argument("--weights-prefix", default="dual.image_encoder.", help="key prefix of the encoder inside --weights")
     p.add_argument("--num-frames", type=int, default=8)
     p.add_argument("--size", type=int, default=32)
@@ -84,18 +100,22 @@ def run_features(args: argparse.Namespace) -> int:
 
     import torch
 
-    from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
-    from vlx.encoders import EncoderConfig, build_image_encoder
     from video.datasets import AnnotationConfig, load_annotations
     from video.features import extract_features
     from video.io import SamplerConfig, VideoLoadConfig, frames_to_model
+    from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
+    from vlx.encoders import EncoderConfig, build_image_encoder
 
     records = load_annotations(AnnotationConfig(args.format, args.annotation, args.video_root, args.split))
     enc = build_image_encoder(EncoderConfig(name=args.encoder, preset=args.preset, path=args.path))
     if args.weights:
         from safetensors.torch import load_file
 
-        sd = {k[len(args.weights_prefix):]: v for k, v in load_file(args.weights).items() if k.startswith(args.weights_prefix)}
+        sd = {
+            k[len(args.weights_prefix) :]: v
+            for k, v in load_file(args.weights).items()
+            if k.startswith(args.weights_prefix)
+        }
         enc.load_state_dict(sd)
     enc.to(args.device).eval()
 

@@ -9,20 +9,22 @@ VideoInstruct-100K / Video-ChatGPT QA json (``video_id``|``video_name``, ``q``|`
 A record is ``{"video": absolute path, "video_id": str, "captions": [str, ...]}`` or, for
 QA, ``{"video", "video_id", "question", "answer"}``.
 """
+
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vlx.data.errors import DataError
 from video.io import VideoLoadConfig, load_video
+from vlx.data.errors import DataError
 
 VIDEO_EXTS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 
@@ -36,7 +38,7 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
 
 
-def _video_path(root: Path, video_id: str, ext: Optional[str]) -> Path:
+def _video_path(root: Path, video_id: str, ext: str | None) -> Path:
     """root/video_id[.ext]; with no ext, the first existing common extension (else .mp4, so
     the error at load time names a concrete file)."""
     if ext is not None:
@@ -55,7 +57,9 @@ def _need(obj: Any, key: str, where: str) -> Any:
     return obj[key]
 
 
-def load_msrvtt(ann_file: str | Path, video_root: str | Path, split: Optional[str] = None, ext: Optional[str] = ".mp4") -> list[dict]:
+def load_msrvtt(
+    ann_file: str | Path, video_root: str | Path, split: str | None = None, ext: str | None = ".mp4"
+) -> list[dict]:
     """MSR-VTT ``train_val_videodatainfo.json`` layout: ``videos`` [{video_id, split}],
     ``sentences`` [{video_id, caption}]. ``split`` keeps only videos of that split (entries
     without a ``split`` are kept)."""
@@ -80,7 +84,9 @@ def load_msrvtt(ann_file: str | Path, video_root: str | Path, split: Optional[st
     return [{"video": str(_video_path(root, v, ext)), "video_id": v, "captions": caps[v]} for v in order]
 
 
-def load_msvd(ann_file: str | Path, video_root: str | Path, split_file: Optional[str | Path] = None, ext: Optional[str] = None) -> list[dict]:
+def load_msvd(
+    ann_file: str | Path, video_root: str | Path, split_file: str | Path | None = None, ext: str | None = None
+) -> list[dict]:
     """MSVD ``AllVideoDescriptions.txt``: ``<video_id> <caption words>`` per line, ``#``
     comments; several lines per video. ``split_file``: one video id per line to keep."""
     ann_file, root = Path(ann_file), Path(video_root)
@@ -125,11 +131,13 @@ def load_webvid_csv(csv_file: str | Path, video_root: str | Path, ext: str = ".m
             if not vid or not name:
                 raise DataError(f"{csv_file}: row {i + 2}: empty 'videoid' or 'name'")
             sub = (row.get("page_dir") or "").strip()
-            out.append({"video": str((root / sub if sub else root) / f"{vid}{ext}"), "video_id": vid, "captions": [name]})
+            out.append(
+                {"video": str((root / sub if sub else root) / f"{vid}{ext}"), "video_id": vid, "captions": [name]}
+            )
     return out
 
 
-def load_video_qa(json_file: str | Path, video_root: str | Path, ext: Optional[str] = None) -> list[dict]:
+def load_video_qa(json_file: str | Path, video_root: str | Path, ext: str | None = None) -> list[dict]:
     """VideoInstruct-100K (``video_id``, ``q``, ``a``) or Video-ChatGPT benchmark QA
     (``video_name``, ``Q``, ``A``; consistency files with ``Q1``/``Q2`` use ``Q1``)."""
     json_file, root = Path(json_file), Path(video_root)
@@ -147,11 +155,13 @@ def load_video_qa(json_file: str | Path, video_root: str | Path, ext: Optional[s
         for name, val in (("video_id|video_name", vid), ("q|Q|question", q), ("a|A|answer", a)):
             if val is None:
                 raise DataError(f"{where}: missing key {name}")
-        out.append({"video": str(_video_path(root, str(vid), ext)), "video_id": str(vid), "question": str(q), "answer": str(a)})
+        out.append(
+            {"video": str(_video_path(root, str(vid), ext)), "video_id": str(vid), "question": str(q), "answer": str(a)}
+        )
     return out
 
 
-def load_jsonl(jsonl_file: str | Path, video_root: Optional[str | Path] = None) -> list[dict]:
+def load_jsonl(jsonl_file: str | Path, video_root: str | Path | None = None) -> list[dict]:
     """One ``{"video": path, "caption": str | [str]}`` per line; relative paths are relative
     to ``video_root`` (default: the jsonl's folder)."""
     jsonl_file = Path(jsonl_file)
@@ -184,9 +194,9 @@ class AnnotationConfig:
 
     format: Literal["msrvtt", "msvd", "webvid", "qa", "jsonl"] = "jsonl"
     file: str = ""
-    video_root: Optional[str] = None  # default: the annotation file's folder
-    split: Optional[str] = None  # msrvtt: split name; msvd: a split list file
-    ext: Optional[str] = None
+    video_root: str | None = None  # default: the annotation file's folder
+    split: str | None = None  # msrvtt: split name; msvd: a split list file
+    ext: str | None = None
 
 
 def load_annotations(cfg: AnnotationConfig) -> list[dict]:
@@ -218,7 +228,15 @@ class VideoDataset(Dataset):
     Item: ``{"frames": uint8 (T, H, W, 3), "timestamps": (T,), "video_index": int,
     "caption": str, ...}``."""
 
-    def __init__(self, records: list[dict], load: VideoLoadConfig, pairs: bool = False, skip_bad: bool = False, cache: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        records: list[dict],
+        load: VideoLoadConfig,
+        pairs: bool = False,
+        skip_bad: bool = False,
+        cache: bool = False,
+        seed: int = 0,
+    ):
         if not records:
             raise DataError("VideoDataset: no records")
         self.records, self.load, self.skip_bad, self.seed = records, load, skip_bad, seed
@@ -234,7 +252,7 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def frames(self, ri: int, rng: Optional[np.random.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def frames(self, ri: int, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cache and ri in self._frames:
             return self._frames[ri]
         out = load_video(self.records[ri]["video"], self.load, rng)
@@ -271,15 +289,18 @@ class VideoDataset(Dataset):
         """Prints and returns the count of skipped videos, then starts a fresh count."""
         rep = self.bad_report()
         if rep["bad_videos"]:
-            print(f"[video] epoch {epoch}: skipped {rep['bad_videos']} bad video(s): " + "; ".join(self.bad[f] for f in rep["bad_files"][:5]))
+            print(
+                f"[video] epoch {epoch}: skipped {rep['bad_videos']} bad video(s): "
+                + "; ".join(self.bad[f] for f in rep["bad_files"][:5])
+            )
         self.bad = {}
         self._epoch_calls += 1
         return {"bad_videos": rep["bad_videos"]}
 
 
 def collate_video(items: list[dict]) -> dict[str, Any]:
-    """Stacks frames to uint8 (B, T, H, W, 3) (or cached ``features`` to (B, T, D)); ``video_index`` -> LongTensor ``ids``; strings
-    stay lists."""
+    """Stacks frames to uint8 (B, T, H, W, 3) (or cached ``features`` to (B, T, D)); ``video_index`` ->
+    LongTensor ``ids``; strings stay lists."""
     key = "features" if "features" in items[0] else "frames"  # cached features (B, T, D)
     out: dict[str, Any] = {
         key: torch.stack([it[key] for it in items]),

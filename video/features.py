@@ -6,20 +6,22 @@ Layout of ``out_dir``: ``shard-00000.safetensors`` ... (tensor per video id: (T,
 features; ``__timestamps__/<id>``: (T,) seconds), ``bad.jsonl`` (videos that failed, with
 the reason), ``index.json`` (video id -> shard, written when all are done).
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
-from vlx.data.errors import DataError
 from video.io import VideoLoadConfig, load_video
+from vlx.data.errors import DataError
 
 TS_PREFIX = "__timestamps__/"
 
@@ -93,7 +95,12 @@ def extract_features(
         with safe_open(str(shard), framework="pt") as f:
             index.update({k: shard.name for k in f.keys() if not k.startswith(TS_PREFIX)})
     (out / "index.json").write_text(json.dumps(index, indent=0))
-    return {"extracted": len(todo) - n_bad, "already_done": len(records) - len(todo), "bad": n_bad, "total_features": len(index)}
+    return {
+        "extracted": len(todo) - n_bad,
+        "already_done": len(records) - len(todo),
+        "bad": n_bad,
+        "total_features": len(index),
+    }
 
 
 class FeatureDataset(Dataset):
@@ -109,7 +116,12 @@ class FeatureDataset(Dataset):
         index = json.loads(index_file.read_text())
         self.records = records
         self.missing = [r["video_id"] for r in records if r["video_id"] not in index]
-        self.items = [(i, j) for i, r in enumerate(records) if r["video_id"] in index for j in range(len(r.get("captions", [0])) if pairs else 1)]
+        self.items = [
+            (i, j)
+            for i, r in enumerate(records)
+            if r["video_id"] in index
+            for j in range(len(r.get("captions", [0])) if pairs else 1)
+        ]
         self._feats: dict[str, torch.Tensor] = {}
         for shard in sorted(set(index.values())):
             with safe_open(str(self.dir / shard), framework="pt") as f:
@@ -122,7 +134,12 @@ class FeatureDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         ri, ci = self.items[i]
         r = self.records[ri]
-        item = {"features": self._feats[r["video_id"]], "timestamps": self._feats[TS_PREFIX + r["video_id"]], "video_index": ri, "video_id": r["video_id"]}
+        item = {
+            "features": self._feats[r["video_id"]],
+            "timestamps": self._feats[TS_PREFIX + r["video_id"]],
+            "video_index": ri,
+            "video_id": r["video_id"],
+        }
         if "captions" in r:
             item["caption"] = r["captions"][ci]
         return item

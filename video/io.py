@@ -5,13 +5,15 @@ samplers people use (uniform, TSN random segments, fixed fps, explicit timestamp
 Every failure is a ``DataError`` naming the file and the reason (missing/unreadable,
 corrupt, truncated, no video stream, zero frames), raised when the file is opened or decoded.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Protocol, Sequence
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -34,11 +36,14 @@ def tsn_indices(num_total: int, num_frames: int, rng: np.random.Generator) -> np
     """TSN (Wang et al. 2016) training sampler: one random frame from each of ``num_frames``
     equal segments, so every epoch sees other frames in the same temporal order."""
     edges = np.linspace(0, num_total, num_frames + 1)
-    lo, hi = np.floor(edges[:-1]).astype(np.int64), np.maximum(np.floor(edges[1:]).astype(np.int64), np.floor(edges[:-1]).astype(np.int64) + 1)
+    lo, hi = (
+        np.floor(edges[:-1]).astype(np.int64),
+        np.maximum(np.floor(edges[1:]).astype(np.int64), np.floor(edges[:-1]).astype(np.int64) + 1),
+    )
     return np.minimum(rng.integers(lo, hi), num_total - 1)
 
 
-def fps_indices(num_total: int, native_fps: float, target_fps: float, max_frames: Optional[int] = None) -> np.ndarray:
+def fps_indices(num_total: int, native_fps: float, target_fps: float, max_frames: int | None = None) -> np.ndarray:
     """Frames at a fixed rate ``target_fps`` from t=0; uniformly thinned to ``max_frames``."""
     duration = num_total / native_fps
     times = np.arange(0.0, duration, 1.0 / target_fps)
@@ -72,7 +77,9 @@ class SamplerConfig:
             raise ValueError(f"sampler.fps must be > 0, got {self.fps}")
 
 
-def sample_indices(cfg: SamplerConfig, num_total: int, native_fps: float, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+def sample_indices(
+    cfg: SamplerConfig, num_total: int, native_fps: float, rng: np.random.Generator | None = None
+) -> np.ndarray:
     if cfg.kind == "uniform":
         return uniform_indices(num_total, cfg.num_frames)
     if cfg.kind == "tsn":
@@ -115,7 +122,7 @@ class DecordReader:
     """decord's VideoReader; ``size=(H, W)`` makes the decoder scale frames (cheaper than
     scaling full-size RGB afterwards)."""
 
-    def __init__(self, path: str | Path, size: Optional[tuple[int, int]] = None, num_threads: int = 1):
+    def __init__(self, path: str | Path, size: tuple[int, int] | None = None, num_threads: int = 1):
         import decord
 
         self.path = str(path)
@@ -143,9 +150,16 @@ class DecordReader:
                 self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self._num_threads)
                 self._post_resize = True
                 return self.get_batch(indices)
-            raise DataError(f"{self.path}: decoding frames {list(map(int, indices))} failed (truncated or corrupt data): {_first_line(e)}") from None
+            raise DataError(
+                f"{self.path}: decoding frames {list(map(int, indices))} failed (truncated or corrupt data): "
+                f"{_first_line(e)}"
+            ) from None
         if self._post_resize:
-            out = resize_crop(torch.from_numpy(out), self.size[0], "none").numpy() if self.size[0] == self.size[1] else _resize_hw(out, self.size)
+            out = (
+                resize_crop(torch.from_numpy(out), self.size[0], "none").numpy()
+                if self.size[0] == self.size[1]
+                else _resize_hw(out, self.size)
+            )
         return out
 
     def timestamps(self, indices: Sequence[int]) -> np.ndarray:
@@ -156,7 +170,7 @@ class PyAVReader:
     """PyAV fallback: decodes sequentially up to the last requested frame (no seeking, so it
     is exact on any container). Same interface as ``DecordReader``."""
 
-    def __init__(self, path: str | Path, size: Optional[tuple[int, int]] = None, num_threads: int = 1):
+    def __init__(self, path: str | Path, size: tuple[int, int] | None = None, num_threads: int = 1):
         import av
 
         self.path = str(path)
@@ -213,7 +227,12 @@ def _first_line(e: BaseException) -> str:
     return line[:200]
 
 
-def open_video(path: str | Path, size: Optional[tuple[int, int]] = None, backend: Literal["auto", "decord", "pyav"] = "auto", num_threads: int = 1) -> VideoReader:
+def open_video(
+    path: str | Path,
+    size: tuple[int, int] | None = None,
+    backend: Literal["auto", "decord", "pyav"] = "auto",
+    num_threads: int = 1,
+) -> VideoReader:
     """Opens with decord; with ``backend="auto"`` falls back to PyAV when decord is missing
     or cannot open the file (decord lacks some codecs/containers). Both failing raises the
     decord reason."""
@@ -269,7 +288,9 @@ class VideoLoadConfig:
     num_threads: int = 1
 
 
-def load_video(path: str | Path, cfg: VideoLoadConfig, rng: Optional[np.random.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_video(
+    path: str | Path, cfg: VideoLoadConfig, rng: np.random.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (frames uint8 (T, size, size, 3), timestamps float32 (T,) seconds)."""
     decoder_size = (cfg.size, cfg.size) if cfg.crop == "none" else None
     reader = open_video(path, decoder_size, cfg.backend, cfg.num_threads)

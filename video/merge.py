@@ -10,10 +10,11 @@ neighbouring frames, so static background shared by consecutive frames collapses
 Written here because ToMe's reference package is not on PyPI for this setup; the algorithm
 follows the paper's Algorithm 1 (alternating split, max-similarity edges, keep top-r).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,9 @@ from torch import nn
 MergeFn = Callable[[torch.Tensor, str], torch.Tensor]
 
 
-def _match(a: torch.Tensor, b: torch.Tensor, r: int, protect_first: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _match(
+    a: torch.Tensor, b: torch.Tensor, r: int, protect_first: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Edges from set A (B, Na, C) to its most similar token in set B (B, Nb, C) by cosine
     similarity; the ``r`` strongest edges are merged. Returns (unm_idx (B, Na-r, 1) kept A
     tokens in original order, src_idx (B, r, 1) merged A tokens, dst_idx (B, r, 1) their
@@ -63,7 +66,7 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, class_token: bool = Tr
     return merge
 
 
-def merge_wavg(merge: MergeFn, x: torch.Tensor, size: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def merge_wavg(merge: MergeFn, x: torch.Tensor, size: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Size-weighted average merge: x (B, N, D), size (B, N, 1) -> (x', size'), sizes summed."""
     if size is None:
         size = torch.ones_like(x[..., :1])
@@ -72,7 +75,7 @@ def merge_wavg(merge: MergeFn, x: torch.Tensor, size: Optional[torch.Tensor] = N
     return x / size, size
 
 
-def temporal_merge(x: torch.Tensor, r: int, size: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def temporal_merge(x: torch.Tensor, r: int, size: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Temporal ToMe: for each pair of neighbouring frames (2k, 2k+1), the ``r`` tokens of
     frame 2k+1 most similar to a token of frame 2k merge into it (size-weighted).
     x (B, T, N, D), size (B, T, N, 1) or None -> (B, T//2, 2N - r, D), (B, T//2, 2N - r, 1).
@@ -106,7 +109,9 @@ def temporal_merge(x: torch.Tensor, r: int, size: Optional[torch.Tensor] = None)
     return new_x.reshape(B, T // 2, M, D), new_size.reshape(B, T // 2, M, 1)
 
 
-def proportional_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, size: Optional[torch.Tensor]) -> torch.Tensor:
+def proportional_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, size: torch.Tensor | None
+) -> torch.Tensor:
     """softmax(q k^T * scale + log size) v. q, k, v (B, H, N, Dh); size (B, N, 1) or None.
     A token standing for s patches gets the attention mass of s identical keys."""
     bias = None if size is None else size.log()[:, None, None, :, 0].to(q.dtype)  # (B, 1, 1, N)
@@ -127,7 +132,7 @@ class ToMeAttention(nn.Module):
     """The core ViT's Attention (same parameters) returning (out, keys averaged over heads);
     the keys are ToMe's similarity metric."""
 
-    def forward(self, x: torch.Tensor, size: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, size: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         out = proportional_attention(q, k, v, self.scale, size).transpose(1, 2).reshape(B, L, D)
@@ -137,7 +142,7 @@ class ToMeAttention(nn.Module):
 class ToMeBlock(nn.Module):
     """The core ViT's Block with a merge between attention and MLP (ToMe's placement)."""
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:  # type: ignore[override]
         info = self._tome_info
         if attn_mask is not None or is_causal:
             raise ValueError("ToMe-patched blocks do not support attention masks")
@@ -154,7 +159,7 @@ class ToMeCLIPEncoderLayer(nn.Module):
     """transformers' CLIPEncoderLayer with ToMe (attention recomputed from its own q/k/v
     projections so that proportional attention can be added)."""
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, *args, **kwargs):  # type: ignore[override]
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args, **kwargs):  # type: ignore[override]
         info = self._tome_info
         attn = self.self_attn
         h = self.layer_norm1(hidden_states)
@@ -198,7 +203,7 @@ def tome_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if hasattr(m, "_tome_info") and hasattr(m, "_tome_num_layers")]
 
 
-def apply_patch(model: nn.Module, r: Union[int, Sequence[int]] = 8, prop_attn: bool = True) -> nn.Module:
+def apply_patch(model: nn.Module, r: int | Sequence[int] = 8, prop_attn: bool = True) -> nn.Module:
     """Patches (in place) every core ``VisionTransformer`` or HF ``CLIPVisionTransformer``
     inside ``model`` to merge ``r`` tokens per block (an int, or one value per layer).
     Afterwards ``vit.r`` can be changed freely; ``vit._tome_info["size"]`` holds the last
@@ -228,5 +233,7 @@ def apply_patch(model: nn.Module, r: Union[int, Sequence[int]] = 8, prop_attn: b
                 a.__class__ = type(f"ToMe{type(a).__name__}", (attn_cls, type(a)), {})
         patched += 1
     if not patched:
-        raise TypeError(f"apply_patch: no vlx VisionTransformer or HF CLIPVisionTransformer found in {type(model).__name__}")
+        raise TypeError(
+            f"apply_patch: no vlx VisionTransformer or HF CLIPVisionTransformer found in {type(model).__name__}"
+        )
     return model

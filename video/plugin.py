@@ -1,8 +1,8 @@
 """Registers video's recipes and CLI commands with the vlx core (entry point `vlx.plugins`)."""
-from vlx.cli import register_command, register_quickstart
 
 import video.recipes  # noqa: F401  registers video_retrieval, video_captioning, video_qa
 from video import cli as _cli
+from vlx.cli import register_command, register_quickstart
 
 
 @register_command("caption")
@@ -23,4 +23,6 @@ def _quickstart(args) -> int:
 
 
 # Below the core's image-text quickstart (priority 0): `vlx quickstart video` runs it.
-register_quickstart("video", _quickstart, priority=-1, help="moving shapes: temporal vs meanP retrieval, tiny captioner CIDEr-D")
+register_quickstart(
+    "video", _quickstart, priority=-1, help="moving shapes: temporal vs meanP retrieval, tiny captioner CIDEr-D"
+)

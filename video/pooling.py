@@ -5,10 +5,11 @@ frame-patch grid (Xu et al. 2024) that sets how many visual tokens reach the LM.
 Frame-level poolers: ``forward(x (B, T, D), mask (B, T) bool | None) -> (B, D)``.
 Grid pooler: ``forward(x (B, T, H, W, D)) -> (B, t, h, w, D)``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from vlx.registry import Registry
 TEMPORAL_POOLERS: Registry = Registry("temporal pooler")
 
 
-def _masked_mean(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None:
         return x.mean(dim=1)
     w = mask.to(x.dtype).unsqueeze(-1)
@@ -34,7 +35,7 @@ class MeanPooling(nn.Module):
         super().__init__()
         self.dim = dim
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return _masked_mean(x, mask)
 
 
@@ -50,7 +51,7 @@ class TemporalTransformer(nn.Module):
         self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(layers)])
         self.max_frames = max_frames
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, D = x.shape
         if T > self.max_frames:
             raise ValueError(f"TemporalTransformer: {T} frames > max_frames {self.max_frames}")
@@ -73,10 +74,12 @@ class AttentionPooling(nn.Module):
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, D = x.shape
         kv = self.norm(x + self.pos[:, :T].to(x.dtype))
-        out, _ = self.attn(self.query.expand(B, -1, -1).to(x.dtype), kv, kv, key_padding_mask=None if mask is None else ~mask)
+        out, _ = self.attn(
+            self.query.expand(B, -1, -1).to(x.dtype), kv, kv, key_padding_mask=None if mask is None else ~mask
+        )
         return out[:, 0]
 
 
@@ -102,7 +105,7 @@ class AdaptiveGridPooling(nn.Module):
     ``(B, T, H, W, D) -> (B, t, h, w, D)``; ``output_size`` entries of None keep that axis.
     Cuts the visual tokens the LM sees from T*H*W to t*h*w."""
 
-    def __init__(self, output_size: tuple[Optional[int], Optional[int], Optional[int]] = (4, 2, 2)):
+    def __init__(self, output_size: tuple[int | None, int | None, int | None] = (4, 2, 2)):
         super().__init__()
         self.output_size = tuple(output_size)
 

@@ -2,25 +2,32 @@
 configurable temporal pooler), captioning and open-ended QA (VideoCaptioner). The default
 data is the procedural moving-shapes set (generated on first use), read through the
 MSR-VTT / Video-ChatGPT loaders like any real dataset."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
-from torch import nn
 
-from vlx.encoders import EncoderConfig
-from vlx.models.dual_encoder import DualEncoderConfig
-from vlx.tokenizers import TokenizerConfig, build_tokenizer
-from vlx.train.recipe import RecipeConfig, Task, register_recipe
-from video.datasets import AnnotationConfig, HardNegativeGroups, VideoDataset, collate_groups, collate_video, load_annotations
+from video.datasets import (
+    AnnotationConfig,
+    HardNegativeGroups,
+    VideoDataset,
+    collate_groups,
+    collate_video,
+    load_annotations,
+)
 from video.io import SamplerConfig, VideoLoadConfig
 from video.models.captioner import VideoCaptionerConfig, build_video_captioner
 from video.models.video_clip import VideoCLIPConfig, build_video_clip
 from video.pooling import TemporalPoolingConfig
+from vlx.encoders import EncoderConfig
+from vlx.models.dual_encoder import DualEncoderConfig
+from vlx.tokenizers import TokenizerConfig, build_tokenizer
+from vlx.train.recipe import RecipeConfig, Task, register_recipe
 
 SHAPES_ROOT = "data/moving_shapes"
 
@@ -39,8 +46,8 @@ class VideoDataConfig:
     hard_negative_groups: bool = False
     # Train/evaluate on cached image-tower features (``vlx video-features``) instead of
     # pixels; the image tower then stays as it was when the features were extracted.
-    features_dir: Optional[str] = None
-    max_test: Optional[int] = None
+    features_dir: str | None = None
+    max_test: int | None = None
     # Generate moving shapes into ``shapes_root`` when the annotation file is missing.
     generate: bool = True
     shapes_root: str = SHAPES_ROOT
@@ -73,12 +80,16 @@ def _eval_load(cfg: VideoLoadConfig) -> VideoLoadConfig:
     """Evaluation always samples deterministically (TSN -> uniform)."""
     s = cfg.sampler
     kind = "uniform" if s.kind == "tsn" else s.kind
-    return VideoLoadConfig(SamplerConfig(kind, s.num_frames, s.fps, list(s.timestamps)), cfg.size, cfg.crop, cfg.backend, cfg.num_threads)
+    return VideoLoadConfig(
+        SamplerConfig(kind, s.num_frames, s.fps, list(s.timestamps)), cfg.size, cfg.crop, cfg.backend, cfg.num_threads
+    )
 
 
 def _datasets(cfg: VideoDataConfig, pairs: bool, seed: int, qa: bool = False) -> tuple[VideoDataset, VideoDataset]:
     train_ann, test_ann = resolve_annotations(cfg, qa)
-    train = VideoDataset(load_annotations(train_ann), cfg.load, pairs=pairs, skip_bad=cfg.skip_bad, cache=cfg.cache, seed=seed)
+    train = VideoDataset(
+        load_annotations(train_ann), cfg.load, pairs=pairs, skip_bad=cfg.skip_bad, cache=cfg.cache, seed=seed
+    )
     test_recs = load_annotations(test_ann)[: cfg.max_test]
     test = VideoDataset(test_recs, _eval_load(cfg.load), pairs=False, skip_bad=False, cache=cfg.cache)
     return train, test
@@ -98,7 +109,11 @@ def _batches(ds, batch_size: int):
 class VideoRetrievalConfig(RecipeConfig):
     model: VideoCLIPConfig = field(
         default_factory=lambda: VideoCLIPConfig(
-            dual=DualEncoderConfig(image=EncoderConfig(name="vit", preset="tiny"), text=EncoderConfig(name="transformer", preset="tiny"), embed_dim=64),
+            dual=DualEncoderConfig(
+                image=EncoderConfig(name="vit", preset="tiny"),
+                text=EncoderConfig(name="transformer", preset="tiny"),
+                embed_dim=64,
+            ),
             pooling=TemporalPoolingConfig("seqtransf", layers=2, heads=4),
         )
     )
@@ -159,7 +174,9 @@ def build_video_retrieval(cfg: VideoRetrievalConfig) -> Task:
         if test.missing:
             from vlx.data.errors import DataError
 
-            raise DataError(f"{cfg.data.features_dir}: no features for {len(test.missing)} test videos, e.g. {test.missing[0]!r}")
+            raise DataError(
+                f"{cfg.data.features_dir}: no features for {len(test.missing)} test videos, e.g. {test.missing[0]!r}"
+            )
     model = build_video_clip(cfg.model)
     collate = _tokenize_collate(tokenizer)
     if cfg.data.hard_negative_groups:
@@ -209,7 +226,15 @@ def _caption_collate(model, prompt: str, max_length: int):
 
 
 @torch.no_grad()
-def evaluate_captioning(model, test: VideoDataset, device: torch.device, prompt: str, batch_size: int, samples_path: Optional[Path] = None, **gen: Any) -> dict[str, Any]:
+def evaluate_captioning(
+    model,
+    test: VideoDataset,
+    device: torch.device,
+    prompt: str,
+    batch_size: int,
+    samples_path: Path | None = None,
+    **gen: Any,
+) -> dict[str, Any]:
     """Generates for every test item; captioning: BLEU/ROUGE-L/CIDEr-D against all of a
     video's captions; QA: also exact-match accuracy of the answer."""
     from vlx.metrics import caption_metrics
@@ -223,7 +248,9 @@ def evaluate_captioning(model, test: VideoDataset, device: torch.device, prompt:
         rec = test.records[test.items[i][0]]
         ref = [rec["answer"]] if "answer" in rec else rec["captions"]
         refs.append(ref)
-        rows.append({"video": rec["video_id"], "question": rec.get("question", prompt), "prediction": p, "references": ref})
+        rows.append(
+            {"video": rec["video_id"], "question": rec.get("question", prompt), "prediction": p, "references": ref}
+        )
     result = {k: float(v) for k, v in caption_metrics(preds, refs).items()}
     if any("answer" in test.records[j] for j, _ in test.items):
         norm = lambda s: " ".join(s.lower().strip(" .").split())
@@ -241,7 +268,9 @@ def _build_captioning_task(cfg: VideoCaptioningConfig, qa: bool) -> Task:
     train, test = _datasets(cfg.data, pairs=True, seed=cfg.train.seed, qa=qa)
     if not Path(cfg.model.lm.tiny_dir).is_absolute() and not cfg.model.lm.path:
         cfg.model.lm.tiny_dir = str(Path(cfg.train.output_dir) / Path(cfg.model.lm.tiny_dir).name)
-    corpus = [cfg.prompt] + [t for r in train.records for t in (r.get("captions", []) + [r.get("question", ""), r.get("answer", "")])]
+    corpus = [cfg.prompt] + [
+        t for r in train.records for t in (r.get("captions", []) + [r.get("question", ""), r.get("answer", "")])
+    ]
     model = build_video_captioner(cfg.model, corpus)
     samples = Path(cfg.train.output_dir) / cfg.samples_file
     return Task(

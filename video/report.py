@@ -1,12 +1,13 @@
 """The moving-shapes evaluation report: tiny temporal (seqTransf) vs meanP retrieval on
 order-dependent captions, and the tiny captioner's CIDEr-D before vs after training.
 Runs the tiny recipes through the core Trainer and writes ``report.json`` + ``report.md``."""
+
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "video"
 
@@ -36,7 +37,13 @@ def _run(config: str, overrides: list[str], untrained_eval: bool = False, reuse:
     return out
 
 
-def run_moving_shapes_report(out_dir: str = "runs/video/report", shapes_root: str = "data/moving_shapes", extra: Optional[list[str]] = None, threads: int = 1, reuse: bool = False) -> dict[str, Any]:
+def run_moving_shapes_report(
+    out_dir: str = "runs/video/report",
+    shapes_root: str = "data/moving_shapes",
+    extra: list[str] | None = None,
+    threads: int = 1,
+    reuse: bool = False,
+) -> dict[str, Any]:
     """``threads``: torch intra-op threads; the tiny models are latency-bound and 1 thread is
     much faster than 2 on a busy 2-core machine. ``reuse``: runs that already finished
     under ``out_dir`` are not trained again."""
@@ -47,33 +54,51 @@ def run_moving_shapes_report(out_dir: str = "runs/video/report", shapes_root: st
     out.mkdir(parents=True, exist_ok=True)
     common = [f"data.shapes_root={shapes_root}", "train.resume=none"] + list(extra or [])
     res = {
-        "retrieval_seqtransf": _run("retrieval_tiny.yaml", common + [f"train.output_dir={out}/retrieval_seqtransf"], reuse=reuse),
-        "retrieval_meanp": _run("retrieval_meanp_tiny.yaml", common + [f"train.output_dir={out}/retrieval_meanp"], reuse=reuse),
+        "retrieval_seqtransf": _run(
+            "retrieval_tiny.yaml", common + [f"train.output_dir={out}/retrieval_seqtransf"], reuse=reuse
+        ),
+        "retrieval_meanp": _run(
+            "retrieval_meanp_tiny.yaml", common + [f"train.output_dir={out}/retrieval_meanp"], reuse=reuse
+        ),
         # LLaVA-style: the captioner starts from the contrastively trained (retrieval) tower.
-        "captioning": _run("captioning_tiny.yaml", common + [f"train.output_dir={out}/captioning", f"model.vision_init={out}/retrieval_seqtransf"], untrained_eval=True, reuse=reuse),
-        "captioning_scratch_vision": _run("captioning_tiny.yaml", common + [f"train.output_dir={out}/captioning_scratch"], reuse=reuse),
+        "captioning": _run(
+            "captioning_tiny.yaml",
+            common + [f"train.output_dir={out}/captioning", f"model.vision_init={out}/retrieval_seqtransf"],
+            untrained_eval=True,
+            reuse=reuse,
+        ),
+        "captioning_scratch_vision": _run(
+            "captioning_tiny.yaml", common + [f"train.output_dir={out}/captioning_scratch"], reuse=reuse
+        ),
     }
     seq, mean = res["retrieval_seqtransf"]["trained"], res["retrieval_meanp"]["trained"]
     cap = res["captioning"]
     lines = [
         "# video/ moving-shapes report (tiny recipes, CPU)",
         "",
-        "Captions depend on time order (\"the red square moves left, then the blue circle moves right\");",
+        'Captions depend on time order ("the red square moves left, then the blue circle moves right");',
         "clips in a test group share the same multiset of frames, so meanP cannot separate them.",
         "",
         "| retrieval (held-out) | t2v R@1 | t2v R@5 | v2t R@1 | t2v MdR |",
         "|---|---|---|---|---|",
-        f"| seqTransf (temporal) | {seq['t2v_R@1']:.1f} | {seq['t2v_R@5']:.1f} | {seq['v2t_R@1']:.1f} | {seq['t2v_MdR']:.0f} |",
+        f"| seqTransf (temporal) | {seq['t2v_R@1']:.1f} | {seq['t2v_R@5']:.1f} | {seq['v2t_R@1']:.1f} | "
+        f"{seq['t2v_MdR']:.0f} |",
         f"| meanP | {mean['t2v_R@1']:.1f} | {mean['t2v_R@5']:.1f} | {mean['v2t_R@1']:.1f} | {mean['t2v_MdR']:.0f} |",
         f"| chance | {seq['chance_t2v_R@1']:.1f} | | | |",
         "",
         "| captioner (held-out) | CIDEr-D | BLEU-4 | ROUGE-L | distinct captions |",
         "|---|---|---|---|---|",
     ]
-    rows = [("untrained", cap["untrained"]), ("trained (vision from retrieval)", cap["trained"]),
-            ("trained (vision from scratch)", res["captioning_scratch_vision"]["trained"])]
+    rows = [
+        ("untrained", cap["untrained"]),
+        ("trained (vision from retrieval)", cap["trained"]),
+        ("trained (vision from scratch)", res["captioning_scratch_vision"]["trained"]),
+    ]
     for name, m in rows:
-        lines.append(f"| {name} | {m.get('CIDEr-D', float('nan')):.3f} | {m.get('BLEU-4', float('nan')):.3f} | {m.get('ROUGE-L', float('nan')):.3f} | {m.get('distinct_predictions')} / {m.get('n_test')} |")
+        lines.append(
+            f"| {name} | {m.get('CIDEr-D', float('nan')):.3f} | {m.get('BLEU-4', float('nan')):.3f} | "
+            f"{m.get('ROUGE-L', float('nan')):.3f} | {m.get('distinct_predictions')} / {m.get('n_test')} |"
+        )
     lines += ["", "Examples (prediction | reference):", *[f"- {e}" for e in cap["trained"].get("examples", [])]]
     (out / "report.json").write_text(json.dumps(res, indent=2, default=str))
     (out / "report.md").write_text("\n".join(lines) + "\n")

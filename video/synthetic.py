@@ -8,6 +8,7 @@ swapping the segments gives the other order, with *the same multiset of frames*:
 pooling over frames (CLIP4Clip meanP) provably cannot tell these videos apart, a temporal
 model can. Same seed, same files.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-COLORS: dict[str, tuple[int, int, int]] = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 240), "yellow": (235, 220, 40)}
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 80, 240),
+    "yellow": (235, 220, 40),
+}
 SHAPES = ("square", "circle", "triangle")
 DIRECTIONS = ("left", "right")
 
@@ -143,7 +149,9 @@ def generate_moving_shapes(
         sentences.append({"video_id": vid, "caption": alt, "sen_id": 2 * i + 1})
         jsonl[split].append({"video": f"videos/{vid}.mp4", "caption": cap})
         qa[split].append({"video_name": vid, "Q": "which shape moves first?", "A": f"the {ev[0].color} {ev[0].shape}"})
-        qa[split].append({"video_name": vid, "Q": f"where does the {ev[1].color} {ev[1].shape} move?", "A": ev[1].direction})
+        qa[split].append(
+            {"video_name": vid, "Q": f"where does the {ev[1].color} {ev[1].shape} move?", "A": ev[1].direction}
+        )
     (out / "annotation.json").write_text(json.dumps({"videos": videos, "sentences": sentences}, indent=1))
     for split in ("train", "test"):
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in jsonl[split]))

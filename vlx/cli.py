@@ -3,15 +3,16 @@
 Siblings add commands through their ``vlx.plugins`` module (see docs/ARCHITECTURE.md);
 the core never names them.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from vlx.registry import Registry, load_plugins
 
@@ -56,8 +57,8 @@ def _default_env() -> None:
 
 def load_recipe_config(path: str, overrides: list[str]):
     """Read CONFIG, pick its recipe, return (recipe, typed config)."""
-    from vlx.config import ConfigError, from_dict, apply_overrides, read_yaml_with_extends
     import vlx.recipes  # noqa: F401  the core's own recipes
+    from vlx.config import ConfigError, apply_overrides, from_dict, read_yaml_with_extends
     from vlx.train.recipe import RECIPES
 
     data = apply_overrides(read_yaml_with_extends(path), overrides, where=path)
@@ -127,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     import vlx.quickstart  # noqa: F401  registers the core's quickstart
 
     load_plugins()
-    parser = argparse.ArgumentParser(prog="vlx", description="vlx: image-text core with video, 3D and embodied siblings")
+    parser = argparse.ArgumentParser(
+        prog="vlx", description="vlx: image-text core with video, 3D and embodied siblings"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a recipe from a YAML config")

@@ -6,6 +6,7 @@ raising ``ConfigError`` that names the file, the dotted key and what was expecte
 Written by hand rather than with dacite/OmegaConf so that every error names the file and
 key path in one line, and so the loader stays ~150 lines with no extra dependency.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -119,7 +120,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "<config>", prefi
     kwargs = {}
     for name, f in fields.items():
         dotted = f"{prefix}.{name}" if prefix else name
-        has_default = base is not None or f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        has_default = (
+            base is not None or f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        )
         if name in data:
             value = data[name]
             tp = hints[name]

@@ -1,6 +1,7 @@
 """The core's quickstart: generate shapes world, train the tiny dual encoder on the CPU,
 evaluate held-out retrieval and the relation-swap test, and write a report a person can
 open (report.json, report.md, retrieval_curve.png)."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,11 @@ from vlx.cli import register_quickstart
 # The embedded default; configs/vlx/clip_shapes_tiny.yaml holds the same values (tested).
 QUICKSTART = {
     "recipe": "clip_shapes",
-    "model": {"image": {"name": "vit", "preset": "tiny"}, "text": {"name": "transformer", "preset": "tiny", "kwargs": {"pool": "eot", "causal": True}}, "embed_dim": 64},
+    "model": {
+        "image": {"name": "vit", "preset": "tiny"},
+        "text": {"name": "transformer", "preset": "tiny", "kwargs": {"pool": "eot", "causal": True}},
+        "embed_dim": 64,
+    },
     "data": {"n_train": 4000, "n_test": 200, "image_size": 32, "render_size": 64},
     "objective": {"loss": "clip", "hard_negative_weight": 1.0},
     "train": {"epochs": 12, "batch_size": 128, "lr": 2e-3, "warmup_steps": 30, "weight_decay": 0.05, "log_every": 10},
@@ -82,18 +87,34 @@ def run(args: argparse.Namespace) -> int:
         "t2i_R@1 >= 3x chance": result["t2i_R@1"] >= 3 * chance,
         "i2t_R@1 >= 3x chance": result["i2t_R@1"] >= 3 * chance,
     }
-    report = {"task": "shapes-world image-text retrieval (held-out)", "seconds": round(elapsed, 1), "metrics": result, "checks": checks, "config": to_dict(cfg)}
+    report = {
+        "task": "shapes-world image-text retrieval (held-out)",
+        "seconds": round(elapsed, 1),
+        "metrics": result,
+        "checks": checks,
+        "config": to_dict(cfg),
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_recall_curves(result, out / "retrieval_curve.png")
 
     rows = [
-        ("text -> image R@1 / R@5 / R@10", f"{result['t2i_R@1']:.1f} / {result['t2i_R@5']:.1f} / {result['t2i_R@10']:.1f}", f"{chance:.2f}"),
-        ("image -> text R@1 / R@5 / R@10", f"{result['i2t_R@1']:.1f} / {result['i2t_R@5']:.1f} / {result['i2t_R@10']:.1f}", f"{chance:.2f}"),
+        (
+            "text -> image R@1 / R@5 / R@10",
+            f"{result['t2i_R@1']:.1f} / {result['t2i_R@5']:.1f} / {result['t2i_R@10']:.1f}",
+            f"{chance:.2f}",
+        ),
+        (
+            "image -> text R@1 / R@5 / R@10",
+            f"{result['i2t_R@1']:.1f} / {result['i2t_R@5']:.1f} / {result['i2t_R@10']:.1f}",
+            f"{chance:.2f}",
+        ),
         ("median rank t2i / i2t", f"{result['t2i_MdR']:.0f} / {result['i2t_MdR']:.0f}", f"{result['n_test'] / 2:.0f}"),
         ("relation-swap accuracy", f"{result.get('relation_swap_acc', float('nan')):.1f}", "50.0"),
     ]
-    table = Table(title=f"vlx quickstart: tiny CLIP on shapes world ({result['n_test']} held-out pairs, {elapsed:.0f} s)")
+    table = Table(
+        title=f"vlx quickstart: tiny CLIP on shapes world ({result['n_test']} held-out pairs, {elapsed:.0f} s)"
+    )
     table.add_column("metric (%)")
     table.add_column("model", justify="right")
     table.add_column("chance", justify="right")

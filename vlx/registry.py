@@ -4,11 +4,12 @@ The core never imports a sibling. Siblings declare a module in the ``vlx.plugins
 entry-point group (see pyproject.toml); importing that module registers their recipes,
 models and CLI commands. A registry that misses a name loads the plugins once and looks again.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -61,4 +62,3 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._items
-

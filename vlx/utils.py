@@ -1,4 +1,5 @@
 """Small helpers every script needs once: the device decision, seeding, moving batches."""
+
 from __future__ import annotations
 
 import contextlib

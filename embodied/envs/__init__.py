@@ -5,15 +5,15 @@ A family's module is imported on first use and registers a factory with
 ``@register_benchmark(family)``; the factory gets the part of the name after the first "-"
 (``"mt10"``; ``""`` when there is none) and returns a ``Benchmark``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
-from typing import Callable
-
-from vlx.config import ConfigError
-from vlx.registry import Registry
 
 from embodied.envs.base import Benchmark, TaskEnv, TaskSpec, seeds_for
+from vlx.config import ConfigError
+from vlx.registry import Registry
 
 BENCHMARKS: Registry[Callable[[str], Benchmark]] = Registry("benchmark")
 

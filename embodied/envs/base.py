@@ -8,11 +8,12 @@ reproducible (the same seed gives the same episode) and that reports success by 
 benchmark's own signal: ``success(info)`` for the whole task and ``completed_subgoals(info)``
 for the sub-goals (Meta-World: the single task; Kitchen: the subtasks completed so far).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

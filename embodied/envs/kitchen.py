@@ -12,6 +12,7 @@ Randomness: FrankaKitchen-v1 starts every episode in the same state; ``reset(see
 only the observation noise (robot joints 1% and objects 0.05% of their noise amplitude).
 The same seed gives the same episode.
 """
+
 from __future__ import annotations
 
 import os
@@ -95,18 +96,26 @@ def load_kitchen_tasks(path: str | Path | None = None) -> KitchenTaskSet:
         where = f"{p}: subtasks.{name}"
         if name not in ENV_SUBTASKS:
             raise DataError(f"{where}: unknown subtask {name!r}; FrankaKitchen-v1 has {', '.join(ENV_SUBTASKS)}")
-        if not isinstance(entry, dict) or not isinstance(entry.get("skill"), str) or not isinstance(entry.get("description"), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("skill"), str)
+            or not isinstance(entry.get("description"), str)
+        ):
             raise DataError(f"{where}: expected {{skill: str, description: str, paraphrases: [str]}}")
         if entry["skill"] in skills:
             raise DataError(f"{where}.skill: {entry['skill']!r} is already the skill of {skills[entry['skill']]!r}")
         skills[entry["skill"]] = name
-        subtasks[name] = KitchenSubtask(name, entry["skill"], entry["description"], _strs(entry.get("paraphrases"), f"{where}.paraphrases"))
+        subtasks[name] = KitchenSubtask(
+            name, entry["skill"], entry["description"], _strs(entry.get("paraphrases"), f"{where}.paraphrases")
+        )
     instructions = []
     seen: set[str] = set(s.replace(" ", "-") for s in subtasks)
     for i, entry in enumerate(data.get("instructions") or []):
         where = f"{p}: instructions[{i}]"
         if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("name", "instruction")):
-            raise DataError(f"{where}: expected {{name: str, instruction: str, plan: [skill, ...], paraphrases: [str]}}")
+            raise DataError(
+                f"{where}: expected {{name: str, instruction: str, plan: [skill, ...], paraphrases: [str]}}"
+            )
         if entry["name"] in seen:
             raise DataError(f"{where}.name: duplicate task name {entry['name']!r}")
         seen.add(entry["name"])
@@ -126,7 +135,11 @@ def load_kitchen_tasks(path: str | Path | None = None) -> KitchenTaskSet:
                     f"{where}: plan {list(plan)} does the subtasks in the order {list(want)}, "
                     f"but subtasks lists {list(order)}; the ground truth must follow the instructed order"
                 )
-        instructions.append(KitchenInstruction(entry["name"], entry["instruction"], plan, _strs(entry.get("paraphrases"), f"{where}.paraphrases")))
+        instructions.append(
+            KitchenInstruction(
+                entry["name"], entry["instruction"], plan, _strs(entry.get("paraphrases"), f"{where}.paraphrases")
+            )
+        )
     return KitchenTaskSet(subtasks, tuple(instructions))
 
 
@@ -151,8 +164,15 @@ class KitchenEnv(TaskEnv):
     are dropped (they repeat object qpos and fixed goals) so that observations batch like
     Meta-World's in vector envs. Actions (9,): joint velocities in [-1, 1]."""
 
-    def __init__(self, task: TaskSpec, render: bool = False, camera: str | None = None, width: int = 128,
-                 height: int = 128, init_noise: float = 0.0):
+    def __init__(
+        self,
+        task: TaskSpec,
+        render: bool = False,
+        camera: str | None = None,
+        width: int = 128,
+        height: int = 128,
+        init_noise: float = 0.0,
+    ):
         """init_noise: half-width (rad) of a uniform perturbation of the 7 arm joints at reset,
         drawn from the reset seed: FrankaKitchen-v1 itself always starts in one state, so
         this is how controllers are measured from varied starts (0 = the env as published)."""
@@ -172,8 +192,11 @@ class KitchenEnv(TaskEnv):
             if camera:
                 kw["camera_name"] = camera
         self.env = gym.make(
-            "FrankaKitchen-v1", tasks_to_complete=list(task.subgoals), max_episode_steps=task.max_episode_steps,
-            disable_env_checker=True, **kw,
+            "FrankaKitchen-v1",
+            tasks_to_complete=list(task.subgoals),
+            max_episode_steps=task.max_episode_steps,
+            disable_env_checker=True,
+            **kw,
         )
         self.observation_space = self.env.observation_space["observation"]
         self.action_space = self.env.action_space
@@ -238,24 +261,31 @@ class KitchenBenchmark(Benchmark):
     def __init__(self, variant: str = "", tasks_path: str | Path | None = None):
         variant = variant.lower()
         if variant not in ("", "all", "single", "multi"):
-            raise KeyError(f"unknown Franka Kitchen variant {variant!r}; expected kitchen, kitchen-single or kitchen-multi")
+            raise KeyError(
+                f"unknown Franka Kitchen variant {variant!r}; expected kitchen, kitchen-single or kitchen-multi"
+            )
         self.name = "kitchen" + (f"-{variant}" if variant else "")
         self.taskset = load_kitchen_tasks(tasks_path)
         ts = self.taskset
         single = [
             TaskSpec(
-                name=s.name.replace(" ", "-"), instruction=s.description,
-                ground_truth=(PlanStep(skill=s.skill, raw=s.skill),), subgoals=(s.name,),
-                max_episode_steps=STEPS_PER_SUBTASK, meta={"paraphrases": s.paraphrases},
+                name=s.name.replace(" ", "-"),
+                instruction=s.description,
+                ground_truth=(PlanStep(skill=s.skill, raw=s.skill),),
+                subgoals=(s.name,),
+                max_episode_steps=STEPS_PER_SUBTASK,
+                meta={"paraphrases": s.paraphrases},
             )
             for s in ts.subtasks.values()
         ]
         multi = [
             TaskSpec(
-                name=i.name, instruction=i.instruction,
+                name=i.name,
+                instruction=i.instruction,
                 ground_truth=tuple(PlanStep(skill=s, raw=s) for s in i.plan),
                 subgoals=tuple(ts.subtask_of_skill(s) for s in i.plan),
-                max_episode_steps=STEPS_PER_SUBTASK * len(i.plan), meta={"paraphrases": i.paraphrases},
+                max_episode_steps=STEPS_PER_SUBTASK * len(i.plan),
+                meta={"paraphrases": i.paraphrases},
             )
             for i in ts.instructions
         ]
@@ -271,7 +301,9 @@ class KitchenBenchmark(Benchmark):
     def skill_specs(self) -> list[SkillSpec]:
         return [SkillSpec(name=s.skill, description=s.description) for s in self.taskset.subtasks.values()]
 
-    def make_env(self, task: str, render: bool = False, camera: str | None = None, width: int = 128, height: int = 128) -> KitchenEnv:
+    def make_env(
+        self, task: str, render: bool = False, camera: str | None = None, width: int = 128, height: int = 128
+    ) -> KitchenEnv:
         return KitchenEnv(self.task(task), render=render, camera=camera, width=width, height=height)
 
     def make_subtask_env(self, subtasks: list[str] | tuple[str, ...], render: bool = False) -> KitchenEnv:
@@ -281,9 +313,13 @@ class KitchenBenchmark(Benchmark):
             if s not in ts.subtasks:
                 raise KeyError(f"Franka Kitchen: unknown subtask {s!r}; known: {', '.join(ts.subtasks)}")
         plan = tuple(PlanStep(skill=ts.subtasks[s].skill, raw=ts.subtasks[s].skill) for s in subtasks)
-        spec = TaskSpec(name="+".join(s.replace(" ", "-") for s in subtasks), instruction=", then ".join(
-            ts.subtasks[s].description for s in subtasks), ground_truth=plan, subgoals=tuple(subtasks),
-            max_episode_steps=STEPS_PER_SUBTASK * len(subtasks))
+        spec = TaskSpec(
+            name="+".join(s.replace(" ", "-") for s in subtasks),
+            instruction=", then ".join(ts.subtasks[s].description for s in subtasks),
+            ground_truth=plan,
+            subgoals=tuple(subtasks),
+            max_episode_steps=STEPS_PER_SUBTASK * len(subtasks),
+        )
         return KitchenEnv(spec, render=render)
 
 

@@ -11,6 +11,7 @@ Evaluation protocol (Meta-World's own): an episode succeeds if ``info['success']
 any step within ``max_path_length`` (500) steps; one episode per goal (each seed draws one
 goal/object placement).
 """
+
 from __future__ import annotations
 
 import json
@@ -83,7 +84,9 @@ class MetaWorldEnv(TaskEnv):
     ``camera`` (default ``corner``) when made with ``render=True``.
     """
 
-    def __init__(self, task: TaskSpec, render: bool = False, camera: str | None = None, width: int = 128, height: int = 128):
+    def __init__(
+        self, task: TaskSpec, render: bool = False, camera: str | None = None, width: int = 128, height: int = 128
+    ):
         _ensure_gl()
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
@@ -199,5 +202,7 @@ class MetaWorldBenchmark(Benchmark):
     def skill_specs(self) -> list[SkillSpec]:
         return [SkillSpec(name=skill_name(t.name), description=t.instruction) for t in self._tasks]
 
-    def make_env(self, task: str, render: bool = False, camera: str | None = None, width: int = 128, height: int = 128) -> MetaWorldEnv:
+    def make_env(
+        self, task: str, render: bool = False, camera: str | None = None, width: int = 128, height: int = 128
+    ) -> MetaWorldEnv:
         return MetaWorldEnv(self.task(task), render=render, camera=camera, width=width, height=height)

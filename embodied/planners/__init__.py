@@ -6,14 +6,12 @@ by name: ``build_planner("saycan")``, ``build_planner("hf_lm", path=..., mode="s
 Heavy imports (torch models, transformers) happen inside the constructors' modules, which are
 imported only when that planner is built.
 """
+
 from __future__ import annotations
 
 import inspect
 from importlib import import_module
 from typing import Any
-
-from vlx.config import ConfigError
-from vlx.registry import Registry
 
 from embodied.planners.base import (
     DONE,
@@ -30,6 +28,8 @@ from embodied.planners.base import (
     step_text,
     validate_step,
 )
+from vlx.config import ConfigError
+from vlx.registry import Registry
 
 PLANNERS: Registry[Any] = Registry("planner")
 

@@ -5,18 +5,20 @@ Plans are parsed with ``json`` only; nothing a model writes is ever evaluated as
 A parsed ``Plan`` keeps every step that has the shape of a step (a skill name plus string
 arguments), including ones that name unknown skills, so executability can be measured;
 ``Plan.errors`` holds only what the planner found while planning (parse errors).
-``classify_plan_errors`` gives the full taxonomy (``plan.errors`` carried over + per-step validation + comparison with the ground
-truth), and ``validate_step`` tells the harness whether one step may be run.
+``classify_plan_errors`` gives the full taxonomy (``plan.errors`` carried over + per-step validation +
+comparison with the ground truth), and ``validate_step`` tells the harness whether one step may be run.
 """
+
 from __future__ import annotations
 
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from embodied.types import Plan, PlanError, PlanErrorKind, PlanStep, SkillSpec
 
@@ -165,7 +167,9 @@ def parse_plan_text(text: str) -> ParsedPlan:
         plans = [(i, v) for i, v in candidates if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
     if not plans:
         snippet = text.strip().replace("\n", " ")[:80]
-        return ParsedPlan([], [PlanError(PlanErrorKind.PARSE, None, f"no JSON plan in answer: {snippet!r}")], text.strip())
+        return ParsedPlan(
+            [], [PlanError(PlanErrorKind.PARSE, None, f"no JSON plan in answer: {snippet!r}")], text.strip()
+        )
     start, items = max(plans, key=lambda p: p[0])
     steps, errors = [], []
     for k, item in enumerate(items):
@@ -207,7 +211,9 @@ def validate_step(step: PlanStep, skills: Sequence[SkillSpec], index: int | None
             errors.append(PlanError(PlanErrorKind.BAD_ARGUMENTS, index, f"{step.skill}: unknown argument {k!r}={v!r}"))
         elif v not in admissible[k]:
             errors.append(
-                PlanError(PlanErrorKind.HALLUCINATED_OBJECT, index, f"{step.skill}: {k}={v!r} not in {list(admissible[k])}")
+                PlanError(
+                    PlanErrorKind.HALLUCINATED_OBJECT, index, f"{step.skill}: {k}={v!r} not in {list(admissible[k])}"
+                )
             )
     for k in admissible:
         if k not in given:
@@ -254,7 +260,9 @@ def classify_plan_errors(
     if affordances is not None:
         for i, step in valid:
             if affordances.get(step.skill, 1.0) <= 0.0:
-                errors.append(PlanError(PlanErrorKind.AFFORDANCE, i, f"{step_text(step)} is not afforded in this state"))
+                errors.append(
+                    PlanError(PlanErrorKind.AFFORDANCE, i, f"{step_text(step)} is not afforded in this state")
+                )
     if ground_truth is not None:
         gt = [_step_key(s) for s in ground_truth]
         got = [_step_key(s) for _, s in valid]
@@ -271,6 +279,7 @@ def classify_plan_errors(
         errors += extras[::-1]
         # Order is judged on the shared steps only (each kept up to its count in both).
         budget = gt_count & got_count
+
         def shared(seq: list) -> list:
             left = Counter(budget)
             out = []
@@ -279,6 +288,7 @@ def classify_plan_errors(
                     left[k] -= 1
                     out.append(k)
             return out
+
         a, b = shared(got), shared(gt)
         n_wrong = len(a) - _lcs_len(a, b)
         errors += [PlanError(PlanErrorKind.WRONG_ORDER, None, f"{n_wrong} step(s) out of order")] * n_wrong

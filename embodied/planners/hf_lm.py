@@ -14,12 +14,14 @@ instruction; in score mode ``prompt_tokens`` sums the context length over steps 
 ``completion_tokens`` sums the scored option tokens. Latency of a batch is split evenly over
 its instructions.
 """
+
 from __future__ import annotations
 
 import copy
 import inspect
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -38,17 +40,17 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 class HFLMPlanner:
     """Args:
-        path: a local directory with a causal LM and its tokenizer (loaded with local_files_only).
-        mode: "generate" or "score".
-        chain_of_thought: generate mode asks for a "Reasoning:" paragraph before the JSON.
-        max_new_tokens: generation budget per plan.
-        batch_size: instructions per generate call / options per scoring forward pass.
-        max_steps: cap on plan length in score mode.
-        score_norm: "sum" (SayCan) or "mean" (per-token, less biased to short options).
-        use_chat_template: render prompts with the tokenizer's chat template if it has one.
-        reuse_prefix_cache: score mode runs the prompt once and reuses its KV cache (off for
-            models whose cache cannot be batch-repeated).
-        device, dtype: where and in what precision to run the model.
+    path: a local directory with a causal LM and its tokenizer (loaded with local_files_only).
+    mode: "generate" or "score".
+    chain_of_thought: generate mode asks for a "Reasoning:" paragraph before the JSON.
+    max_new_tokens: generation budget per plan.
+    batch_size: instructions per generate call / options per scoring forward pass.
+    max_steps: cap on plan length in score mode.
+    score_norm: "sum" (SayCan) or "mean" (per-token, less biased to short options).
+    use_chat_template: render prompts with the tokenizer's chat template if it has one.
+    reuse_prefix_cache: score mode runs the prompt once and reuses its KV cache (off for
+        models whose cache cannot be batch-repeated).
+    device, dtype: where and in what precision to run the model.
     """
 
     def __init__(
@@ -94,7 +96,9 @@ class HFLMPlanner:
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.use_chat_template = bool(use_chat_template and getattr(self.tokenizer, "chat_template", None))
         gen_cfg = self.model.generation_config
-        self.eos_token_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else gen_cfg.eos_token_id
+        self.eos_token_id = (
+            self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else gen_cfg.eos_token_id
+        )
         if isinstance(self.eos_token_id, list):
             self.eos_token_id = self.eos_token_id[0]
         pad = self.tokenizer.pad_token_id
@@ -250,7 +254,9 @@ class HFLMPlanner:
                 results.append((text, len(e), n, dt))
         return results
 
-    def plan_batch(self, instructions: Sequence[str], observations: Sequence[Any], skills: Sequence[SkillSpec]) -> list[Plan]:
+    def plan_batch(
+        self, instructions: Sequence[str], observations: Sequence[Any], skills: Sequence[SkillSpec]
+    ) -> list[Plan]:
         """One plan per instruction; generate mode runs them through the LM in batches."""
         if len(observations) != len(instructions):
             raise ValueError(f"plan_batch: {len(instructions)} instructions but {len(observations)} observations")

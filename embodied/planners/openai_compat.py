@@ -11,6 +11,7 @@ with a PARSE error, not an exception.
 The API key is read from the environment variable named by ``api_key_env`` at each request;
 it is never stored on the planner, never logged, and scrubbed from every message.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,13 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
-
-from vlx.config import ConfigError
+from typing import Any
 
 from embodied.planners.base import PlannerRequestError, build_plan_prompt, plan_from_text
 from embodied.types import Plan, PlanError, PlanErrorKind, SkillSpec
+from vlx.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,17 @@ class RequestStats:
 
 class OpenAIPlanner:
     """Args:
-        base_url: e.g. "http://127.0.0.1:8000/v1" (``/chat/completions`` is appended).
-        model: the served model's name.
-        api_key_env: name of the environment variable holding the key (None: no key, as
-            for local servers). Missing variable -> ConfigError at construction.
-        timeout_s: per-request socket timeout. max_retries: extra attempts after the first.
-        backoff_s, backoff_max_s: sleep ``backoff_s * 2**attempt`` (capped) between attempts;
-            a 429's Retry-After header is honoured up to the cap.
-        temperature, max_tokens: sampling settings sent with each request.
-        chain_of_thought: ask for a "Reasoning:" paragraph before the JSON.
-        json_mode: send ``response_format={"type": "json_object"}`` (not every server has it).
-        system_prompt: optional system message.
+    base_url: e.g. "http://127.0.0.1:8000/v1" (``/chat/completions`` is appended).
+    model: the served model's name.
+    api_key_env: name of the environment variable holding the key (None: no key, as
+        for local servers). Missing variable -> ConfigError at construction.
+    timeout_s: per-request socket timeout. max_retries: extra attempts after the first.
+    backoff_s, backoff_max_s: sleep ``backoff_s * 2**attempt`` (capped) between attempts;
+        a 429's Retry-After header is honoured up to the cap.
+    temperature, max_tokens: sampling settings sent with each request.
+    chain_of_thought: ask for a "Reasoning:" paragraph before the JSON.
+    json_mode: send ``response_format={"type": "json_object"}`` (not every server has it).
+    system_prompt: optional system message.
     """
 
     def __init__(
@@ -85,7 +86,9 @@ class OpenAIPlanner:
         if api_key_env is not None and not os.environ.get(api_key_env):
             raise ConfigError(f"planner 'openai': key 'api_key_env': environment variable {api_key_env!r} is not set")
         if max_retries < 0 or timeout_s <= 0:
-            raise ConfigError(f"planner 'openai': need max_retries >= 0 and timeout_s > 0, got {max_retries}, {timeout_s}")
+            raise ConfigError(
+                f"planner 'openai': need max_retries >= 0 and timeout_s > 0, got {max_retries}, {timeout_s}"
+            )
         base = base_url.rstrip("/")
         self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
         self.model = model
@@ -145,7 +148,7 @@ class OpenAIPlanner:
                     break  # 400/401/404: retrying cannot help
                 if retry_after and retry_after.replace(".", "", 1).isdigit():
                     wait = max(wait, float(retry_after))
-            except (TimeoutError, socket.timeout) as e:
+            except TimeoutError as e:
                 self.stats.timeouts += 1
                 last = f"timed out after {self.timeout_s}s ({type(e).__name__})"
             except urllib.error.URLError as e:
@@ -161,7 +164,14 @@ class OpenAIPlanner:
             last = self._scrub(last)
             if attempt < self.max_retries:
                 wait = min(wait, self.backoff_max_s)
-                log.warning("planner request to %s failed (%s); retry %d/%d in %.2fs", self.url, last, attempt + 1, self.max_retries, wait)
+                log.warning(
+                    "planner request to %s failed (%s); retry %d/%d in %.2fs",
+                    self.url,
+                    last,
+                    attempt + 1,
+                    self.max_retries,
+                    wait,
+                )
                 time.sleep(wait)
         self.stats.failures += 1
         msg = self._scrub(f"{self.url}: no answer after {attempts} attempt(s): {last}")
@@ -194,7 +204,9 @@ class OpenAIPlanner:
             self.stats.bad_responses += 1
             self.stats.parse_errors += 1
             snippet = self._scrub(raw[:80].decode("utf-8", "replace"))
-            err = PlanError(PlanErrorKind.PARSE, None, f"not a chat-completions reply ({type(e).__name__}): {snippet!r}")
+            err = PlanError(
+                PlanErrorKind.PARSE, None, f"not a chat-completions reply ({type(e).__name__}): {snippet!r}"
+            )
             return Plan(steps=[], raw_text=self._scrub(raw.decode("utf-8", "replace")), errors=[err], latency_s=latency)
         usage = reply.get("usage") or {}
         plan = plan_from_text(

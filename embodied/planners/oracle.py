@@ -8,10 +8,12 @@ A fixed plan can instead be given once at construction (``ground_truth_plan=[...
 ``plan()`` without any ground truth raises, so a harness that forgot to pass it fails loudly
 instead of scoring an empty plan.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from embodied.planners.base import coerce_step, step_text
 from embodied.types import Plan, PlanStep, SkillSpec

@@ -11,11 +11,13 @@ execution order) and one step is chosen per clause in order,
 with the already-chosen groundings' affordance set to zero. Grounding embeddings are cached
 per planner instance, so after the first call a plan costs one small encoder batch.
 """
+
 from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -202,7 +204,9 @@ class SayCanPlanner:
         out = out.scatter_reduce(1, owner_t.expand(len(queries), -1), sim, reduce="amax")
         return groundings, out
 
-    def _affordance_vector(self, observation: Any, skills: Sequence[SkillSpec], groundings: list[PlanStep]) -> torch.Tensor:
+    def _affordance_vector(
+        self, observation: Any, skills: Sequence[SkillSpec], groundings: list[PlanStep]
+    ) -> torch.Tensor:
         raw = self.affordance(observation, skills)
         if isinstance(raw, Mapping):
             vals = [float(raw.get(step_text(g), raw.get(g.skill, 1.0))) for g in groundings]
@@ -257,7 +261,9 @@ class SayCanPlanner:
             k = int(score.argmax())
             if float(score[k]) <= 0.0:
                 if self.mode == "clauses":  # the clause's skills are all unafforded
-                    errors.append(PlanError(PlanErrorKind.AFFORDANCE, len(steps), f"nothing afforded for {clauses[row]!r}"))
+                    errors.append(
+                        PlanError(PlanErrorKind.AFFORDANCE, len(steps), f"nothing afforded for {clauses[row]!r}")
+                    )
                     continue
                 break
             if self.mode == "greedy" and float(sim[row, k]) < self.stop_similarity:

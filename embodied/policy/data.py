@@ -1,9 +1,11 @@
 """Behaviour-cloning samples from collected demos (``embodied.collect``): one sample per
 action, with the observation before it, the next K actions (a chunk, masked past the
 episode's end) and the plan step's conditioning text (an index into a text bank)."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +49,12 @@ class DemoFrames(Dataset):
         acts[:n] = ep.actions[t : t + n]
         mask = np.zeros(self.chunk, bool)
         mask[:n] = True
-        item = {"state": torch.from_numpy(ep.obs[t].astype(np.float32)), "actions": torch.from_numpy(acts),
-                "action_mask": torch.from_numpy(mask), "text_id": tid}
+        item = {
+            "state": torch.from_numpy(ep.obs[t].astype(np.float32)),
+            "actions": torch.from_numpy(acts),
+            "action_mask": torch.from_numpy(mask),
+            "text_id": tid,
+        }
         if self.camera is not None:
             item["image"] = torch.from_numpy(ep.rgb[self.camera][t]).permute(2, 0, 1).float() / 255.0
         return item

@@ -7,6 +7,7 @@ global observation feature and proprioception, feed an MLP that predicts a chunk
 Text features come precomputed from a frozen text encoder (``embodied.policy.text``), so
 this module trains only its own (small) weights and its checkpoint holds no text encoder.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -50,9 +51,12 @@ class SmallCNN(nn.Module):
     def __init__(self, width: int = 64):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.GELU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(64, width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(3, 32, 5, stride=2, padding=2),
+            nn.GELU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(64, width, 3, stride=2, padding=1),
+            nn.GELU(),
         )
         self.output_dim = width
 
@@ -102,7 +106,9 @@ class FormerLayer(nn.Module):
         self.attn_s = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 
-    def forward(self, q: torch.Tensor, obs_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, q: torch.Tensor, obs_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor
+    ) -> torch.Tensor:
         h = self.norm_o(q)
         q = q + self.attn_o(h, obs_tokens, obs_tokens, need_weights=False)[0]
         h = self.norm_t(q)
@@ -144,8 +150,11 @@ class PlanConditionedPolicy(nn.Module):
         self.norm = nn.LayerNorm(W)
         head_in = cfg.num_queries * W + W + cfg.proprio_dims
         self.head = nn.Sequential(
-            nn.Linear(head_in, cfg.head_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.head_hidden, cfg.head_hidden), nn.GELU(),
+            nn.Linear(head_in, cfg.head_hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.head_hidden, cfg.head_hidden),
+            nn.GELU(),
             nn.Linear(cfg.head_hidden, cfg.chunk * action_dim),
         )
 
@@ -157,8 +166,13 @@ class PlanConditionedPolicy(nn.Module):
         self.null_text_tokens.copy_(tokens)
         self.null_text_mask.copy_(mask)
 
-    def predict(self, state: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor,
-                images: torch.Tensor | None = None) -> torch.Tensor:
+    def predict(
+        self,
+        state: torch.Tensor,
+        text_tokens: torch.Tensor,
+        text_mask: torch.Tensor,
+        images: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """state (B, D), text_tokens (B, L, Dt), text_mask (B, L) bool[, images (B, 3, H, W)]
         -> actions (B, K, A)."""
         s = (state - self.state_mean) / self.state_std
@@ -192,4 +206,11 @@ class PlanConditionedPolicy(nn.Module):
         return {"loss": loss, "mse_first": err[:, 0].mean().detach()}
 
 
-__all__ = ["FormerLayer", "PlanConditionedPolicy", "PolicyModelConfig", "SmallCNN", "StateTokenizer", "build_obs_image_encoder"]
+__all__ = [
+    "FormerLayer",
+    "PlanConditionedPolicy",
+    "PolicyModelConfig",
+    "SmallCNN",
+    "StateTokenizer",
+    "build_obs_image_encoder",
+]

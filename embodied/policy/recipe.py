@@ -2,19 +2,19 @@
 through the core Trainer (``vlx train configs/embodied/policy.yaml``; checkpointed and
 resumable by the Trainer). Demos are collected into ``data.demos`` first when missing; the
 evaluation at the end of training rolls the policy out through the harness."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
+from embodied.policy.model import PlanConditionedPolicy, PolicyModelConfig
 from vlx.encoders import EncoderConfig
 from vlx.tokenizers import TokenizerConfig
 from vlx.train.recipe import RecipeConfig, Task, register_recipe
-
-from embodied.policy.model import PlanConditionedPolicy, PolicyModelConfig
 
 
 @dataclass
@@ -24,11 +24,11 @@ class PolicyDataConfig:
 
     demos: str = "data/embodied/demos/reach-pickplace"
     benchmark: str = "metaworld-mt10"
-    tasks: Optional[list[str]] = field(default_factory=lambda: ["reach-v3", "pick-place-v3"])
+    tasks: list[str] | None = field(default_factory=lambda: ["reach-v3", "pick-place-v3"])
     collect: bool = True
     episodes: int = 50
     seed: int = 0
-    max_steps: Optional[int] = None
+    max_steps: int | None = None
     only_success: bool = True
 
 
@@ -39,7 +39,7 @@ class PolicyEvalConfig:
     episodes: int = 5
     modes: list[str] = field(default_factory=lambda: ["plan", "none"])
     seed: int = 0
-    max_steps: Optional[int] = None
+    max_steps: int | None = None
 
 
 @dataclass
@@ -51,7 +51,9 @@ class PolicyConfig(RecipeConfig):
     tokenizer: TokenizerConfig = field(default_factory=lambda: TokenizerConfig(name="minilm", max_length=32))
 
 
-def build_policy_model(cfg: PolicyConfig, state_dim: int | None, action_dim: int = 4) -> tuple[PlanConditionedPolicy, Any]:
+def build_policy_model(
+    cfg: PolicyConfig, state_dim: int | None, action_dim: int = 4
+) -> tuple[PlanConditionedPolicy, Any]:
     """The (untrained) policy and the frozen text-feature cache. ``state_dim=None`` reads the
     dimensions from the demos' benchmark (for loading a trained run)."""
     from embodied.policy.text import TextFeatureCache
@@ -80,9 +82,19 @@ def ensure_demos(cfg: PolicyConfig) -> Path:
     root = Path(cfg.data.demos)
     if not (root / "dataset.json").is_file() and cfg.data.collect:
         cams = [cfg.model.camera] if cfg.model.obs == "image" else []
-        collect(CollectConfig(benchmark=cfg.data.benchmark, episodes=cfg.data.episodes, out=str(root), tasks=cfg.data.tasks,
-                              seed=cfg.data.seed, cameras=cams, width=cfg.model.image_size, height=cfg.model.image_size,
-                              max_steps=cfg.data.max_steps))
+        collect(
+            CollectConfig(
+                benchmark=cfg.data.benchmark,
+                episodes=cfg.data.episodes,
+                out=str(root),
+                tasks=cfg.data.tasks,
+                seed=cfg.data.seed,
+                cameras=cams,
+                width=cfg.model.image_size,
+                height=cfg.model.image_size,
+                max_steps=cfg.data.max_steps,
+            )
+        )
     return root
 
 
@@ -94,8 +106,14 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
 
     root = ensure_demos(cfg)
     camera = cfg.model.camera if cfg.model.obs == "image" else None
-    episodes = load_demos(root, benchmark=cfg.data.benchmark, tasks=cfg.data.tasks, cameras=[camera] if camera else [],
-                          images=camera is not None, only_success=cfg.data.only_success)
+    episodes = load_demos(
+        root,
+        benchmark=cfg.data.benchmark,
+        tasks=cfg.data.tasks,
+        cameras=[camera] if camera else [],
+        images=camera is not None,
+        only_success=cfg.data.only_success,
+    )
     if not episodes:
         raise DataError(f"{root}: no successful demos to train on (data.only_success is true)")
     data = DemoFrames(episodes, chunk=cfg.model.chunk, camera=camera)
@@ -105,15 +123,29 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
     bank_tokens, bank_mask = cache.features(data.texts)
 
     def evaluate(m: torch.nn.Module, device: torch.device) -> dict[str, Any]:
-        out: dict[str, Any] = {"train_samples": len(data), "train_episodes": len(episodes), "plan_texts": len(data.texts)}
+        out: dict[str, Any] = {
+            "train_samples": len(data),
+            "train_episodes": len(episodes),
+            "plan_texts": len(data.texts),
+        }
         if cfg.eval.episodes <= 0:
             return out
         from embodied.policy.skill import PolicyRunner, evaluate_policy
 
         runner = PolicyRunner(m, cache, device, camera=cfg.model.camera)
-        res = evaluate_policy(runner, cfg.data.benchmark, cfg.data.tasks, cfg.eval.episodes, cfg.eval.modes,
-                              Path(cfg.train.output_dir) / "rollouts", seed=cfg.eval.seed, max_steps=cfg.eval.max_steps,
-                              fresh=True, progress=False, train_dir=cfg.train.output_dir)
+        res = evaluate_policy(
+            runner,
+            cfg.data.benchmark,
+            cfg.data.tasks,
+            cfg.eval.episodes,
+            cfg.eval.modes,
+            Path(cfg.train.output_dir) / "rollouts",
+            seed=cfg.eval.seed,
+            max_steps=cfg.eval.max_steps,
+            fresh=True,
+            progress=False,
+            train_dir=cfg.train.output_dir,
+        )
         m.train()  # the runner put it in eval mode; the Trainer restores train mode itself too
         for mode, r in res["modes"].items():
             out[f"success_{mode}"] = r["overall"]["success_rate"]
@@ -124,4 +156,11 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
     return Task(model=model, train_dataset=data, collate_fn=make_collate(bank_tokens, bank_mask), evaluate=evaluate)
 
 
-__all__ = ["PolicyConfig", "PolicyDataConfig", "PolicyEvalConfig", "build_embodied_policy", "build_policy_model", "ensure_demos"]
+__all__ = [
+    "PolicyConfig",
+    "PolicyDataConfig",
+    "PolicyEvalConfig",
+    "build_embodied_policy",
+    "build_policy_model",
+    "ensure_demos",
+]

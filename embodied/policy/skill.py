@@ -11,13 +11,14 @@ trained ``PlanConditionedPolicy``; ``policy_skills(benchmark, runner, mode)`` wr
 ``evaluate_policy`` runs the harness (oracle planner, Meta-World protocol) once per mode and
 writes ``policy_report.md``/``.json`` comparing them, pointing at the training curve.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +34,14 @@ class PolicyRunner:
     """``act(obs, text) -> (A,) action`` in [-1, 1]. With action chunks (K > 1) it predicts
     K actions and executes the first ``execute`` of them before predicting again."""
 
-    def __init__(self, model: Any, text_cache: Any, device: str | torch.device = "cpu", execute: int = 1,
-                 camera: str | None = None):
+    def __init__(
+        self,
+        model: Any,
+        text_cache: Any,
+        device: str | torch.device = "cpu",
+        execute: int = 1,
+        camera: str | None = None,
+    ):
         self.model = model.to(device).eval()
         self.text = text_cache
         self.device = torch.device(device)
@@ -44,13 +51,14 @@ class PolicyRunner:
         self._env, self._rig = None, None
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, ckpt: str | Path | None = None, device: str = "cpu", execute: int = 1) -> "PolicyRunner":
+    def from_run(
+        cls, run_dir: str | Path, ckpt: str | Path | None = None, device: str = "cpu", execute: int = 1
+    ) -> PolicyRunner:
         """A runner for the training run in ``run_dir`` (its ``config.yaml``; weights from
         ``ckpt`` or the run's latest checkpoint)."""
+        from embodied.policy.recipe import PolicyConfig, build_policy_model
         from vlx.config import ConfigError, from_dict, read_yaml_with_extends
         from vlx.train.checkpoint import load_model_weights
-
-        from embodied.policy.recipe import PolicyConfig, build_policy_model
 
         run = Path(run_dir)
         cfg_path = run / "config.yaml"
@@ -79,7 +87,9 @@ class PolicyRunner:
             images = None
             if self.camera is not None:
                 if self._rig is None:
-                    raise RuntimeError("image policy needs the env: the skill's reset(env, ...) got env=None (vector envs?)")
+                    raise RuntimeError(
+                        "image policy needs the env: the skill's reset(env, ...) got env=None (vector envs?)"
+                    )
                 from embodied.collect import sim_handles
 
                 frame = self._rig.render(sim_handles(self._env)[1], self.camera, "rgb")
@@ -114,7 +124,9 @@ class InstructionRecorder:
         return self.planner.plan(instruction, observation, skills)
 
 
-def policy_skills(benchmark: Any, runner: PolicyRunner, mode: str, recorder: InstructionRecorder | None = None) -> dict[str, PlanConditionedSkill]:
+def policy_skills(
+    benchmark: Any, runner: PolicyRunner, mode: str, recorder: InstructionRecorder | None = None
+) -> dict[str, PlanConditionedSkill]:
     """One skill per skill spec of ``benchmark``, all driven by ``runner`` with ``mode``'s text."""
     from vlx.config import ConfigError
 
@@ -135,9 +147,19 @@ def policy_skills(benchmark: Any, runner: PolicyRunner, mode: str, recorder: Ins
     return skills
 
 
-def evaluate_policy(runner: PolicyRunner, benchmark: str, tasks: Sequence[str] | None, episodes: int, modes: Sequence[str],
-                    out: str | Path, seed: int = 0, max_steps: int | None = None, fresh: bool = False,
-                    progress: bool = True, train_dir: str | Path | None = None) -> dict[str, Any]:
+def evaluate_policy(
+    runner: PolicyRunner,
+    benchmark: str,
+    tasks: Sequence[str] | None,
+    episodes: int,
+    modes: Sequence[str],
+    out: str | Path,
+    seed: int = 0,
+    max_steps: int | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    train_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """Harness runs (oracle planner + the policy as every skill) for each mode into
     ``out/<mode>/``; returns and writes ``out/policy_report.{json,md}``. Resumable unless
     ``fresh`` (which clears ``out/<mode>`` first)."""
@@ -147,14 +169,30 @@ def evaluate_policy(runner: PolicyRunner, benchmark: str, tasks: Sequence[str] |
 
     bench = build_benchmark(benchmark)
     out = Path(out)
-    result: dict[str, Any] = {"benchmark": bench.name, "protocol": bench.protocol, "episodes_per_task": episodes,
-                              "seed": seed, "max_steps": max_steps, "tasks": list(tasks or [t.name for t in bench.tasks()]), "modes": {}}
+    result: dict[str, Any] = {
+        "benchmark": bench.name,
+        "protocol": bench.protocol,
+        "episodes_per_task": episodes,
+        "seed": seed,
+        "max_steps": max_steps,
+        "tasks": list(tasks or [t.name for t in bench.tasks()]),
+        "modes": {},
+    }
     for mode in modes:
         recorder = InstructionRecorder(build_planner("oracle"))
         skills = policy_skills(bench, runner, mode, recorder)
-        cfg = HarnessConfig(benchmark=bench.name, planner="oracle", skills="learned", episodes=episodes, seed=seed,
-                            out=str(out / mode), tasks=list(tasks) if tasks else None, max_steps=max_steps,
-                            instructions="paraphrases", progress=progress)
+        cfg = HarnessConfig(
+            benchmark=bench.name,
+            planner="oracle",
+            skills="learned",
+            episodes=episodes,
+            seed=seed,
+            out=str(out / mode),
+            tasks=list(tasks) if tasks else None,
+            max_steps=max_steps,
+            instructions="paraphrases",
+            progress=progress,
+        )
         if fresh and (out / mode).exists():
             shutil.rmtree(out / mode)
         summary = evaluate(cfg, benchmark=bench, planner=recorder, skills=skills)
@@ -171,13 +209,21 @@ def evaluate_policy(runner: PolicyRunner, benchmark: str, tasks: Sequence[str] |
 
 def report_markdown(result: dict[str, Any]) -> str:
     modes = list(result["modes"])
-    lines = [f"# Plan-conditioned policy on {result['benchmark']}", "",
-             f"{result['protocol']} Oracle planner; the learned policy executes every plan step. "
-             f"{result['episodes_per_task']} episodes per task (seed {result['seed']}), instructions cycle the paraphrase set.",
-             "Modes: **plan** = conditioned on the plan step's text (as trained); **instruction** = the bare "
-             "instruction instead; **none** = the empty text.", ""]
+    lines = [
+        f"# Plan-conditioned policy on {result['benchmark']}",
+        "",
+        f"{result['protocol']} Oracle planner; the learned policy executes every plan step. "
+        f"{result['episodes_per_task']} episodes per task (seed {result['seed']}), instructions cycle the "
+        "paraphrase set.",
+        "Modes: **plan** = conditioned on the plan step's text (as trained); **instruction** = the bare "
+        "instruction instead; **none** = the empty text.",
+        "",
+    ]
     if result.get("max_steps"):
-        lines += [f"Episodes were capped at {result['max_steps']} steps in this run, stricter than the protocol's limit.", ""]
+        lines += [
+            f"Episodes were capped at {result['max_steps']} steps in this run, stricter than the protocol's limit.",
+            "",
+        ]
     if result.get("train_curve"):
         lines += [f"Training curve: `{result['train_curve']}`", ""]
     lines += ["| task | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
@@ -185,12 +231,23 @@ def report_markdown(result: dict[str, Any]) -> str:
     def cell(s: dict) -> str:
         if not s or s.get("success_rate") is None:
             return "-"
-        return f"{100 * s['success_rate']:.0f}% ({s['successes']}/{s['episodes']}, CI {100 * s['ci95_low']:.0f}-{100 * s['ci95_high']:.0f})"
+        lo, hi = 100 * s["ci95_low"], 100 * s["ci95_high"]
+        return f"{100 * s['success_rate']:.0f}% ({s['successes']}/{s['episodes']}, CI {lo:.0f}-{hi:.0f})"
 
     for task in result["tasks"]:
-        lines.append(f"| {task} | " + " | ".join(cell(result["modes"][m]["per_task"].get(task, {})) for m in modes) + " |")
+        lines.append(
+            f"| {task} | " + " | ".join(cell(result["modes"][m]["per_task"].get(task, {})) for m in modes) + " |"
+        )
     lines.append("| **all** | " + " | ".join(cell(result["modes"][m]["overall"]) for m in modes) + " |")
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["InstructionRecorder", "MODES", "PlanConditionedSkill", "PolicyRunner", "evaluate_policy", "policy_skills", "report_markdown"]
+__all__ = [
+    "InstructionRecorder",
+    "MODES",
+    "PlanConditionedSkill",
+    "PolicyRunner",
+    "evaluate_policy",
+    "policy_skills",
+    "report_markdown",
+]

@@ -2,9 +2,10 @@
 default) run once per distinct string and cached on the instance, since plans repeat (a
 Meta-World suite has one plan text per task; the cache turns per-step encoding into a lookup).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -17,7 +18,9 @@ class TextFeatureCache:
     tokenizer's ``max_length`` (padded, so any two results stack). Runs on the CPU under
     ``no_grad``; the encoder is frozen and never part of the trained model."""
 
-    def __init__(self, encoder: EncoderConfig | None = None, tokenizer: TokenizerConfig | None = None, batch_size: int = 64):
+    def __init__(
+        self, encoder: EncoderConfig | None = None, tokenizer: TokenizerConfig | None = None, batch_size: int = 64
+    ):
         self.encoder_cfg = encoder or EncoderConfig(name="minilm", freeze=True)
         self.tokenizer_cfg = tokenizer or TokenizerConfig(name="minilm", max_length=32)
         self.tokenizer = build_tokenizer(self.tokenizer_cfg)

@@ -10,17 +10,18 @@ A family's module ``embodied.skills.<family>`` is imported on first use and regi
 kinds with ``@register_skills(family, kind)``: the factory gets the ``Benchmark`` plus keyword
 options and returns ``{skill name: Skill}``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from importlib import import_module
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
+from embodied.types import PlanStep, Skill, SkillSpec
 from vlx.config import ConfigError
 from vlx.registry import Registry
-
-from embodied.types import PlanStep, Skill, SkillSpec
 
 SKILL_SETS: Registry[Callable[..., Mapping[str, Skill]]] = Registry("skill set")
 

@@ -21,11 +21,13 @@ pulls toward the home posture): dq = J^T (J J^T + lambda^2 I)^-1 v + (I - J^+ J)
 The env turns an action a in [-1, 1] into a joint position target q_obs + 2 a dt (dt = 0.08 s),
 so a = dq / 0.16 for a per-step joint displacement dq.
 """
+
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +47,11 @@ def kitchen_model_path() -> str:
     import gymnasium_robotics
 
     return os.path.join(
-        os.path.dirname(gymnasium_robotics.__file__), "envs", "assets", "kitchen_franka", "kitchen_assets",
+        os.path.dirname(gymnasium_robotics.__file__),
+        "envs",
+        "assets",
+        "kitchen_franka",
+        "kitchen_assets",
         "kitchen_env_model.xml",
     )
 
@@ -69,7 +75,7 @@ class KitchenKinematics:
         margin = 0.02  # rad kept from each limit
         self.arm_limits = (self.model.jnt_range[:ARM, 0] + margin, self.model.jnt_range[:ARM, 1] - margin)
 
-    def __deepcopy__(self, memo: dict) -> "KitchenKinematics":
+    def __deepcopy__(self, memo: dict) -> KitchenKinematics:
         # A fresh model (the state is re-synced from every observation anyway): parallel
         # episodes' skill copies (harness vector slots) must not share MjData.
         new = KitchenKinematics(*self._args)
@@ -126,11 +132,11 @@ class KitchenKinematics:
             return self.data.site_xpos[sid].copy(), self.data.site_xmat[sid].reshape(3, 3).copy()
         adr = self.joint_qpos_adr(joint)
         v = np.atleast_1d(np.asarray(value, dtype=np.float64))
-        saved = self.data.qpos[adr: adr + len(v)].copy()
-        self.data.qpos[adr: adr + len(v)] = v
+        saved = self.data.qpos[adr : adr + len(v)].copy()
+        self.data.qpos[adr : adr + len(v)] = v
         self.mj.mj_kinematics(self.model, self.data)
         out = self.data.site_xpos[sid].copy(), self.data.site_xmat[sid].reshape(3, 3).copy()
-        self.data.qpos[adr: adr + len(v)] = saved
+        self.data.qpos[adr : adr + len(v)] = saved
         self.mj.mj_kinematics(self.model, self.data)
         self.mj.mj_comPos(self.model, self.data)
         return out
@@ -161,8 +167,9 @@ class OSCGains:
     k_null: float = 0.05  # pull toward home posture in the nullspace, per step
 
 
-def osc_joint_step(kin: KitchenKinematics, p_target: np.ndarray, R_target: np.ndarray, gains: OSCGains,
-                   q_home: np.ndarray = HOME_Q) -> tuple[np.ndarray, float, float]:
+def osc_joint_step(
+    kin: KitchenKinematics, p_target: np.ndarray, R_target: np.ndarray, gains: OSCGains, q_home: np.ndarray = HOME_Q
+) -> tuple[np.ndarray, float, float]:
     """Arm joint displacement (7,) for one step toward (p_target, R_target) and the position
     (m) and orientation (rad) errors before the step."""
     p, R = kin.ee_pose()
@@ -244,25 +251,90 @@ class SubtaskConfig:
 SUBTASKS: dict[str, SubtaskConfig] = {
     c.subtask: c
     for c in (
-        SubtaskConfig("microwave", "open-microwave", "microhandle_site", "microwave", direction=-1.0,
-                      release_at=-0.6, pre_offset=(0.03, -0.12, 0.0), contact_offset=(0.0, 0.01, 0.0),
-                      grasp=True, lead=0.2),
-        SubtaskConfig("light switch", "flip-light-switch", "light_site", "light_switch", direction=-1.0,
-                      release_at=-0.6, pre_offset=(0.06, -0.12, 0.0), contact_offset=(0.035, 0.0, 0.0), lead=0.3),
-        SubtaskConfig("slide cabinet", "open-slide-cabinet", "slide_site", "slide_cabinet", direction=1.0,
-                      release_at=0.3, pre_offset=(-0.06, -0.12, 0.0), contact_offset=(-0.035, 0.0, 0.0), lead=0.1),
-        SubtaskConfig("bottom burner", "turn-on-bottom-burner", "knob2_site", "knob_Joint_2", direction=-1.0,
-                      release_at=-0.95, pre_offset=(0.0, -0.1, 0.0), contact_offset=(0.0, 0.015, 0.0),
-                      grasp=True, lead=0.3),
-        SubtaskConfig("top burner", "turn-on-top-burner", "knob4_site", "knob_Joint_4", direction=-1.0,
-                      release_at=-0.95, pre_offset=(0.0, -0.1, 0.0), contact_offset=(0.0, 0.015, 0.0),
-                      grasp=True, lead=0.3),
-        SubtaskConfig("hinge cabinet", "open-hinge-cabinet", "hinge_site2", "right_hinge_cabinet", direction=1.0,
-                      release_at=1.3, pre_offset=(0.0, -0.12, 0.0), contact_offset=(0.0, 0.01, 0.0),
-                      grasp=True, lead=0.2, follow_steps=200, regrasp_at=(0.55,), regrasp_yaw=-0.4),
-        SubtaskConfig("kettle", "move-kettle", "kettle_site", "kettle", grasp=True, roll=np.pi / 2,
-                      pre_offset=(0.0, -0.12, 0.0), contact_offset=(0.0, 0.01, 0.0),
-                      carry=((0.0, 0.0, 0.06), (0.04, 0.42, 0.06), (0.04, 0.42, 0.0))),
+        SubtaskConfig(
+            "microwave",
+            "open-microwave",
+            "microhandle_site",
+            "microwave",
+            direction=-1.0,
+            release_at=-0.6,
+            pre_offset=(0.03, -0.12, 0.0),
+            contact_offset=(0.0, 0.01, 0.0),
+            grasp=True,
+            lead=0.2,
+        ),
+        SubtaskConfig(
+            "light switch",
+            "flip-light-switch",
+            "light_site",
+            "light_switch",
+            direction=-1.0,
+            release_at=-0.6,
+            pre_offset=(0.06, -0.12, 0.0),
+            contact_offset=(0.035, 0.0, 0.0),
+            lead=0.3,
+        ),
+        SubtaskConfig(
+            "slide cabinet",
+            "open-slide-cabinet",
+            "slide_site",
+            "slide_cabinet",
+            direction=1.0,
+            release_at=0.3,
+            pre_offset=(-0.06, -0.12, 0.0),
+            contact_offset=(-0.035, 0.0, 0.0),
+            lead=0.1,
+        ),
+        SubtaskConfig(
+            "bottom burner",
+            "turn-on-bottom-burner",
+            "knob2_site",
+            "knob_Joint_2",
+            direction=-1.0,
+            release_at=-0.95,
+            pre_offset=(0.0, -0.1, 0.0),
+            contact_offset=(0.0, 0.015, 0.0),
+            grasp=True,
+            lead=0.3,
+        ),
+        SubtaskConfig(
+            "top burner",
+            "turn-on-top-burner",
+            "knob4_site",
+            "knob_Joint_4",
+            direction=-1.0,
+            release_at=-0.95,
+            pre_offset=(0.0, -0.1, 0.0),
+            contact_offset=(0.0, 0.015, 0.0),
+            grasp=True,
+            lead=0.3,
+        ),
+        SubtaskConfig(
+            "hinge cabinet",
+            "open-hinge-cabinet",
+            "hinge_site2",
+            "right_hinge_cabinet",
+            direction=1.0,
+            release_at=1.3,
+            pre_offset=(0.0, -0.12, 0.0),
+            contact_offset=(0.0, 0.01, 0.0),
+            grasp=True,
+            lead=0.2,
+            follow_steps=200,
+            regrasp_at=(0.55,),
+            regrasp_yaw=-0.4,
+        ),
+        SubtaskConfig(
+            "kettle",
+            "move-kettle",
+            "kettle_site",
+            "kettle",
+            grasp=True,
+            roll=np.pi / 2,
+            pre_offset=(0.0, -0.12, 0.0),
+            contact_offset=(0.0, 0.01, 0.0),
+            carry=((0.0, 0.0, 0.06), (0.04, 0.42, 0.06), (0.04, 0.42, 0.0)),
+        ),
     )
 }
 SKILL_TO_SUBTASK = {c.skill: c.subtask for c in SUBTASKS.values()}
@@ -300,8 +372,14 @@ class KitchenSubtaskSkill:
     approach, up to ``retries`` times.
     """
 
-    def __init__(self, spec: SkillSpec, config: SubtaskConfig, kin: KitchenKinematics | None = None,
-                 gains: OSCGains = OSCGains(), retries: int = 2):
+    def __init__(
+        self,
+        spec: SkillSpec,
+        config: SubtaskConfig,
+        kin: KitchenKinematics | None = None,
+        gains: OSCGains = OSCGains(),
+        retries: int = 2,
+    ):
         self.spec = spec
         self.config = config
         self.kin = kin or KitchenKinematics()
@@ -358,7 +436,7 @@ class KitchenSubtaskSkill:
     def _obj_q(self) -> np.ndarray:
         c = self.config
         n = 7 if c.joint == "kettle" else 1
-        return self.kin.data.qpos[self._adr: self._adr + n].copy()
+        return self.kin.data.qpos[self._adr : self._adr + n].copy()
 
     def _plan(self) -> None:
         """Build the phase list from the current state (handle pose, hand orientation)."""
@@ -369,7 +447,7 @@ class KitchenSubtaskSkill:
         pre = p_site + np.array(c.pre_offset)
         contact = p_site + np.array(c.contact_offset)
         fingers_at_contact = FINGER_OPEN if c.grasp else FINGER_CLOSED
-        fixed = lambda p, R=R_grip: (lambda: (p, R))  # noqa: E731
+        fixed = lambda p, R=R_grip: lambda: (p, R)  # noqa: E731
         phases = [
             _Phase("approach", fixed(pre), fingers_at_contact, tol=0.02, max_steps=120),
             _Phase("contact", fixed(contact), fingers_at_contact, tol=0.015, max_steps=40),
@@ -387,23 +465,56 @@ class KitchenSubtaskSkill:
             q0 = float(self._obj_q()[0])
             stops = [v for v in c.regrasp_at if (v - q0) * c.direction > 0]
             for k, stop in enumerate(stops):
-                phases.append(_Phase(f"follow{k}", self._follow_target(R_grip, contact), hold, tol=-1.0,
-                                     max_steps=c.follow_steps, until=self._passed(stop)))
-                phases.append(_Phase(f"let-go{k}", self._retreat_target((0.0, 0.0, 0.0)), FINGER_OPEN, tol=1.0,
-                                     max_steps=8, hold_steps=6))
+                phases.append(
+                    _Phase(
+                        f"follow{k}",
+                        self._follow_target(R_grip, contact),
+                        hold,
+                        tol=-1.0,
+                        max_steps=c.follow_steps,
+                        until=self._passed(stop),
+                    )
+                )
+                phases.append(
+                    _Phase(
+                        f"let-go{k}",
+                        self._retreat_target((0.0, 0.0, 0.0)),
+                        FINGER_OPEN,
+                        tol=1.0,
+                        max_steps=8,
+                        hold_steps=6,
+                    )
+                )
                 back, again = self._regrasp_targets()
                 phases.append(_Phase(f"back{k}", back, FINGER_OPEN, tol=0.02, max_steps=40))
                 phases.append(_Phase(f"recontact{k}", again, FINGER_OPEN, tol=0.015, max_steps=40))
                 phases.append(_Phase(f"regrasp{k}", again, FINGER_CLOSED, tol=1.0, max_steps=10, hold_steps=8))
-            phases.append(_Phase("follow", self._follow_target(R_grip, contact), hold, tol=-1.0,
-                                 max_steps=c.follow_steps, until=self._released_ok))
+            phases.append(
+                _Phase(
+                    "follow",
+                    self._follow_target(R_grip, contact),
+                    hold,
+                    tol=-1.0,
+                    max_steps=c.follow_steps,
+                    until=self._released_ok,
+                )
+            )
             end = None
         else:
-            phases.append(_Phase("follow", self._follow_target(R_grip, contact), hold, tol=-1.0,
-                                 max_steps=c.follow_steps, until=self._released_ok))
+            phases.append(
+                _Phase(
+                    "follow",
+                    self._follow_target(R_grip, contact),
+                    hold,
+                    tol=-1.0,
+                    max_steps=c.follow_steps,
+                    until=self._released_ok,
+                )
+            )
             end = None
-        phases.append(_Phase("release", None if end is None else fixed(end), FINGER_OPEN, tol=1.0, max_steps=8,
-                             hold_steps=6))
+        phases.append(
+            _Phase("release", None if end is None else fixed(end), FINGER_OPEN, tol=1.0, max_steps=8, hold_steps=6)
+        )
         phases.append(_Phase("retreat", self._retreat_target(), FINGER_OPEN, tol=0.02, max_steps=60))
         phases.append(_Phase("home", None, FINGER_OPEN, tol=0.05, max_steps=120))
         self._phases = phases
@@ -577,13 +688,22 @@ def measure_success(subtasks: list[str], episodes: int, seed: int = 0, init_nois
                 if term or trunc:
                     break
         env.close()
-        rows.append(dict(subtask=cfg.subtask, skill=cfg.skill, episodes=episodes, successes=ok,
-                         rate=ok / episodes, mean_steps=float(np.mean(steps)) if steps else None))
+        rows.append(
+            dict(
+                subtask=cfg.subtask,
+                skill=cfg.skill,
+                episodes=episodes,
+                successes=ok,
+                rate=ok / episodes,
+                mean_steps=float(np.mean(steps)) if steps else None,
+            )
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m embodied.skills.kitchen --episodes 10 --init-noise 0.1 --out runs/embodied/kitchen_controllers.md``"""
+    """``python -m embodied.skills.kitchen --episodes 10 --init-noise 0.1 --out "
+    "runs/embodied/kitchen_controllers.md``"""
     import argparse
     from pathlib import Path
 
@@ -595,9 +715,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/embodied/kitchen_controllers.md")
     a = ap.parse_args(argv)
     rows = measure_success([s.strip() for s in a.subtasks.split(",")], a.episodes, a.seed, a.init_noise)
-    lines = [f"Franka Kitchen controllers: {a.episodes} episodes each, seed {a.seed}, arm start noise "
-             f"±{a.init_noise} rad; success = the env's completion signal within 400 steps.", "",
-             "| subtask | skill | success | rate | mean steps to success |", "|---|---|---|---|---|"]
+    lines = [
+        f"Franka Kitchen controllers: {a.episodes} episodes each, seed {a.seed}, arm start noise "
+        f"±{a.init_noise} rad; success = the env's completion signal within 400 steps.",
+        "",
+        "| subtask | skill | success | rate | mean steps to success |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         ms = f"{r['mean_steps']:.0f}" if r["mean_steps"] is not None else "-"
         lines.append(f"| {r['subtask']} | {r['skill']} | {r['successes']}/{r['episodes']} | {r['rate']:.0%} | {ms} |")

@@ -1,5 +1,6 @@
 """Meta-World skills: the scripted expert policy Meta-World ships for each task
 (``metaworld.policies``), one skill per task of the suite, done by ``info['success']``."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -9,6 +9,7 @@ Every encoder maps points ``(B, N, 3)`` to the core's ``EncoderOutput(pooled (B,
 second set-abstraction level's centroids; point_transformer: the patches) or per point
 (dgcnn). After a forward, ``encoder.last_centers`` (B, L, 3) holds the token positions.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,10 +34,12 @@ class PointEncoderConfig:
 
 def build_point_encoder(cfg: PointEncoderConfig) -> nn.Module:
     """The encoder named by ``cfg``; ConfigError for an unknown name or bad kwargs."""
-    from pointcloud.encoders import dgcnn, pointnet2, point_transformer  # noqa: F401  (registers)
+    from pointcloud.encoders import dgcnn, point_transformer, pointnet2  # noqa: F401  (registers)
 
     if cfg.name not in POINT_ENCODERS:
-        raise ConfigError(f"point encoder {cfg.name!r} is not registered; known: {', '.join(sorted(POINT_ENCODERS._items))}")
+        raise ConfigError(
+            f"point encoder {cfg.name!r} is not registered; known: {', '.join(sorted(POINT_ENCODERS._items))}"
+        )
     try:
         return POINT_ENCODERS.get(cfg.name)(**dict(cfg.kwargs))
     except TypeError as e:

@@ -2,6 +2,7 @@
 each layer's feature space. The layers are torch-geometric's ``EdgeConv``; its
 ``DynamicEdgeConv`` needs pyg-lib / torch-cluster for the kNN, which have no wheels for this
 torch, so the dynamic graph comes from ``pointcloud.ops.knn`` (same result)."""
+
 from __future__ import annotations
 
 import torch
@@ -32,7 +33,9 @@ class DGCNN(nn.Module):
         self.convs = nn.ModuleList()
         c = 3
         for d in dims:
-            self.convs.append(EdgeConv(nn.Sequential(nn.Linear(2 * c, d), nn.LayerNorm(d), nn.LeakyReLU(0.2)), aggr="max"))
+            self.convs.append(
+                EdgeConv(nn.Sequential(nn.Linear(2 * c, d), nn.LayerNorm(d), nn.LeakyReLU(0.2)), aggr="max")
+            )
             c = d
         self.fuse = nn.Sequential(nn.Linear(sum(dims), emb_dim), nn.LayerNorm(emb_dim), nn.LeakyReLU(0.2))
         self.head = nn.Linear(2 * emb_dim, out_dim)

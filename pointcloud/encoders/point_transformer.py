@@ -1,6 +1,7 @@
 """A small point transformer in the Point-BERT / Point-MAE style: FPS centres, kNN patches
 normalised to their centre, a mini-PointNet per patch as its token, an MLP position
 embedding of the centres, a CLS token and a standard transformer encoder."""
+
 from __future__ import annotations
 
 import torch
@@ -27,15 +28,26 @@ class MiniPointNet(nn.Module):
 
 
 class PointTransformer(nn.Module):
-    def __init__(self, n_patches: int = 64, patch_size: int = 32, width: int = 128, layers: int = 4, heads: int = 4,
-                 out_dim: int = 256, mlp_ratio: float = 2.0, dropout: float = 0.0):
+    def __init__(
+        self,
+        n_patches: int = 64,
+        patch_size: int = 32,
+        width: int = 128,
+        layers: int = 4,
+        heads: int = 4,
+        out_dim: int = 256,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.n_patches, self.patch_size = n_patches, patch_size
         self.embed = MiniPointNet(width)
         self.pos = nn.Sequential(nn.Linear(3, width), nn.GELU(), nn.Linear(width, width))
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
         self.cls_pos = nn.Parameter(torch.randn(1, 1, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, int(width * mlp_ratio), dropout, activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, int(width * mlp_ratio), dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(2 * width, out_dim)

@@ -1,5 +1,6 @@
 """PointNet++ single-scale grouping (Qi et al. 2017, "PointNet++", the SSG classification net):
 two set-abstraction levels (FPS centroids, ball query, shared MLP, max) and a global one."""
+
 from __future__ import annotations
 
 import torch
@@ -38,8 +39,14 @@ class SetAbstraction(nn.Module):
 
 
 class PointNet2SSG(nn.Module):
-    def __init__(self, width: int = 64, out_dim: int = 256, n_centers: tuple[int, int] = (256, 64), k: tuple[int, int] = (32, 32),
-                 radius: tuple[float, float] = (0.2, 0.4)):
+    def __init__(
+        self,
+        width: int = 64,
+        out_dim: int = 256,
+        n_centers: tuple[int, int] = (256, 64),
+        k: tuple[int, int] = (32, 32),
+        radius: tuple[float, float] = (0.2, 0.4),
+    ):
         super().__init__()
         w = width
         self.sa1 = SetAbstraction(n_centers[0], radius[0], k[0], 0, [w, w, 2 * w])

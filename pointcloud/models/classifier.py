@@ -1,5 +1,6 @@
 """Supervised point-cloud classification: any registered point encoder + a linear head,
 with PointNet++-style augmentation (z rotation, anisotropic scale, jitter) in training."""
+
 from __future__ import annotations
 
 import torch
@@ -13,7 +14,9 @@ class PointClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, n_classes: int, augment: bool = True, label_smoothing: float = 0.1):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Sequential(nn.LayerNorm(encoder.output_dim), nn.Dropout(0.2), nn.Linear(encoder.output_dim, n_classes))
+        self.head = nn.Sequential(
+            nn.LayerNorm(encoder.output_dim), nn.Dropout(0.2), nn.Linear(encoder.output_dim, n_classes)
+        )
         self.augment = augment
         self.label_smoothing = label_smoothing
 

@@ -9,6 +9,7 @@ with g the frozen image tower; combined with learnable weights
 ``exp(-s_c) L_cross + exp(-s_i) L_intra + s_c + s_i`` (uncertainty weighting, so a weight
 can be learned without collapsing to 0).
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,7 +40,14 @@ class Clip2PointPretrainer(nn.Module):
     """``forward(batch)`` with batch ``points (B, N, 3)``, ``images (B, 3, S, S)`` (teacher
     input), ``views (B, 2)`` (azimuth, elevation of the image) -> {"loss", ...}."""
 
-    def __init__(self, teacher: nn.Module, depth_encoder: DepthEncoder, image_size: int, jitter_degrees: float = 10.0, temperature: float = 0.1):
+    def __init__(
+        self,
+        teacher: nn.Module,
+        depth_encoder: DepthEncoder,
+        image_size: int,
+        jitter_degrees: float = 10.0,
+        temperature: float = 0.1,
+    ):
         super().__init__()
         self.teacher = teacher.requires_grad_(False)  # the frozen image-text model (DualEncoder)
         self.depth = depth_encoder
@@ -48,14 +56,16 @@ class Clip2PointPretrainer(nn.Module):
         self.temperature = temperature
         self.log_var = nn.Parameter(torch.zeros(2))  # (cross, intra) uncertainty weights
 
-    def train(self, mode: bool = True) -> "Clip2PointPretrainer":
+    def train(self, mode: bool = True) -> Clip2PointPretrainer:
         super().train(mode)
         self.teacher.eval()
         return self
 
     def render(self, points: torch.Tensor, views: torch.Tensor, jitter: float) -> torch.Tensor:
         """points (B, N, 3), views (B, 2) -> depth (B, 1, S, S) from each sample's own camera."""
-        mats = torch.stack([projection.view_matrices([tuple(v)]) for v in views.tolist()]).to(points.device)  # (B, 1, 3, 3)
+        mats = torch.stack([projection.view_matrices([tuple(v)]) for v in views.tolist()]).to(
+            points.device
+        )  # (B, 1, 3, 3)
         if jitter > 0:
             mats = torch.stack([projection.jitter_views(m, 1, jitter)[0] for m in mats])
         return projection.depth_maps(points, mats, self.image_size)
@@ -74,7 +84,9 @@ class Clip2PointPretrainer(nn.Module):
 
 
 @torch.no_grad()
-def class_text_embeddings(dual: nn.Module, tokenizer, class_names: list[str], templates: list[str], fill: dict[str, list[str]] | None = None) -> torch.Tensor:
+def class_text_embeddings(
+    dual: nn.Module, tokenizer, class_names: list[str], templates: list[str], fill: dict[str, list[str]] | None = None
+) -> torch.Tensor:
     """Prompt-ensembled class embeddings (B=C, E), normalised: every template, and every value
     of the extra fields in ``fill`` (e.g. colours), averaged per class (CLIP's ensembling)."""
     import itertools
@@ -95,11 +107,13 @@ def class_text_embeddings(dual: nn.Module, tokenizer, class_names: list[str], te
 
 
 @torch.no_grad()
-def multiview_depth_embeddings(depth_encoder: DepthEncoder, points: torch.Tensor, views, image_size: int, batch_size: int = 64) -> torch.Tensor:
+def multiview_depth_embeddings(
+    depth_encoder: DepthEncoder, points: torch.Tensor, views, image_size: int, batch_size: int = 64
+) -> torch.Tensor:
     """points (B, N, 3) -> per-view depth embeddings (B, V, E)."""
     out = []
     for s in range(0, points.shape[0], batch_size):
-        d = projection.depth_maps(points[s:s + batch_size], views, image_size)  # (b, V, S, S)
+        d = projection.depth_maps(points[s : s + batch_size], views, image_size)  # (b, V, S, S)
         b, V = d.shape[:2]
         out.append(depth_encoder(d.reshape(b * V, 1, image_size, image_size)).view(b, V, -1))
     return torch.cat(out)
@@ -115,7 +129,9 @@ class DualPathAdapter(nn.Module):
     def __init__(self, n_views: int, dim: int, hidden: int = 64, alpha: float = 0.5, beta: float = 1.0):
         super().__init__()
         self.view_mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
-        self.global_mlp = nn.Sequential(nn.Linear(n_views * dim, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, dim))
+        self.global_mlp = nn.Sequential(
+            nn.Linear(n_views * dim, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, dim)
+        )
         self.alpha, self.beta = alpha, beta
 
     def forward(self, feats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -126,8 +142,15 @@ class DualPathAdapter(nn.Module):
         return zero_shot + self.beta * adapted
 
 
-def train_adapter(feats: torch.Tensor, labels: torch.Tensor, text: torch.Tensor, steps: int = 300, lr: float = 1e-2, logit_scale: float = 20.0,
-                  seed: int = 0) -> DualPathAdapter:
+def train_adapter(
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    text: torch.Tensor,
+    steps: int = 300,
+    lr: float = 1e-2,
+    logit_scale: float = 20.0,
+    seed: int = 0,
+) -> DualPathAdapter:
     """Fit a DualPathAdapter on few-shot features (K*C, V, E) with cross-entropy."""
     torch.manual_seed(seed)
     ad = DualPathAdapter(feats.shape[1], feats.shape[2]).to(feats.device)

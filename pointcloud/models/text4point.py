@@ -10,6 +10,7 @@ Losses per batch of (cloud, RGB render, the render's camera):
   at that pixel, with centres landing on the same patch of the same image as positives;
 * global: the pooled point embedding against the image embedding (CLIP InfoNCE).
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,7 +22,9 @@ from vlx.losses import ClipLoss
 
 
 class Text4PointPretrainer(nn.Module):
-    def __init__(self, teacher: nn.Module, point_encoder: nn.Module, image_size: int, patch_size: int, token_weight: float = 1.0):
+    def __init__(
+        self, teacher: nn.Module, point_encoder: nn.Module, image_size: int, patch_size: int, token_weight: float = 1.0
+    ):
         super().__init__()
         self.teacher = teacher.requires_grad_(False)
         self.points = point_encoder
@@ -33,7 +36,7 @@ class Text4PointPretrainer(nn.Module):
         self.loss = ClipLoss()
         self.log_scale = nn.Parameter(torch.tensor(2.6593))  # log(1/0.07), CLIP's init
 
-    def train(self, mode: bool = True) -> "Text4PointPretrainer":
+    def train(self, mode: bool = True) -> Text4PointPretrainer:
         super().train(mode)
         self.teacher.eval()
         return self
@@ -67,4 +70,8 @@ class Text4PointPretrainer(nn.Module):
         scale = self.log_scale.exp().clamp(max=100)
         token_loss = self.loss(tok, target, scale, ids=ids)
         global_loss = self.loss(F.normalize(self.proj(out.pooled), dim=-1), img_embed, scale)
-        return {"loss": global_loss + self.token_weight * token_loss, "token": token_loss.detach(), "global": global_loss.detach()}
+        return {
+            "loss": global_loss + self.token_weight * token_loss,
+            "token": token_loss.detach(),
+            "global": global_loss.detach(),
+        }

@@ -5,6 +5,7 @@ object's points, centred and scaled by the object's box, plus an embedding of th
 scene coordinates. ``pointcloud:<name>`` uses an encoder of the pointcloud sibling instead
 (its global embedding from ``pointcloud.encoders.build_point_encoder``; xyz only).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from vlx.config import ConfigError
 
 @dataclass
 class ObjectEncoderConfig:
-    backbone: str = "pointnet"   # or "pointcloud:<encoder name>"
+    backbone: str = "pointnet"  # or "pointcloud:<encoder name>"
     hidden: int = 64
     use_color: bool = True
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -32,8 +33,9 @@ class PointNetObjects(nn.Module):
         super().__init__()
         self.use_color = use_color
         c = 6 if use_color else 3
-        self.mlp = nn.Sequential(nn.Linear(c, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(c, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, dim)
+        )
 
     def forward(self, points: Tensor, box: Tensor) -> Tensor:
         xyz = (points[..., :3] - box[:, None, :3]) / box[:, None, 3:6].clamp(min=1e-3)

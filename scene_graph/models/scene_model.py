@@ -8,10 +8,11 @@ messages along the relation edges (the text-conditioned object states flow along
 features say "left of", "on", ...). ``gnn.use_edges: false`` removes every edge and keeps all
 weights: the ablation that shows what the relations buy.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,10 +45,10 @@ class SceneModelConfig:
     gnn: GNNConfig = field(default_factory=GNNConfig)
     fusion_heads: int = 4
     dropout: float = 0.0
-    num_answers: int = 0       # QA answer classes (0: no QA head)
+    num_answers: int = 0  # QA answer classes (0: no QA head)
     answer_weight: float = 1.0  # QA loss weight against the grounding loss
-    num_classes: int = 0       # object categories for masked-object prediction (0: none)
-    vocab_size: int = 0        # masked words / captions (0: none)
+    num_classes: int = 0  # object categories for masked-object prediction (0: none)
+    vocab_size: int = 0  # masked words / captions (0: none)
     init_temperature: float = 0.07
     # MAttNet-style relation module in the grounding score (Yu et al. 2018): the sentence is
     # split by learned word attention into subject / anchor / relation phrases and an object
@@ -69,7 +70,9 @@ def make_graph_layer(kind: str, dim: int, heads: int) -> nn.Module:
     if kind == "gat":
         return GATConv(dim, dim // heads, heads=heads, edge_dim=dim, add_self_loops=True, fill_value="mean")
     if kind == "gine":
-        return GINEConv(nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)), edge_dim=dim, train_eps=True)
+        return GINEConv(
+            nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)), edge_dim=dim, train_eps=True
+        )
     raise ConfigError(f"model.gnn.kind: unknown {kind!r}; known: transformer, gat, gine")
 
 
@@ -89,17 +92,24 @@ class FusionBlock(nn.Module):
         self.norm_m = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
 
-    def forward(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor, node_batch: Tensor,
-                text: Optional[Tensor] = None, text_pad: Optional[Tensor] = None,
-                sent: Optional[Tensor] = None) -> Tensor:
-        e = self.edge_mlp(edge_attr)                                # (E, D)
+    def forward(
+        self,
+        h: Tensor,
+        edge_index: Tensor,
+        edge_attr: Tensor,
+        node_batch: Tensor,
+        text: Tensor | None = None,
+        text_pad: Tensor | None = None,
+        sent: Tensor | None = None,
+    ) -> Tensor:
+        e = self.edge_mlp(edge_attr)  # (E, D)
         if sent is not None:
             scale, shift = self.edge_film(sent[node_batch[edge_index[0]]]).chunk(2, dim=-1)
             e = e * (1 + scale) + shift
         if text is not None:
             # Each object (one query) attends only to its own scene's words: gather them per node.
-            q = self.norm_x(h).unsqueeze(1)                     # (N, 1, D)
-            kv = text[node_batch]                               # (N, L, D)
+            q = self.norm_x(h).unsqueeze(1)  # (N, 1, D)
+            kv = text[node_batch]  # (N, L, D)
             a, _ = self.cross(q, kv, kv, key_padding_mask=text_pad[node_batch], need_weights=False)
             h = h + a.squeeze(1)
         h = h + self.graph(self.norm_g(h), edge_index, e)
@@ -117,15 +127,18 @@ class SceneGraphModel(nn.Module):
         self.objects = ObjectEncoder(cfg.objects, d)
         self.text = cache_if_frozen(build_text_encoder(cfg.text))
         self.text_proj = nn.Linear(self.text.output_dim, d)
-        self.blocks = nn.ModuleList(FusionBlock(d, cfg.fusion_heads, cfg.gnn, cfg.dropout) for _ in range(cfg.gnn.layers))
+        self.blocks = nn.ModuleList(
+            FusionBlock(d, cfg.fusion_heads, cfg.gnn, cfg.dropout) for _ in range(cfg.gnn.layers)
+        )
         self.norm = nn.LayerNorm(d)
         self.ground_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
         self.ground_query = nn.Linear(d, d)  # score also = <object, sentence>: matches the class fast
         self.relation = RelationScorer(d, cfg.fusion_heads) if cfg.relation_head else None
         # QA reads one object: its fused state, its raw token (the colour/shape evidence before
         # fusion washes it out) and the question. (B, 3D) -> (B, A)
-        self.answer_head = (nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Linear(d, cfg.num_answers))
-                            if cfg.num_answers else None)
+        self.answer_head = (
+            nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Linear(d, cfg.num_answers)) if cfg.num_answers else None
+        )
         self.class_head = nn.Linear(d, cfg.num_classes) if cfg.num_classes else None
         self.mask_token = nn.Parameter(torch.zeros(d))
         # Pre-training projections into one contrastive space.
@@ -140,7 +153,9 @@ class SceneGraphModel(nn.Module):
             self.caption = CaptionHead(d, cfg.vocab_size)
 
     # -- pieces ---------------------------------------------------------------------------
-    def encode_text(self, input_ids: Tensor, attention_mask: Tensor, cache: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    def encode_text(
+        self, input_ids: Tensor, attention_mask: Tensor, cache: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """-> word tokens ``(B, L, D)``, padding mask ``(B, L)`` (True = pad), pooled ``(B, D)``.
         ``cache=False``: a frozen tower runs without its sentence cache (randomly masked
         sentences, which would only fill it)."""
@@ -164,7 +179,7 @@ class SceneGraphModel(nn.Module):
             ea = torch.cat([ea[:, :EDGE_RELATIONS], torch.zeros_like(ea[:, EDGE_RELATIONS:])], -1)
         return ei, ea
 
-    def encode_objects(self, batch: dict, mask: Optional[Tensor] = None) -> Tensor:
+    def encode_objects(self, batch: dict, mask: Tensor | None = None) -> Tensor:
         """Object tokens ``(N, D)``; rows in ``mask (N,)`` bool get the mask token (their
         points hidden, their box kept: masked modality learning predicts them from context)."""
         h = self.objects(batch["points"], batch["box"], batch["node_batch"])
@@ -177,8 +192,14 @@ class SceneGraphModel(nn.Module):
         centre = scatter(box[:, :3], nb, dim=0, reduce="mean")[nb]
         return self.objects.box(torch.cat([box[:, :3] - centre, box[:, 3:6]], -1))
 
-    def contextualise(self, h: Tensor, batch: dict, text: Optional[Tensor] = None, pad: Optional[Tensor] = None,
-                      sent: Optional[Tensor] = None) -> Tensor:
+    def contextualise(
+        self,
+        h: Tensor,
+        batch: dict,
+        text: Tensor | None = None,
+        pad: Tensor | None = None,
+        sent: Tensor | None = None,
+    ) -> Tensor:
         ei, ea = self.edges(batch)
         for blk in self.blocks:
             h = blk(h, ei, ea, batch["node_batch"], text, pad, sent)
@@ -241,12 +262,12 @@ class RelationScorer(nn.Module):
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
-        self.queries = nn.Parameter(torch.randn(3, dim) * dim ** -0.5)
+        self.queries = nn.Parameter(torch.randn(3, dim) * dim**-0.5)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.subject = nn.Linear(2 * dim, dim)
         self.anchor = nn.Linear(2 * dim, dim)
         self.edge = nn.Sequential(nn.Linear(EDGE_DIM, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.scale = dim ** -0.5
+        self.scale = dim**-0.5
 
     def phrases(self, words: Tensor, pad: Tensor) -> Tensor:
         """``(B, L, D)`` words, ``(B, L)`` pad mask -> ``(B, 3, D)``: subject, anchor, relation."""
@@ -254,8 +275,16 @@ class RelationScorer(nn.Module):
         out, _ = self.attn(q, words, words, key_padding_mask=pad, need_weights=False)
         return out
 
-    def forward(self, tokens: Tensor, h: Tensor, words: Tensor, pad: Tensor, node_batch: Tensor,
-                edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+    def forward(
+        self,
+        tokens: Tensor,
+        h: Tensor,
+        words: Tensor,
+        pad: Tensor,
+        node_batch: Tensor,
+        edge_index: Tensor,
+        edge_attr: Tensor,
+    ) -> Tensor:
         """Per-object relation-aware scores ``(N,)`` from raw tokens and fused states ``(N, D)``."""
         ph = self.phrases(words, pad)
         obj = torch.cat([tokens, h], -1)
@@ -263,8 +292,8 @@ class RelationScorer(nn.Module):
         if edge_index.shape[1] == 0:
             return subj
         i, j = edge_index
-        anc = (self.anchor(obj) * ph[node_batch, 1]).sum(-1) * self.scale          # (N,)
-        rel = (self.edge(edge_attr) * ph[node_batch[i], 2]).sum(-1) * self.scale   # (E,)
+        anc = (self.anchor(obj) * ph[node_batch, 1]).sum(-1) * self.scale  # (N,)
+        rel = (self.edge(edge_attr) * ph[node_batch[i], 2]).sum(-1) * self.scale  # (E,)
         pair = anc[j] + rel
         # log-sum-exp of pair over each object's outgoing edges (objects without edges: 0).
         m = scatter(pair.detach(), i, dim=0, dim_size=h.shape[0], reduce="max")
@@ -276,7 +305,7 @@ class RelationScorer(nn.Module):
 
 def grounding_loss(scores: Tensor, node_batch: Tensor, target: Tensor) -> Tensor:
     """Cross-entropy over the objects of each scene: scores ``(N,)``, target ``(B,)`` global index."""
-    dense, valid = to_dense_batch(scores, node_batch, fill_value=float("-inf"))   # (B, M)
+    dense, valid = to_dense_batch(scores, node_batch, fill_value=float("-inf"))  # (B, M)
     ptr = torch.zeros(dense.shape[0] + 1, dtype=torch.long, device=scores.device)
     ptr[1:] = torch.bincount(node_batch, minlength=dense.shape[0]).cumsum(0)
     return F.cross_entropy(dense, target - ptr[:-1])

@@ -1,5 +1,6 @@
 """Demo collection: layout, determinism, resume after a lost file, sharding, and the loader's
 errors for a truncated file, another benchmark's demo and an unknown camera."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,18 @@ TASKS = ["reach-v3", "pick-place-v3"]
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     out = tmp_path_factory.mktemp("demos")
-    cfg = CollectConfig(benchmark="metaworld-mt10", tasks=TASKS, episodes=1, out=str(out), cameras=["corner"], depth=True,
-                        width=32, height=32, max_steps=6, progress=False)
+    cfg = CollectConfig(
+        benchmark="metaworld-mt10",
+        tasks=TASKS,
+        episodes=1,
+        out=str(out),
+        cameras=["corner"],
+        depth=True,
+        width=32,
+        height=32,
+        max_steps=6,
+        progress=False,
+    )
     return cfg, collect(cfg)
 
 
@@ -59,7 +70,9 @@ def test_resume_rewrites_only_missing_and_is_deterministic(rendered):
 
 
 def test_sharding_partitions_the_episodes(tmp_path):
-    cfg = CollectConfig(benchmark="metaworld-mt10", tasks=TASKS, episodes=3, out=str(tmp_path), max_steps=3, progress=False)
+    cfg = CollectConfig(
+        benchmark="metaworld-mt10", tasks=TASKS, episodes=3, out=str(tmp_path), max_steps=3, progress=False
+    )
     r0 = collect(cfg, rank=0, world_size=2)
     r1 = collect(cfg, rank=1, world_size=2)
     assert len(r0) == 3 and len(r1) == 3 and not set(r0) & set(r1)
@@ -104,6 +117,13 @@ def test_nonexistent_camera_at_collection(tmp_path):
     with pytest.raises(DataError, match=r"camera 'frontcam' does not exist; known cameras: topview, corner"):
         CameraRig(sim_handles(env)[0], ["frontcam"], 32, 32, where="metaworld-mt10 reach-v3")
     env.close()
-    cfg = CollectConfig(benchmark="metaworld-mt10", tasks=["reach-v3"], episodes=1, out=str(tmp_path), cameras=["frontcam"], progress=False)
+    cfg = CollectConfig(
+        benchmark="metaworld-mt10",
+        tasks=["reach-v3"],
+        episodes=1,
+        out=str(tmp_path),
+        cameras=["frontcam"],
+        progress=False,
+    )
     with pytest.raises(DataError, match="frontcam"):
         collect(cfg)

@@ -1,6 +1,7 @@
 """Exports for the siblings: ScanNet-layout RGB-D frames that fuse (open3d) into a cloud whose
 instance labels match the simulator's objects; MSR-VTT-style rollout videos that video/'s
 loader reads; ScanRefer-style descriptions from simulator state."""
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,27 @@ from vlx.data.errors import DataError
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     out = tmp_path_factory.mktemp("rgbd")
-    return export_rgbd("metaworld-mt10", "pick-place-v3", out, cameras=["corner", "corner3"], frames=1, width=96, height=96, seed=7)
+    return export_rgbd(
+        "metaworld-mt10", "pick-place-v3", out, cameras=["corner", "corner3"], frames=1, width=96, height=96, seed=7
+    )
 
 
 def test_scannet_layout(scene):
     sid = scene.name
-    for rel in ("color/0.jpg", "depth/0.png", "pose/0.txt", "instance-filt/1.png", "label-filt/1.png",
-                "intrinsic/intrinsic_color.txt", "intrinsic/intrinsic_depth.txt", "intrinsic/extrinsic_depth.txt",
-                "objects.json", f"{sid}_vh_clean_2.ply", f"{sid}.aggregation.json", f"{sid}_vh_clean_2.0.010000.segs.json"):
+    for rel in (
+        "color/0.jpg",
+        "depth/0.png",
+        "pose/0.txt",
+        "instance-filt/1.png",
+        "label-filt/1.png",
+        "intrinsic/intrinsic_color.txt",
+        "intrinsic/intrinsic_depth.txt",
+        "intrinsic/extrinsic_depth.txt",
+        "objects.json",
+        f"{sid}_vh_clean_2.ply",
+        f"{sid}.aggregation.json",
+        f"{sid}_vh_clean_2.0.010000.segs.json",
+    ):
         assert (scene / rel).is_file(), rel
     f = read_scannet_frame(scene, 0)
     assert f["depth"].dtype == np.uint16 and f["color"].shape == (96, 96, 3)
@@ -92,7 +106,11 @@ def test_scanrefer_descriptions(tmp_path):
     entries = json.loads(p.read_text())
     assert all({"scene_id", "object_id", "object_name", "ann_id", "description", "token"} <= set(e) for e in entries)
     puck = [e for e in entries if e["object_name"] == "puck"]
-    table_id = next(o["object_id"] for o in json.loads((tmp_path / "pick-place-v3_7_objects.json").read_text()) if o["name"] == "table")
+    table_id = next(
+        o["object_id"]
+        for o in json.loads((tmp_path / "pick-place-v3_7_objects.json").read_text())
+        if o["name"] == "table"
+    )
     assert any(e["relation"] == "on top of" and e["anchor_id"] == str(table_id) for e in puck)
     assert puck[0]["description"].startswith("the puck is ")
     # a second scene is appended, the first kept

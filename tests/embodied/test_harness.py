@@ -1,5 +1,6 @@
 """The harness: episode loop, plan validation -> taxonomy, planner faults, env faults,
 re-planning, resume after a crash or kill, sharding, vector envs."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from embodied.envs.metaworld import MetaWorldBenchmark, MetaWorldEnv
@@ -97,8 +97,11 @@ def test_plan_validation_feeds_the_taxonomy_and_never_runs_unknown_steps(tmp_pat
 
 @pytest.mark.parametrize(
     "planner,status,detail",
-    [(RaisingPlanner(), "exception", "ConnectionRefusedError"), (SlowPlanner(), "timeout", "timed out"),
-     (GarbagePlanner(), "garbage", "not a Plan")],
+    [
+        (RaisingPlanner(), "exception", "ConnectionRefusedError"),
+        (SlowPlanner(), "timeout", "timed out"),
+        (GarbagePlanner(), "garbage", "not a Plan"),
+    ],
 )
 def test_planner_faults_are_counted_failures(tmp_path, planner, status, detail):
     c = cfg(tmp_path, episodes=2, planner_timeout_s=0.3)
@@ -111,7 +114,9 @@ def test_planner_faults_are_counted_failures(tmp_path, planner, status, detail):
     from embodied.report import summarize
 
     s = summarize(recs)["overall"]
-    assert s["error_taxonomy"]["parse_error"] == 2 and s["planner_status"] == {status: 2} and s["plan_executability"] == 0
+    assert (
+        s["error_taxonomy"]["parse_error"] == 2 and s["planner_status"] == {status: 2} and s["plan_executability"] == 0
+    )
 
 
 class FlakyBenchmark(MetaWorldBenchmark):
@@ -231,8 +236,24 @@ def test_vector_envs_match_single_env(tmp_path):
 def test_killed_cli_run_resumes_without_loss(tmp_path):
     out = tmp_path / "cli"
     # not `python -m vlx.cli`: as __main__ that module is a second copy that plugins do not register into
-    cmd = [sys.executable, "-c", "import sys; from vlx.cli import main; sys.exit(main(sys.argv[1:]))", "embodied", "eval", "--benchmark", "metaworld-mt1:drawer-close-v3",
-           "--planner", "oracle", "--episodes", "8", "--seed", "3", "--out", str(out), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from vlx.cli import main; sys.exit(main(sys.argv[1:]))",
+        "embodied",
+        "eval",
+        "--benchmark",
+        "metaworld-mt1:drawer-close-v3",
+        "--planner",
+        "oracle",
+        "--episodes",
+        "8",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     env = dict(os.environ, MUJOCO_GL="osmesa")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     path = out / "episodes.rank0.jsonl"
@@ -261,9 +282,15 @@ def _chat_server(mode):
             self.rfile.read(int(self.headers["Content-Length"]))
             if mode == "slow":
                 time.sleep(1.5)
-            content = '{"steps": [{"skill": "reach", "args": {}}]}' if mode == "plan" else "Sure! Just reach it, I guess."
-            body = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}],
-                               "usage": {"prompt_tokens": 11, "completion_tokens": 4}}).encode()
+            content = (
+                '{"steps": [{"skill": "reach", "args": {}}]}' if mode == "plan" else "Sure! Just reach it, I guess."
+            )
+            body = json.dumps(
+                {
+                    "choices": [{"message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": 4},
+                }
+            ).encode()
             try:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -355,8 +382,12 @@ def test_vector_worker_env_error_is_recorded(tmp_path, monkeypatch):
 def test_bad_config_values_are_config_errors(tmp_path):
     from vlx.config import ConfigError
 
-    for kw, key in [(dict(episodes=0), "episodes"), (dict(num_envs=0), "num_envs"),
-                    (dict(instructions="random"), "instructions"), (dict(tasks=["fly-v3"]), "fly-v3")]:
+    for kw, key in [
+        (dict(episodes=0), "episodes"),
+        (dict(num_envs=0), "num_envs"),
+        (dict(instructions="random"), "instructions"),
+        (dict(tasks=["fly-v3"]), "fly-v3"),
+    ]:
         with pytest.raises(ConfigError, match=key):
             Harness(cfg(tmp_path, **kw), planner=FixedPlanner(["reach"])).units()
     with pytest.raises(ConfigError, match="unknown option 'temprature'"):
@@ -368,12 +399,31 @@ def test_bad_config_values_are_config_errors(tmp_path):
 def test_cli_and_quickstart_are_registered():
     from vlx.cli import QUICKSTARTS, build_parser
 
-    args = build_parser().parse_args(["embodied", "eval", "--benchmark", "metaworld-mt1:reach-v3", "--planner", "oracle",
-                                      "--episodes", "3", "--planner-arg", "timeout_s=5", "--tasks", "reach-v3"])
+    args = build_parser().parse_args(
+        [
+            "embodied",
+            "eval",
+            "--benchmark",
+            "metaworld-mt1:reach-v3",
+            "--planner",
+            "oracle",
+            "--episodes",
+            "3",
+            "--planner-arg",
+            "timeout_s=5",
+            "--tasks",
+            "reach-v3",
+        ]
+    )
     from embodied.cli import config_from_args
 
     c = config_from_args(args)
     assert (c.benchmark, c.planner, c.episodes, c.planner_kwargs, c.tasks) == (
-        "metaworld-mt1:reach-v3", "oracle", 3, {"timeout_s": 5}, ["reach-v3"])
+        "metaworld-mt1:reach-v3",
+        "oracle",
+        3,
+        {"timeout_s": 5},
+        ["reach-v3"],
+    )
     qs = QUICKSTARTS.get("embodied")
     assert qs.priority == 10

@@ -1,6 +1,7 @@
 """Harness details on a tiny pure-Python benchmark with dict observations ("dot": move a point
 to a goal): extra plan steps stopped early (skill finished / per-step budget) and counted,
 vectorised rollouts of dict observations matching local ones, and videos chosen by id."""
+
 from __future__ import annotations
 
 import json
@@ -67,7 +68,9 @@ class DotBenchmark(Benchmark):
     protocol = "dot: success when the point is within 0.05 of the goal"
 
     def __init__(self, variant: str = ""):
-        self._tasks = [TaskSpec("dot", "move the dot to the goal", (PlanStep("go-to-goal"),), ("dot",), max_episode_steps=200)]
+        self._tasks = [
+            TaskSpec("dot", "move the dot to the goal", (PlanStep("go-to-goal"),), ("dot",), max_episode_steps=200)
+        ]
 
     def tasks(self):
         return list(self._tasks)
@@ -157,7 +160,12 @@ def test_extra_step_that_finishes_is_stopped_counted_and_plan_goes_on(tmp_path):
     for r in recs:
         wander, go = r["executed"]
         assert (wander["step"], wander["stop"], wander["extra"], wander["env_steps"], wander["success"]) == (
-            "wander", "skill_finished", True, 5, False)
+            "wander",
+            "skill_finished",
+            True,
+            5,
+            False,
+        )
         assert go["stop"] == "success" and not go["extra"] and r["success"]
         assert r["env_steps"] == 5 + go["env_steps"] < 200  # not the episode's step limit
         assert [e["kind"] for e in r["plans"][0]["errors"]] == ["extra_step"]
@@ -201,7 +209,10 @@ def test_bad_budget_is_a_config_error(tmp_path):
 
 
 def test_tree_index_matches_per_leaf_indexing():
-    batch = {"pos": np.arange(6).reshape(3, 2), "nested": {"goal": np.arange(3) * 10, "pair": (np.ones(3), np.zeros((3, 2)))}}
+    batch = {
+        "pos": np.arange(6).reshape(3, 2),
+        "nested": {"goal": np.arange(3) * 10, "pair": (np.ones(3), np.zeros((3, 2)))},
+    }
     for i in range(3):
         got = tree_index(batch, i)
         assert np.array_equal(got["pos"], batch["pos"][i]) and got["nested"]["goal"] == 10 * i
@@ -253,17 +264,32 @@ def test_video_episodes_by_id_keep_actions_and_get_mp4s(tmp_path):
 def test_video_episodes_recorded_without_actions_are_listed_missing(tmp_path):
     evaluate(cfg(tmp_path, episodes=2), benchmark=DotBenchmark(), planner=FixedPlanner(["go-to-goal"]), skills=skills())
     # Asking for a video of an episode that is already recorded (resume) cannot film it.
-    s = evaluate(cfg(tmp_path, episodes=2, video_episode_ids=["0"]), benchmark=DotBenchmark(),
-                 planner=FixedPlanner(["go-to-goal"]), skills=skills())
+    s = evaluate(
+        cfg(tmp_path, episodes=2, video_episode_ids=["0"]),
+        benchmark=DotBenchmark(),
+        planner=FixedPlanner(["go-to-goal"]),
+        skills=skills(),
+    )
     assert s["videos"] == [] and s["videos_missing"] == ["dot/0"]
 
 
 def test_cli_video_episodes_and_skill_budget_flags():
+    from embodied.cli import config_from_args
     from vlx.cli import build_parser
 
-    from embodied.cli import config_from_args
-
-    args = build_parser().parse_args(["embodied", "eval", "--benchmark", "kitchen-multi", "--planner", "oracle",
-                                      "--video-episodes", "3,microwave+light/7", "--max-skill-steps", "250"])
+    args = build_parser().parse_args(
+        [
+            "embodied",
+            "eval",
+            "--benchmark",
+            "kitchen-multi",
+            "--planner",
+            "oracle",
+            "--video-episodes",
+            "3,microwave+light/7",
+            "--max-skill-steps",
+            "250",
+        ]
+    )
     c = config_from_args(args)
     assert c.video_episode_ids == ["3", "microwave+light/7"] and c.skill_max_steps == 250 and c.video_episodes == 0

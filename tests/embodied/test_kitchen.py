@@ -1,6 +1,7 @@
 """Franka Kitchen benchmark and subtask controllers: seeded resets, the task file's
 validation, the operational-space step against a naive pseudo-inverse, each controller
 completing its subtask by the env's own signal, and ordered multi-subtask episodes."""
+
 from __future__ import annotations
 
 import os
@@ -10,9 +11,6 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
 import numpy as np
 import pytest
-
-from vlx.config import ConfigError
-from vlx.data.errors import DataError
 
 from embodied.envs import build_benchmark
 from embodied.envs.kitchen import KitchenBenchmark, load_kitchen_tasks, ordered_completion
@@ -25,6 +23,8 @@ from embodied.skills.kitchen import (
     osc_joint_step,
     subtask_config,
 )
+from vlx.config import ConfigError
+from vlx.data.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,15 @@ def test_init_noise_start_is_seeded(bench):
 
 def test_tasks_and_skills_from_yaml(bench):
     names = [t.name for t in bench.tasks()]
-    assert names[:7] == ["microwave", "light-switch", "slide-cabinet", "hinge-cabinet", "bottom-burner", "top-burner", "kettle"]
+    assert names[:7] == [
+        "microwave",
+        "light-switch",
+        "slide-cabinet",
+        "hinge-cabinet",
+        "bottom-burner",
+        "top-burner",
+        "kettle",
+    ]
     t = bench.task("microwave+light")
     assert [s.skill for s in t.ground_truth] == ["open-microwave", "flip-light-switch"]
     assert t.subgoals == ("microwave", "light switch")
@@ -121,21 +129,29 @@ def _write(tmp_path, text):
 
 
 def test_task_file_errors_name_file_and_key(tmp_path):
-    sub = "subtasks:\n  microwave: {skill: open-microwave, description: open it}\n  light switch: {skill: flip, description: flip it}\n"
+    sub = (
+        "subtasks:\n  microwave: {skill: open-microwave, description: open it}\n"
+        "  light switch: {skill: flip, description: flip it}\n"
+    )
     p = _write(tmp_path, "subtasks:\n  toaster: {skill: toast, description: toast}\n")
     with pytest.raises(DataError, match=r"tasks.yaml: subtasks.toaster: unknown subtask 'toaster'"):
         load_kitchen_tasks(p)
     p = _write(tmp_path, sub + "instructions:\n  - {name: a, instruction: x, plan: [open-microwave, fly]}\n")
     with pytest.raises(DataError, match=r"instructions\[0\].plan\[1\]: unknown skill 'fly'"):
         load_kitchen_tasks(p)
-    p = _write(tmp_path, sub + "instructions:\n  - {name: a, instruction: x, plan: [flip, open-microwave], "
-                              "subtasks: [microwave, light switch]}\n")
+    p = _write(
+        tmp_path,
+        sub + "instructions:\n  - {name: a, instruction: x, plan: [flip, open-microwave], "
+        "subtasks: [microwave, light switch]}\n",
+    )
     with pytest.raises(DataError, match=r"instructions\[0\]: plan .* order \['light switch', 'microwave'\]"):
         load_kitchen_tasks(p)
     p = _write(tmp_path, sub + "instructions:\n  - {name: a, instruction: x, plan: [flip, flip]}\n")
     with pytest.raises(DataError, match="repeated"):
         load_kitchen_tasks(p)
-    ok = load_kitchen_tasks(_write(tmp_path, sub + "instructions:\n  - {name: a, instruction: x, plan: [flip, open-microwave]}\n"))
+    ok = load_kitchen_tasks(
+        _write(tmp_path, sub + "instructions:\n  - {name: a, instruction: x, plan: [flip, open-microwave]}\n")
+    )
     assert ok.instructions[0].plan == ("flip", "open-microwave")
 
 
@@ -185,7 +201,9 @@ def test_osc_step_matches_naive_pseudo_inverse():
     np.testing.assert_allclose(dq, naive, atol=1e-5)
     assert dist == pytest.approx(np.linalg.norm(target - p)) and ang == pytest.approx(0.0, abs=1e-6)
     # The posture term lives in the nullspace: it does not move the hand.
-    dq_null, _, _ = osc_joint_step(kin, target, R, OSCGains(kp=1.0, ko=1.0, damping=1e-4, k_null=0.5, max_lin=1.0, max_ang=1.0))
+    dq_null, _, _ = osc_joint_step(
+        kin, target, R, OSCGains(kp=1.0, ko=1.0, damping=1e-4, k_null=0.5, max_lin=1.0, max_ang=1.0)
+    )
     assert np.linalg.norm(dq_null - dq) > 1e-3
     np.testing.assert_allclose(J @ (dq_null - dq), np.zeros(6), atol=1e-5)
     # Limits: the step never leaves the joint range.
@@ -196,8 +214,9 @@ def test_osc_step_matches_naive_pseudo_inverse():
 
 
 # -- controllers, one episode each from the default start
-@pytest.mark.parametrize("task", ["microwave", "light-switch", "slide-cabinet", "hinge-cabinet", "bottom-burner",
-                                  "top-burner", "kettle"])
+@pytest.mark.parametrize(
+    "task", ["microwave", "light-switch", "slide-cabinet", "hinge-cabinet", "bottom-burner", "top-burner", "kettle"]
+)
 def test_controller_completes_subtask(bench, skills, task):
     env = bench.make_env(task)
     t = bench.task(task)
@@ -268,8 +287,14 @@ def test_harness_runs_kitchen_with_oracle_plan(tmp_path):
 
     from embodied.harness import HarnessConfig, evaluate
 
-    cfg = HarnessConfig(benchmark="kitchen-multi", planner="oracle", episodes=1, out=str(tmp_path),
-                        tasks=["slide+light"], progress=False)
+    cfg = HarnessConfig(
+        benchmark="kitchen-multi",
+        planner="oracle",
+        episodes=1,
+        out=str(tmp_path),
+        tasks=["slide+light"],
+        progress=False,
+    )
     evaluate(cfg)
     recs = [json.loads(line) for line in (tmp_path / "episodes.rank0.jsonl").read_text().splitlines()]
     assert len(recs) == 1 and recs[0]["status"] == "ok", recs
@@ -290,7 +315,9 @@ def test_harness_stops_an_untracked_extra_step_when_its_controller_is_home(tmp_p
         def plan(self, instruction, observation, skills):
             return Plan(steps=[PlanStep("flip-light-switch"), PlanStep("open-slide-cabinet")])
 
-    cfg = HarnessConfig(benchmark="kitchen-single", episodes=1, out=str(tmp_path), tasks=["slide-cabinet"], progress=False)
+    cfg = HarnessConfig(
+        benchmark="kitchen-single", episodes=1, out=str(tmp_path), tasks=["slide-cabinet"], progress=False
+    )
     h = Harness(cfg, planner=ExtraFirst())
     try:
         (r,) = h.run()

@@ -1,5 +1,6 @@
 """Meta-World envs: seeded reproducibility, instruction set, rendering without cross-talk,
 vector envs matching local ones."""
+
 from __future__ import annotations
 
 import json
@@ -117,8 +118,9 @@ def test_vector_envs_reproduce_local_rollouts(mt10):
     from embodied.harness import GymTaskEnv, _EnvFactory
 
     seeds = [3, 4]
-    venv = AsyncVectorEnv([_EnvFactory("metaworld-mt10", "push-v3")] * 2, autoreset_mode=AutoresetMode.DISABLED,
-                          shared_memory=False)
+    venv = AsyncVectorEnv(
+        [_EnvFactory("metaworld-mt10", "push-v3")] * 2, autoreset_mode=AutoresetMode.DISABLED, shared_memory=False
+    )
     try:
         obs, _ = venv.reset(seed=seeds)
         acts = np.random.default_rng(0).uniform(-1, 1, size=(6, 2, 4)).astype(np.float32)

@@ -1,5 +1,6 @@
 """OpenAIPlanner end to end against a loopback server speaking the chat-completions protocol:
 a normal answer, garbage, timeouts, a down server, and the key never leaking."""
+
 import json
 import logging
 import socket
@@ -56,11 +57,17 @@ class ChatServer:
                     self.end_headers()
                     return
                 if kind == "ok":
-                    payload = json.dumps({
-                        "id": "cmpl-1", "object": "chat.completion", "model": body["model"],
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": arg}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 111, "completion_tokens": 22, "total_tokens": 133},
-                    }).encode()
+                    payload = json.dumps(
+                        {
+                            "id": "cmpl-1",
+                            "object": "chat.completion",
+                            "model": body["model"],
+                            "choices": [
+                                {"index": 0, "message": {"role": "assistant", "content": arg}, "finish_reason": "stop"}
+                            ],
+                            "usage": {"prompt_tokens": 111, "completion_tokens": 22, "total_tokens": 133},
+                        }
+                    ).encode()
                 else:
                     payload = arg.encode()
                 self.send_response(200)
@@ -114,8 +121,16 @@ def test_normal_answer(server, key_env):
     assert req["body"]["model"] == "tiny-planner" and req["body"]["response_format"] == {"type": "json_object"}
     assert "Reasoning:" in req["body"]["messages"][-1]["content"]
     assert server.auth == [f"Bearer {KEY}"]  # the key is sent, to the server only
-    assert p.stats.as_dict() == {"requests": 1, "retries": 0, "timeouts": 0, "connection_errors": 0,
-                                 "http_errors": 0, "bad_responses": 0, "parse_errors": 0, "failures": 0}
+    assert p.stats.as_dict() == {
+        "requests": 1,
+        "retries": 0,
+        "timeouts": 0,
+        "connection_errors": 0,
+        "http_errors": 0,
+        "bad_responses": 0,
+        "parse_errors": 0,
+        "failures": 0,
+    }
 
 
 def test_garbage_answers_are_counted_parse_errors(server, key_env):

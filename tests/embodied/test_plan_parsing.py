@@ -1,4 +1,5 @@
 """JSON plan parsing, step validation and the Embodied-Agent-Interface error taxonomy."""
+
 import pytest
 
 from embodied.planners import (
@@ -14,7 +15,8 @@ from embodied.planners import (
     step_text,
     validate_step,
 )
-from embodied.types import Plan, PlanErrorKind as K, PlanStep, SkillSpec
+from embodied.types import Plan, PlanStep, SkillSpec
+from embodied.types import PlanErrorKind as K
 
 SKILLS = [
     SkillSpec("open", "open an articulated object", (("object", ("microwave", "slide_cabinet")),)),
@@ -32,7 +34,9 @@ def kinds(errors):
 
 
 def test_parse_plain_json():
-    p = parse_plan_text('{"steps": [{"skill": "open", "args": {"object": "microwave"}}, {"skill": "reach", "args": {}}]}')
+    p = parse_plan_text(
+        '{"steps": [{"skill": "open", "args": {"object": "microwave"}}, {"skill": "reach", "args": {}}]}'
+    )
     assert p.errors == []
     assert [(s.skill, s.arg_dict) for s in p.steps] == [("open", {"object": "microwave"}), ("reach", {})]
     assert p.steps[0].raw == '{"args": {"object": "microwave"}, "skill": "open"}'
@@ -40,8 +44,8 @@ def test_parse_plain_json():
 
 def test_parse_prose_fences_and_cot_takes_last_plan():
     text = (
-        "Reasoning: the schema is {\"steps\": [{\"skill\": \"x\"}]} and I must open first.\n"
-        "```json\n{\"steps\": [{\"skill\": \"open\", \"args\": {\"object\": \"slide_cabinet\"}}, \"reach\"]}\n```\nDone."
+        'Reasoning: the schema is {"steps": [{"skill": "x"}]} and I must open first.\n'
+        '```json\n{"steps": [{"skill": "open", "args": {"object": "slide_cabinet"}}, "reach"]}\n```\nDone.'
     )
     p = parse_plan_text(text)
     assert [step_text(s) for s in p.steps] == ["open(object=slide_cabinet)", "reach"]
@@ -54,7 +58,9 @@ def test_parse_bare_list_and_non_string_args():
     assert p.steps == [PlanStep("toggle", (("object", "light"), ("state", "1")), p.steps[0].raw)]
 
 
-@pytest.mark.parametrize("text", ["", "   ", "I would open the microwave.", "{steps: [open]}", '{"steps": "open"}', "[1, 2]"])
+@pytest.mark.parametrize(
+    "text", ["", "   ", "I would open the microwave.", "{steps: [open]}", '{"steps": "open"}', "[1, 2]"]
+)
 def test_unparseable_answers_are_one_parse_error(text):
     p = parse_plan_text(text)
     assert p.steps == [] and kinds(p.errors) == ["parse_error"]
@@ -97,11 +103,24 @@ def test_classify_against_ground_truth():
     plan = Plan(steps=[S("toggle", object="light", state="on"), S("open", object="microwave"), S("reach"), S("fly")])
     c = count_errors(classify_plan_errors(plan, SKILLS, gt))
     assert c == {
-        "parse_error": 0, "hallucinated_skill": 1, "hallucinated_object": 0, "bad_arguments": 0,
-        "missing_step": 1, "extra_step": 1, "wrong_order": 1, "affordance_failure": 0,
+        "parse_error": 0,
+        "hallucinated_skill": 1,
+        "hallucinated_object": 0,
+        "bad_arguments": 0,
+        "missing_step": 1,
+        "extra_step": 1,
+        "wrong_order": 1,
+        "affordance_failure": 0,
     }
     # a repeated step is extra only beyond the truth's count; order is fine
-    rep = Plan(steps=[S("open", object="microwave"), S("open", object="microwave"), S("toggle", object="light", state="on"), S("open", object="slide_cabinet")])
+    rep = Plan(
+        steps=[
+            S("open", object="microwave"),
+            S("open", object="microwave"),
+            S("toggle", object="light", state="on"),
+            S("open", object="slide_cabinet"),
+        ]
+    )
     errs = classify_plan_errors(rep, SKILLS, gt)
     assert [(e.kind, e.step_index) for e in errs] == [(K.EXTRA_STEP, 1)]
     # full reversal of three steps: two of them out of the LCS order
@@ -118,8 +137,11 @@ def test_classify_carries_parse_errors_and_affordances():
 def test_groundings_and_prompts():
     g = enumerate_groundings(SKILLS)
     assert [step_text(s) for s in g] == [
-        "open(object=microwave)", "open(object=slide_cabinet)",
-        "toggle(object=light, state=on)", "toggle(object=light, state=off)", "reach",
+        "open(object=microwave)",
+        "open(object=slide_cabinet)",
+        "toggle(object=light, state=on)",
+        "toggle(object=light, state=off)",
+        "reach",
     ]
     assert all(validate_step(s, SKILLS) == [] for s in g)
     p = build_plan_prompt("open the microwave", SKILLS, chain_of_thought=True)

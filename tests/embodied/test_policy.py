@@ -1,9 +1,9 @@
 """The plan-conditioned policy: ops against naive references, text conditioning that actually
 steers actions, the harness skill modes, and `vlx train` of the tiny config end to end."""
+
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +38,9 @@ def test_former_layer_ignores_padded_text():
 
 
 def _model(chunk: int = 1, text_dropout: float = 0.0) -> PlanConditionedPolicy:
-    cfg = PolicyModelConfig(width=32, num_queries=2, heads=2, layers=1, head_hidden=64, chunk=chunk, text_dropout=text_dropout)
+    cfg = PolicyModelConfig(
+        width=32, num_queries=2, heads=2, layers=1, head_hidden=64, chunk=chunk, text_dropout=text_dropout
+    )
     return PlanConditionedPolicy(cfg, state_dim=10, action_dim=4, text_dim=8, text_len=5)
 
 
@@ -52,9 +54,13 @@ def test_text_steers_actions_through_the_former():
     state = torch.randn(B, 10)
     texts = torch.randn(2, 5, 8)
     which = torch.arange(B) % 2
-    batch = {"state": state, "text_tokens": texts[which], "text_mask": torch.ones(B, 5, dtype=torch.bool),
-             "actions": torch.where(which[:, None, None] == 0, 1.0, -1.0).expand(B, 1, 4).clone(),
-             "action_mask": torch.ones(B, 1, dtype=torch.bool)}
+    batch = {
+        "state": state,
+        "text_tokens": texts[which],
+        "text_mask": torch.ones(B, 5, dtype=torch.bool),
+        "actions": torch.where(which[:, None, None] == 0, 1.0, -1.0).expand(B, 1, 4).clone(),
+        "action_mask": torch.ones(B, 1, dtype=torch.bool),
+    }
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     for _ in range(150):
         loss = m(batch)["loss"]
@@ -71,10 +77,15 @@ def test_chunk_loss_masks_past_episode_end():
     torch.manual_seed(0)
     m = _model(chunk=3)
     B = 2
-    batch = {"state": torch.randn(B, 10), "text_tokens": torch.randn(B, 5, 8), "text_mask": torch.ones(B, 5, dtype=torch.bool),
-             "actions": torch.zeros(B, 3, 4), "action_mask": torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)}
+    batch = {
+        "state": torch.randn(B, 10),
+        "text_tokens": torch.randn(B, 5, 8),
+        "text_mask": torch.ones(B, 5, dtype=torch.bool),
+        "actions": torch.zeros(B, 3, 4),
+        "action_mask": torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool),
+    }
     pred = m.predict(batch["state"], batch["text_tokens"], batch["text_mask"])
-    err = (pred ** 2).mean(-1)
+    err = (pred**2).mean(-1)
     expected = (err[0, 0] + err[0, 1] + err[1, 0]) / 3  # naive: mean over the valid (sample, k) only
     torch.testing.assert_close(m(batch)["loss"], expected)
     batch["actions"][0, 2] = 50.0  # a target past the end must not matter
@@ -86,12 +97,17 @@ def test_text_dropout_swaps_in_the_empty_text():
     m.set_null_text(torch.zeros(5, 8), torch.tensor([1, 1, 0, 0, 0], dtype=torch.bool))
     B = 3
     state, text = torch.randn(B, 10), torch.randn(B, 5, 8)
-    batch = {"state": state, "text_tokens": text, "text_mask": torch.ones(B, 5, dtype=torch.bool),
-             "actions": torch.zeros(B, 1, 4), "action_mask": torch.ones(B, 1, dtype=torch.bool)}
+    batch = {
+        "state": state,
+        "text_tokens": text,
+        "text_mask": torch.ones(B, 5, dtype=torch.bool),
+        "actions": torch.zeros(B, 1, 4),
+        "action_mask": torch.ones(B, 1, dtype=torch.bool),
+    }
     m.train()
     loss = m(batch)["loss"]
     null = m.predict(state, torch.zeros(B, 5, 8), m.null_text_mask.expand(B, 5))
-    torch.testing.assert_close(loss, (null ** 2).mean())
+    torch.testing.assert_close(loss, (null**2).mean())
 
 
 class _RecordingPolicy:
@@ -119,12 +135,24 @@ def test_skill_modes_through_the_harness(mode, tmp_path):
     pol = _RecordingPolicy()
     rec = InstructionRecorder(build_planner("oracle"))
     skills = policy_skills(bench, pol, mode, rec)
-    cfg = HarnessConfig(benchmark=bench.name, planner="oracle", episodes=2, tasks=["pick-place-v3"], max_steps=2,
-                        out=str(tmp_path), progress=False, instructions="paraphrases")
+    cfg = HarnessConfig(
+        benchmark=bench.name,
+        planner="oracle",
+        episodes=2,
+        tasks=["pick-place-v3"],
+        max_steps=2,
+        out=str(tmp_path),
+        progress=False,
+        instructions="paraphrases",
+    )
     summary = evaluate(cfg, benchmark=bench, planner=rec, skills=skills)
     assert summary["overall"]["episodes"] == 2 and len(pol.texts) == 4
     phr = bench.instructions("pick-place-v3")
-    expected = {"plan": ["pick-place: " + phr[0]] * 4, "instruction": [phr[0], phr[0], phr[1], phr[1]], "none": [""] * 4}[mode]
+    expected = {
+        "plan": ["pick-place: " + phr[0]] * 4,
+        "instruction": [phr[0], phr[0], phr[1], phr[1]],
+        "none": [""] * 4,
+    }[mode]
     assert pol.texts == expected
 
 
@@ -136,8 +164,20 @@ def test_train_tiny_config_end_to_end(tmp_path):
     from vlx.cli import main
 
     out, demos = tmp_path / "run", tmp_path / "demos"
-    rc = main(["train", "configs/embodied/policy_tiny.yaml", "--set", f"train.output_dir={out}", "--set", f"data.demos={demos}",
-               "--set", "train.progress=false", "--set", "eval.max_steps=5"])
+    rc = main(
+        [
+            "train",
+            "configs/embodied/policy_tiny.yaml",
+            "--set",
+            f"train.output_dir={out}",
+            "--set",
+            f"data.demos={demos}",
+            "--set",
+            "train.progress=false",
+            "--set",
+            "eval.max_steps=5",
+        ]
+    )
     assert rc == 0
     assert (out / "train_curve.png").is_file() and (out / "checkpoints" / "latest").is_file()
     ev = json.loads((out / "eval.json").read_text())

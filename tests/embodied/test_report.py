@@ -1,5 +1,6 @@
 """The report: Wilson intervals against a naive formula, CALVIN chain length, taxonomy counts,
 markdown/CSV/PNG files, mp4 writing and replay of recorded episodes."""
+
 from __future__ import annotations
 
 import csv
@@ -31,13 +32,31 @@ def test_wilson_known_value_and_empty():
 
 def _rec(task, ep, success, completed, subgoals, plan_steps, errors=(), status="ok", latency=0.1, executable=True):
     return dict(
-        episode_id=f"{task}/{ep}", task=task, task_index=0, episode=ep, seed=ep, success=success, status=status,
-        subgoals=list(subgoals), completed_subgoals=list(completed),
+        episode_id=f"{task}/{ep}",
+        task=task,
+        task_index=0,
+        episode=ep,
+        seed=ep,
+        success=success,
+        status=status,
+        subgoals=list(subgoals),
+        completed_subgoals=list(completed),
         chain_length=next((i for i, g in enumerate(subgoals) if g not in completed), len(subgoals)),
-        replans=0, env_steps=10, error="boom" if status != "ok" else None,
-        plans=[dict(steps=list(plan_steps), executable=executable, exact=list(plan_steps) == list(subgoals),
-                    latency_s=latency, prompt_tokens=7, completion_tokens=3, status="ok",
-                    errors=[dict(kind=k, step=None, detail="") for k in errors])],
+        replans=0,
+        env_steps=10,
+        error="boom" if status != "ok" else None,
+        plans=[
+            dict(
+                steps=list(plan_steps),
+                executable=executable,
+                exact=list(plan_steps) == list(subgoals),
+                latency_s=latency,
+                prompt_tokens=7,
+                completion_tokens=3,
+                status="ok",
+                errors=[dict(kind=k, step=None, detail="") for k in errors],
+            )
+        ],
     )
 
 
@@ -100,7 +119,9 @@ def test_replay_reproduces_recorded_episode(tmp_path):
     from embodied.planners import build_planner
 
     b = MetaWorldBenchmark("mt1:reach-v3")
-    c = HarnessConfig(benchmark=b.name, planner="oracle", episodes=1, out=str(tmp_path), video_episodes=1, progress=False)
+    c = HarnessConfig(
+        benchmark=b.name, planner="oracle", episodes=1, out=str(tmp_path), video_episodes=1, progress=False
+    )
     h = Harness(c, benchmark=b, planner=build_planner("oracle"))
     (rec,) = h.run()
     h.close()

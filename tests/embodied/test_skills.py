@@ -1,4 +1,5 @@
 """The skill registry: scripted experts for every Meta-World task, learned-policy skills."""
+
 from __future__ import annotations
 
 import numpy as np

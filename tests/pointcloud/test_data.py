@@ -1,4 +1,5 @@
 """Readers on fixture files written in each published format, and their one-line errors."""
+
 import json
 
 import h5py
@@ -7,8 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from pointcloud.data import (PointCloudDataset, generate_primitives, read_h5_clouds, read_modelnet_txt, read_point_file,
-                             read_rgbd_frame)
+from pointcloud.data import (
+    PointCloudDataset,
+    generate_primitives,
+    read_h5_clouds,
+    read_modelnet_txt,
+    read_point_file,
+    read_rgbd_frame,
+)
 from vlx.data.errors import DataError
 
 
@@ -69,7 +76,9 @@ def test_ply_and_empty(tmp_path):
     for f in ("a.ply", "a.pcd"):
         pts, _ = read_point_file(tmp_path / f)
         np.testing.assert_allclose(pts, np.asarray(pc.points), atol=1e-6)
-    (tmp_path / "empty.ply").write_text("ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\nproperty float z\nend_header\n")
+    (tmp_path / "empty.ply").write_text(
+        "ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+    )
     with pytest.raises(DataError, match="empty.ply: no points"):
         read_point_file(tmp_path / "empty.ply")
 
@@ -77,7 +86,9 @@ def test_ply_and_empty(tmp_path):
 def write_scannet_frame(root, h=24, w=32, color_size=None):
     for d in ("color", "depth", "intrinsic", "pose"):
         (root / d).mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full(((color_size or (w, h))[1], (color_size or (w, h))[0], 3), 200, np.uint8)).save(root / "color" / "0.jpg")
+    Image.fromarray(np.full(((color_size or (w, h))[1], (color_size or (w, h))[0], 3), 200, np.uint8)).save(
+        root / "color" / "0.jpg"
+    )
     depth = np.full((h, w), 2000, np.uint16)  # a wall 2 m in front
     depth[:4] = 0  # missing depth rows
     Image.fromarray(depth).save(root / "depth" / "0.png")
@@ -89,7 +100,7 @@ def write_scannet_frame(root, h=24, w=32, color_size=None):
     pose[:3, 3] = [1.0, 2.0, 3.0]  # camera-to-world translation
     np.savetxt(root / "pose" / "0.txt", pose)
     inst = np.zeros((h, w), np.uint8)
-    inst[:, w // 2:] = 5
+    inst[:, w // 2 :] = 5
     (root / "instance").mkdir(exist_ok=True)
     Image.fromarray(inst).save(root / "instance" / "0.png")
 

@@ -1,5 +1,6 @@
 """`vlx pointcloud demo`: a reduced run reaches the issue's orderings; SIGTERM stops the whole demo;
 the image-text teacher's "described by" loss against a naive loop."""
+
 import json
 import math
 import os
@@ -50,9 +51,23 @@ def test_demo_threads():
 
 def test_sigterm_stops_the_whole_demo(tmp_path):
     out = tmp_path / "demo"
-    p = subprocess.Popen(DEMO + ["--out", str(out), "--fast", "--threads", "1", "--set", "classify:train.max_steps=400",
-                                 "--set", "classify:train.epochs=100"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        DEMO
+        + [
+            "--out",
+            str(out),
+            "--fast",
+            "--threads",
+            "1",
+            "--set",
+            "classify:train.max_steps=400",
+            "--set",
+            "classify:train.epochs=100",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 240
         while not (out / "classify" / "config.yaml").is_file():  # written when training starts
@@ -79,11 +94,27 @@ def test_reduced_demo_orderings(tmp_path):
     4-shot adapter 77.5 / 81%; the margins below leave room for other seeds."""
     out = tmp_path / "demo"
     sets = ["data.n_train_per_class=24", "data.n_test_per_class=10"]
-    args = [a for s in sets for st in ("classify", "image_text", "clip2point", "text4point") for a in ("--set", f"{st}:{s}")]
-    args += ["--set", "classify:train.batch_size=16", "--set", "classify:train.epochs=40",
-             "--set", "image_text:train.batch_size=16", "--set", "image_text:train.epochs=30",
-             "--set", "clip2point:train.batch_size=16", "--set", "clip2point:train.epochs=15",
-             "--set", "clip2point:few_shot.shots=4", "--set", "text4point:train.epochs=3"]
+    args = [
+        a for s in sets for st in ("classify", "image_text", "clip2point", "text4point") for a in ("--set", f"{st}:{s}")
+    ]
+    args += [
+        "--set",
+        "classify:train.batch_size=16",
+        "--set",
+        "classify:train.epochs=40",
+        "--set",
+        "image_text:train.batch_size=16",
+        "--set",
+        "image_text:train.epochs=30",
+        "--set",
+        "clip2point:train.batch_size=16",
+        "--set",
+        "clip2point:train.epochs=15",
+        "--set",
+        "clip2point:few_shot.shots=4",
+        "--set",
+        "text4point:train.epochs=3",
+    ]
     r = subprocess.run(DEMO + ["--out", str(out), "--threads", "1"] + args, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rep = json.loads((out / "report.json").read_text())
@@ -100,11 +131,13 @@ def test_reduced_demo_orderings(tmp_path):
 
 
 def test_primitives_regenerated_when_config_changes(tmp_path):
-    from pointcloud.recipes import PrimitivesConfig, ensure_primitives
     from pointcloud.data.readers import PointCloudDataset
+    from pointcloud.recipes import PrimitivesConfig, ensure_primitives
     from vlx.data.errors import DataError
 
-    cfg = PrimitivesConfig(root=str(tmp_path / "p"), n_train_per_class=1, n_test_per_class=1, n_points=64, render_size=16)
+    cfg = PrimitivesConfig(
+        root=str(tmp_path / "p"), n_train_per_class=1, n_test_per_class=1, n_points=64, render_size=16
+    )
     ensure_primitives(cfg)
     assert len(PointCloudDataset.from_primitives(tmp_path / "p", "train")) == 8
     cfg.n_train_per_class = 2

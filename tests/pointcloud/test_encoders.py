@@ -1,4 +1,5 @@
 """Every point encoder: shapes, gradients, permutation behaviour; the DGCNN graph against a loop."""
+
 import pytest
 import torch
 

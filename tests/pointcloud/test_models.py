@@ -1,4 +1,5 @@
 """CLIP2Point / Text4Point / adapter pieces on a random teacher; the CLI render command."""
+
 import subprocess
 import sys
 
@@ -22,8 +23,12 @@ def teacher():
 
 def batch(B=4, N=64):
     g = torch.Generator().manual_seed(0)
-    return {"points": torch.rand(B, N, 3, generator=g) - 0.5, "images": torch.rand(B, 3, 32, 32, generator=g),
-            "views": torch.tensor([[0.0, 0.0], [90.0, 10.0], [200.0, 20.0], [30.0, 0.0]])[:B], "label": torch.arange(B)}
+    return {
+        "points": torch.rand(B, N, 3, generator=g) - 0.5,
+        "images": torch.rand(B, 3, 32, 32, generator=g),
+        "views": torch.tensor([[0.0, 0.0], [90.0, 10.0], [200.0, 20.0], [30.0, 0.0]])[:B],
+        "label": torch.arange(B),
+    }
 
 
 def test_clip2point_loss_trains_depth_only(teacher):
@@ -40,7 +45,9 @@ def test_clip2point_render_uses_each_samples_camera(teacher):
     model = Clip2PointPretrainer(teacher, DepthEncoder(EncoderConfig("vit", "tiny"), 16), 32)
     b = batch()
     d = model.render(b["points"], b["views"], jitter=0.0)
-    ref = torch.stack([projection.depth_maps(b["points"][i:i + 1], [tuple(b["views"][i].tolist())], 32)[0] for i in range(4)])
+    ref = torch.stack(
+        [projection.depth_maps(b["points"][i : i + 1], [tuple(b["views"][i].tolist())], 32)[0] for i in range(4)]
+    )
     torch.testing.assert_close(d, ref)
 
 
@@ -60,7 +67,11 @@ def test_adapter_beats_its_zero_shot_start():
 
 
 def test_text4point_correspondences_and_loss(teacher):
-    enc = build_point_encoder(PointEncoderConfig("point_transformer", {"n_patches": 8, "patch_size": 8, "width": 16, "layers": 1, "heads": 2, "out_dim": 16}))
+    enc = build_point_encoder(
+        PointEncoderConfig(
+            "point_transformer", {"n_patches": 8, "patch_size": 8, "width": 16, "layers": 1, "heads": 2, "out_dim": 16}
+        )
+    )
     model = Text4PointPretrainer(teacher, enc, image_size=32, patch_size=8)
     centers = torch.tensor([[[-0.9, 0.0, 0.9], [0.9, 0.0, -0.9]]])
     # Front view: image x = world x, image y = world z (up). Top-left and bottom-right patches.
@@ -75,15 +86,45 @@ def test_text4point_correspondences_and_loss(teacher):
 def test_cli_render(tmp_path):
     pts = np.random.rand(1, 500, 3).astype(np.float32)
     np.savez(tmp_path / "c.npz", points=pts)
-    r = subprocess.run([sys.executable, "-c", "from vlx.cli import main; raise SystemExit(main())", "pointcloud", "render",
-                        str(tmp_path / "c.npz"), "--out", str(tmp_path / "out"), "--size", "32", "--views", "clip2point_6", "--realistic"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from vlx.cli import main; raise SystemExit(main())",
+            "pointcloud",
+            "render",
+            str(tmp_path / "c.npz"),
+            "--out",
+            str(tmp_path / "out"),
+            "--size",
+            "32",
+            "--views",
+            "clip2point_6",
+            "--realistic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     from PIL import Image
 
     img = np.asarray(Image.open(tmp_path / "out" / "c_0_depth.png"))
     assert img.shape == (32, 32 * 6) and img.max() == 255
     assert (tmp_path / "out" / "c_0_realistic.png").is_file() and (tmp_path / "out" / "c_0_points.png").is_file()
-    bad = subprocess.run([sys.executable, "-c", "from vlx.cli import main; raise SystemExit(main())", "pointcloud", "render",
-                          str(tmp_path / "c.npz"), "--index", "3"], capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from vlx.cli import main; raise SystemExit(main())",
+            "pointcloud",
+            "render",
+            str(tmp_path / "c.npz"),
+            "--index",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "--index 3 out of range" in bad.stderr

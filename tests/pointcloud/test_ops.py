@@ -1,4 +1,5 @@
 """Every backend of every search op against a naive loop; augmentations keep their invariants."""
+
 import math
 
 import numpy as np
@@ -103,7 +104,7 @@ def test_normalize_and_augment(clouds):
     assert (j - n).abs().max() <= 0.05 + 1e-6 and (j - n).abs().max() > 0.04
     dr = ops.random_point_dropout(n, 0.5, generator=g)
     changed = (dr != n).any(-1)
-    assert torch.all((dr[changed] == n[:, :1].expand_as(n)[changed]))
+    assert torch.all(dr[changed] == n[:, :1].expand_as(n)[changed])
     assert 0 < changed.float().mean() < 0.5
 
 
@@ -113,13 +114,16 @@ def test_rotation_matrices_are_rotations():
     assert torch.allclose(torch.linalg.det(R), torch.ones(2))
 
 
-@pytest.mark.parametrize("bad,msg", [
-    (torch.zeros(2, 0, 3), "empty point cloud"),
-    (torch.zeros(2, 5, 2), "expected shape"),
-    (torch.zeros(5, 3), "expected shape"),
-    (torch.tensor([[[0.0, 0, 0], [float("nan"), 0, 0]]]), "batch 0, point 1"),
-    (torch.tensor([[[0.0, 0, 0], [0, float("inf"), 0]]]), "non-finite"),
-])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        (torch.zeros(2, 0, 3), "empty point cloud"),
+        (torch.zeros(2, 5, 2), "expected shape"),
+        (torch.zeros(5, 3), "expected shape"),
+        (torch.tensor([[[0.0, 0, 0], [float("nan"), 0, 0]]]), "batch 0, point 1"),
+        (torch.tensor([[[0.0, 0, 0], [0, float("inf"), 0]]]), "non-finite"),
+    ],
+)
 def test_bad_input_is_clear(bad, msg):
     with pytest.raises(DataError, match=msg):
         ops.farthest_point_sample(bad, 2)

@@ -1,9 +1,11 @@
 """Depth projections against a per-point loop; view sets; PointCLIP V2 grid ops against F.* ops."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pointcloud import ops, projection as P
+from pointcloud import ops
+from pointcloud import projection as P
 from vlx.data.errors import DataError
 
 
@@ -81,7 +83,7 @@ def test_realistic_projection(cloud):
     assert img.shape == (2, 6, 32, 32)
     assert torch.allclose(img.flatten(2).amax(-1), torch.ones(2, 6))
     sparse = P.depth_maps(cloud, "clip2point_6", 32) > 0
-    assert ((img > 0.05).float().mean() > sparse.float().mean())  # densified: more pixels covered
+    assert (img > 0.05).float().mean() > sparse.float().mean()  # densified: more pixels covered
 
 
 def test_bad_clouds(cloud):
@@ -106,7 +108,9 @@ def test_depth_maps_per_sample_cameras_match_loop(cloud):
     mats = P.jitter_views(P.view_matrices("clip2point_6"), 2, 10.0, torch.Generator().manual_seed(0))  # (2, 6, 3, 3)
     img = P.depth_maps(cloud, mats, 16, normalize=False)
     for b in range(2):
-        torch.testing.assert_close(img[b], P.depth_maps(cloud[b:b + 1], mats[b], 16, normalize=False)[0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            img[b], P.depth_maps(cloud[b : b + 1], mats[b], 16, normalize=False)[0], atol=1e-6, rtol=0
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

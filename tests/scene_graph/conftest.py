@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from scene_graph.builder import GraphConfig
 from scene_graph.data.annotations import read_scanrefer

@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from scene_graph.builder import (
-    EDGE_DIM, GraphConfig, SceneObjects, batch_graphs, build_scene_graph, relation_triples, to_hetero,
+    EDGE_DIM,
+    GraphConfig,
+    SceneObjects,
+    batch_graphs,
+    build_scene_graph,
+    relation_triples,
+    to_hetero,
 )
 from scene_graph.relations import RELATIONS
 from vlx.data.errors import DataError
@@ -25,7 +31,7 @@ def test_graph_fields_and_edges():
     assert not (g.edge_index[0] == g.edge_index[1]).any()
     # Geometry part of edge_attr is the offset target - anchor.
     off = g.pos[g.edge_index[0]] - g.pos[g.edge_index[1]]
-    assert torch.allclose(g.edge_attr[:, len(RELATIONS):len(RELATIONS) + 3], off)
+    assert torch.allclose(g.edge_attr[:, len(RELATIONS) : len(RELATIONS) + 3], off)
     trip = relation_triples(g)
     assert trip and all(a in range(100, 108) and b in range(100, 108) for a, _, b in trip)
 
@@ -47,9 +53,9 @@ def test_batching_scenes_of_different_sizes():
     a, b = build_scene_graph(scene(5)), build_scene_graph(scene(9, seed=3, scene_id="s1"))
     batch = batch_graphs([a, b])
     assert batch.num_nodes == 14 and batch.batch.tolist() == [0] * 5 + [1] * 9
-    assert batch.edge_index[:, a.edge_index.shape[1]:].min() >= 5
+    assert batch.edge_index[:, a.edge_index.shape[1] :].min() >= 5
     if b.between_index.shape[1]:
-        assert batch.between_index[:, a.between_index.shape[1]:].min() >= 5
+        assert batch.between_index[:, a.between_index.shape[1] :].min() >= 5
     assert batch.scene_id == ["s0", "s1"]
 
 
@@ -71,8 +77,14 @@ def test_hetero_view_counts_relations():
     ],
 )
 def test_bad_scenes_name_file_and_id(mutate, msg):
-    d = dict(scene_id="scene7", object_ids=[1, 2, 3], labels=["a", "b", "c"], boxes=torch.ones(3, 6), points=None,
-             source="scans/scene7/agg.json")
+    d = dict(
+        scene_id="scene7",
+        object_ids=[1, 2, 3],
+        labels=["a", "b", "c"],
+        boxes=torch.ones(3, 6),
+        points=None,
+        source="scans/scene7/agg.json",
+    )
     mutate(d)
     with pytest.raises(DataError, match=msg) as e:
         SceneObjects(**d)

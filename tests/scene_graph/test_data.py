@@ -7,7 +7,12 @@ import torch
 
 from scene_graph.builder import GraphConfig
 from scene_graph.data.annotations import (
-    is_view_dependent, read_3dssg, read_referit3d_csv, read_scanqa, read_scanrefer, ssg_to_graph,
+    is_view_dependent,
+    read_3dssg,
+    read_referit3d_csv,
+    read_scanqa,
+    read_scanrefer,
+    ssg_to_graph,
 )
 from scene_graph.data.dataset import ReferralDataset, SceneStore, collate_referrals
 from scene_graph.data.rooms import RoomConfig, generate_rooms
@@ -19,7 +24,9 @@ from vlx.data.errors import DataError
 def make_scene(root, scene_id="scene0000_00"):
     """Three objects, the first split over two segments as ScanNet's over-segmentation does."""
     rng = np.random.default_rng(0)
-    xyz = np.concatenate([rng.uniform(0, 1, (40, 3)), rng.uniform(2, 3, (30, 3)), rng.uniform([0, 0, 1], [1, 1, 1.5], (20, 3))])
+    xyz = np.concatenate(
+        [rng.uniform(0, 1, (40, 3)), rng.uniform(2, 3, (30, 3)), rng.uniform([0, 0, 1], [1, 1, 1.5], (20, 3))]
+    )
     rgb = rng.uniform(0, 1, xyz.shape)
     inst = np.repeat([0, 1, 2], [40, 30, 20])
     seg = np.concatenate([np.full(20, 10), np.full(20, 11), np.full(30, 12), np.full(20, 13)])
@@ -32,7 +39,9 @@ def test_scannet_layout_roundtrip(tmp_path):
     objs = load_scannet_scene(tmp_path, "scene0000_00")
     assert objs.object_ids == [0, 1, 2] and objs.labels == ["table", "chair", "lamp"]
     assert [len(p) for p in objs.points] == [40, 30, 20]
-    assert torch.allclose(objs.boxes[1, :3], torch.tensor((xyz[40:70].min(0) + xyz[40:70].max(0)) / 2).float(), atol=1e-5)
+    assert torch.allclose(
+        objs.boxes[1, :3], torch.tensor((xyz[40:70].min(0) + xyz[40:70].max(0)) / 2).float(), atol=1e-5
+    )
     assert json.loads(scene_files(tmp_path, "scene0000_00")[2].read_text())["segGroups"][0]["segments"] == [10, 11]
 
 
@@ -55,10 +64,34 @@ def test_scannet_errors(tmp_path):
 
 def write_annotations(tmp_path):
     refer = [
-        {"scene_id": "scene0000_00", "object_id": "1", "object_name": "chair", "ann_id": "0", "description": "the chair right of the table"},
-        {"scene_id": "scene0042_00", "object_id": "0", "object_name": "table", "ann_id": "1", "description": "missing scene"},
-        {"scene_id": "scene0000_00", "object_id": "7", "object_name": "lamp", "ann_id": "2", "description": "missing object"},
-        {"scene_id": "scene0000_00", "object_id": "2", "object_name": "lamp", "ann_id": "3", "description": "the lamp on the table"},
+        {
+            "scene_id": "scene0000_00",
+            "object_id": "1",
+            "object_name": "chair",
+            "ann_id": "0",
+            "description": "the chair right of the table",
+        },
+        {
+            "scene_id": "scene0042_00",
+            "object_id": "0",
+            "object_name": "table",
+            "ann_id": "1",
+            "description": "missing scene",
+        },
+        {
+            "scene_id": "scene0000_00",
+            "object_id": "7",
+            "object_name": "lamp",
+            "ann_id": "2",
+            "description": "missing object",
+        },
+        {
+            "scene_id": "scene0000_00",
+            "object_id": "2",
+            "object_name": "lamp",
+            "ann_id": "3",
+            "description": "the lamp on the table",
+        },
     ]
     p = tmp_path / "scanrefer.json"
     p.write_text(json.dumps(refer))
@@ -79,9 +112,16 @@ def test_bad_annotations_error_or_skip(tmp_path):
     assert len(ds) == 2 and len(ds.skipped) == 2
     assert ds[0]["target"] == 1 and ds[0]["unique"] and not ds[0]["hard"]
     assert ds[0]["view_dep"] and not ds[1]["view_dep"]
-    tok = lambda texts: {"input_ids": torch.ones(len(texts), 5, dtype=torch.long), "attention_mask": torch.ones(len(texts), 5, dtype=torch.long)}
+    tok = lambda texts: {
+        "input_ids": torch.ones(len(texts), 5, dtype=torch.long),
+        "attention_mask": torch.ones(len(texts), 5, dtype=torch.long),
+    }
     b = collate_referrals([ds[0], ds[1]], tok)
-    assert b["target"].tolist() == [1, 5] and b["points"].shape == (6, 8, 6) and b["node_batch"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert (
+        b["target"].tolist() == [1, 5]
+        and b["points"].shape == (6, 8, 6)
+        and b["node_batch"].tolist() == [0, 0, 0, 1, 1, 1]
+    )
 
 
 def test_annotation_readers(tmp_path):
@@ -92,14 +132,29 @@ def test_annotation_readers(tmp_path):
     with pytest.raises(DataError, match=r"bad.json\[0\]: object_id must be an integer"):
         read_scanrefer(bad)
     qa = tmp_path / "qa.json"
-    qa.write_text(json.dumps([{"scene_id": "s", "question_id": "q0", "question": "what color?", "answers": ["red", "dark red"],
-                               "object_ids": [3], "object_names": ["box"]}, {"scene_id": "s", "question": "test split"}]))
+    qa.write_text(
+        json.dumps(
+            [
+                {
+                    "scene_id": "s",
+                    "question_id": "q0",
+                    "question": "what color?",
+                    "answers": ["red", "dark red"],
+                    "object_ids": [3],
+                    "object_names": ["box"],
+                },
+                {"scene_id": "s", "question": "test split"},
+            ]
+        )
+    )
     q = read_scanqa(qa)
     assert q[0].answers == ["red", "dark red"] and q[0].object_ids == [3] and q[1].answers == []
     csvp = tmp_path / "nr3d.csv"
-    csvp.write_text("assignmentid,scan_id,target_id,utterance,stimulus_id,instance_type\n"
-                    "a1,scene0000_00,5,facing the bed it is the left chair,scene0000_00-chair-3-5-6-7,chair\n"
-                    "a2,scene0000_00,6,the chair,scene0000_00-chair-3-9-6-7,chair\n")
+    csvp.write_text(
+        "assignmentid,scan_id,target_id,utterance,stimulus_id,instance_type\n"
+        "a1,scene0000_00,5,facing the bed it is the left chair,scene0000_00-chair-3-5-6-7,chair\n"
+        "a2,scene0000_00,6,the chair,scene0000_00-chair-3-9-6-7,chair\n"
+    )
     with pytest.raises(DataError, match=r"nr3d.csv row 3: stimulus_id target 9 != target_id 6"):
         read_referit3d_csv(csvp)
     csvp.write_text("\n".join(csvp.read_text().splitlines()[:2]) + "\n")
@@ -108,8 +163,23 @@ def test_annotation_readers(tmp_path):
 
 
 def test_3dssg_reader(tmp_path):
-    objs = {"scans": [{"scan": "abc", "objects": [{"id": "1", "label": "floor"}, {"id": "2", "label": "chair"}, {"id": "5", "label": "table"}]}]}
-    rels = {"scans": [{"scan": "abc", "relationships": [[2, 1, 1, "standing on"], [2, 5, 7, "close by"], [2, 1, 7, "close by"]]}]}
+    objs = {
+        "scans": [
+            {
+                "scan": "abc",
+                "objects": [
+                    {"id": "1", "label": "floor"},
+                    {"id": "2", "label": "chair"},
+                    {"id": "5", "label": "table"},
+                ],
+            }
+        ]
+    }
+    rels = {
+        "scans": [
+            {"scan": "abc", "relationships": [[2, 1, 1, "standing on"], [2, 5, 7, "close by"], [2, 1, 7, "close by"]]}
+        ]
+    }
     (tmp_path / "objects.json").write_text(json.dumps(objs))
     (tmp_path / "relationships.json").write_text(json.dumps(rels))
     scans = read_3dssg(tmp_path / "objects.json", tmp_path / "relationships.json")
@@ -118,7 +188,9 @@ def test_3dssg_reader(tmp_path):
     assert g.edge_attr[0].nonzero().flatten().tolist() == [1, 7]
     rels["scans"][0]["relationships"].append([2, 9, 3, "attached to"])
     (tmp_path / "relationships.json").write_text(json.dumps(rels))
-    with pytest.raises(DataError, match=r"relationships.json scans\[0\]: scan 'abc' relationship names missing object id 9"):
+    with pytest.raises(
+        DataError, match=r"relationships.json scans\[0\]: scan 'abc' relationship names missing object id 9"
+    ):
         read_3dssg(tmp_path / "objects.json", tmp_path / "relationships.json")
 
 
@@ -126,8 +198,16 @@ def test_procedural_rooms_are_deterministic_and_need_relations(tmp_path):
     cfg = RoomConfig(n_train=6, n_val=2, points_per_object=32, seed=3)
     generate_rooms(tmp_path / "a", cfg)
     generate_rooms(tmp_path / "b", cfg)
-    for name in ("scanrefer_train.json", "scanqa_val.json", "sr3d_train.csv", "scans/scene0003_00/scene0003_00_vh_clean_2.ply"):
-        assert hashlib.md5((tmp_path / "a" / name).read_bytes()).digest() == hashlib.md5((tmp_path / "b" / name).read_bytes()).digest()
+    for name in (
+        "scanrefer_train.json",
+        "scanqa_val.json",
+        "sr3d_train.csv",
+        "scans/scene0003_00/scene0003_00_vh_clean_2.ply",
+    ):
+        assert (
+            hashlib.md5((tmp_path / "a" / name).read_bytes()).digest()
+            == hashlib.md5((tmp_path / "b" / name).read_bytes()).digest()
+        )
     refs = read_scanrefer(tmp_path / "a" / "scanrefer_train.json")
     raw = json.loads((tmp_path / "a" / "scanrefer_train.json").read_text())
     assert len(refs) >= 12

@@ -38,8 +38,9 @@ def test_color_names():
 def test_pretrainer_objectives(room_dataset, tokenizer):
     torch.manual_seed(0)
     labels = sorted({l for it in room_dataset.items for l in it["graph"].label_names})
-    cfg = SceneModelConfig(dim=32, fusion_heads=2, gnn=GNNConfig(heads=2), num_classes=len(labels),
-                           vocab_size=tokenizer.vocab_size)
+    cfg = SceneModelConfig(
+        dim=32, fusion_heads=2, gnn=GNNConfig(heads=2), num_classes=len(labels), vocab_size=tokenizer.vocab_size
+    )
     pre = SceneGraphPretrainer(build_scene_model(cfg), tokenizer, labels, PretrainLossConfig(max_relations=16))
     b = pre.collate(room_dataset.items[:6], seed=0)
     # relation phrases and their swaps differ only in argument order

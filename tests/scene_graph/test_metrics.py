@@ -29,8 +29,8 @@ def test_box_iou_matches_naive():
 def test_grounding_accuracy_splits():
     gt = torch.tensor([[0, 0, 0, 1, 1, 1.0]] * 4)
     pred = gt.clone()
-    pred[1, 0] = 0.5   # IoU 1/3: hit at 0.25, miss at 0.5
-    pred[2, 0] = 5.0   # miss
+    pred[1, 0] = 0.5  # IoU 1/3: hit at 0.25, miss at 0.5
+    pred[2, 0] = 5.0  # miss
     unique = torch.tensor([True, True, False, False])
     m = grounding_accuracy(pred, gt, unique)
     assert m["unique/Acc@0.25"] == 100.0 and m["unique/Acc@0.5"] == 50.0

@@ -4,7 +4,13 @@ import torch.nn.functional as F
 
 from scene_graph.data.dataset import collate_referrals
 from scene_graph.models import (
-    CaptionHead, GNNConfig, ObjectEncoderConfig, SceneModelConfig, build_scene_model, grounding_loss, predict_objects,
+    CaptionHead,
+    GNNConfig,
+    ObjectEncoderConfig,
+    SceneModelConfig,
+    build_scene_model,
+    grounding_loss,
+    predict_objects,
 )
 from vlx.config import ConfigError
 
@@ -21,7 +27,9 @@ def test_forward_backward_each_graph_layer(kind, room_dataset, tokenizer):
     out = m(b)
     assert out["scores"].shape == (b["box"].shape[0],) and torch.isfinite(out["loss"])
     out["loss"].backward()
-    assert m.blocks[0].graph is not None and any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.blocks[0].graph.parameters())
+    assert m.blocks[0].graph is not None and any(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in m.blocks[0].graph.parameters()
+    )
 
 
 @pytest.mark.parametrize("relation_head,layers", [(False, 2), (True, 0)])
@@ -34,8 +42,12 @@ def test_edges_carry_information_between_objects(room_dataset, tokenizer, relati
     b2 = dict(b, points=other)
     for use_edges, changes in ((False, False), (True, True)):
         torch.manual_seed(0)
-        cfg = SceneModelConfig(dim=32, fusion_heads=2, relation_head=relation_head,
-                               gnn=GNNConfig(heads=2, layers=layers, use_edges=use_edges))
+        cfg = SceneModelConfig(
+            dim=32,
+            fusion_heads=2,
+            relation_head=relation_head,
+            gnn=GNNConfig(heads=2, layers=layers, use_edges=use_edges),
+        )
         m = build_scene_model(cfg).eval()
         with torch.no_grad():
             s1, s2 = m(b)["scores"][0], m(b2)["scores"][0]
@@ -50,7 +62,7 @@ def test_grounding_loss_and_prediction_match_naive():
     target = torch.tensor([1, 3 + 4, 8 + 0])
     ref, pred, start = 0.0, [], 0
     for k, n in enumerate(sizes):
-        s = scores[start:start + n]
+        s = scores[start : start + n]
         ref += F.cross_entropy(s[None], (target[k] - start)[None]) / 3
         pred.append(start + int(s.argmax()))
         start += n
@@ -80,7 +92,9 @@ def test_qa_head_and_caption_head(room_dataset, tokenizer):
         p = int(pred[k])
         assert torch.allclose(ev["answer_logits"][k], m.answer_head(torch.cat([h[p], tokens[p], sent[k]])), atol=1e-5)
         t = int(b["target"][k])
-        assert torch.allclose(ev["answer_logits_gt_object"][k], m.answer_head(torch.cat([h[t], tokens[t], sent[k]])), atol=1e-5)
+        assert torch.allclose(
+            ev["answer_logits_gt_object"][k], m.answer_head(torch.cat([h[t], tokens[t], sent[k]])), atol=1e-5
+        )
     cap = CaptionHead(16, 50)
     ids = torch.randint(0, 50, (3, 7))
     assert cap(torch.randn(3, 16), ids).shape == (3, 6, 50)
@@ -97,9 +111,14 @@ def test_config_errors():
 
 def test_pointcloud_encoder_backbone(room_dataset, tokenizer):
     b = collate_referrals(room_dataset.items[:2], tokenizer)
-    cfg = SceneModelConfig(dim=32, fusion_heads=2, gnn=GNNConfig(heads=2),
-                           objects=ObjectEncoderConfig(backbone="pointcloud:dgcnn",
-                                                       kwargs={"k": 4, "dims": [16, 16], "emb_dim": 32, "out_dim": 24}))
+    cfg = SceneModelConfig(
+        dim=32,
+        fusion_heads=2,
+        gnn=GNNConfig(heads=2),
+        objects=ObjectEncoderConfig(
+            backbone="pointcloud:dgcnn", kwargs={"k": 4, "dims": [16, 16], "emb_dim": 32, "out_dim": 24}
+        ),
+    )
     m = build_scene_model(cfg)
     out = m(b)
     out["loss"].backward()
@@ -127,9 +146,12 @@ def test_relation_scorer_matches_a_naive_loop_over_each_objects_edges():
         want = []
         for i in range(n):
             b = int(nb[i])
-            s = (rs.subject(obj[i]) @ ph[b, 0]) / d ** 0.5
-            terms = [(rs.anchor(obj[int(ei[1, e])]) @ ph[b, 1] + rs.edge(ea[e]) @ ph[b, 2]) / d ** 0.5
-                     for e in range(ei.shape[1]) if int(ei[0, e]) == i]
+            s = (rs.subject(obj[i]) @ ph[b, 0]) / d**0.5
+            terms = [
+                (rs.anchor(obj[int(ei[1, e])]) @ ph[b, 1] + rs.edge(ea[e]) @ ph[b, 2]) / d**0.5
+                for e in range(ei.shape[1])
+                if int(ei[0, e]) == i
+            ]
             want.append(s + (torch.logsumexp(torch.stack(terms), 0) if terms else 0.0))
         no_edges = rs(tokens, h, words, pad, nb, ei[:, :0], ea[:0])
     assert torch.allclose(got, torch.stack(want), atol=1e-5)
@@ -141,14 +163,21 @@ def test_frozen_text_runs_once_per_sentence_and_grads_skip_it(room_dataset, toke
     from vlx.encoders import EncoderConfig
 
     torch.manual_seed(0)
-    cfg = SceneModelConfig(dim=32, fusion_heads=2, relation_head=True, gnn=GNNConfig(heads=2, layers=1),
-                           text=EncoderConfig(name="transformer", preset="tiny", freeze=True))
+    cfg = SceneModelConfig(
+        dim=32,
+        fusion_heads=2,
+        relation_head=True,
+        gnn=GNNConfig(heads=2, layers=1),
+        text=EncoderConfig(name="transformer", preset="tiny", freeze=True),
+    )
     m = build_scene_model(cfg).train()
     assert not m.text.encoder.training
     b = collate_referrals(room_dataset.items[:4], tokenizer)
     m(b)["loss"].backward()
     out = m(b)
-    assert m.text.misses == len({tuple(r[:int(k.sum())].tolist()) for r, k in zip(b["input_ids"], b["attention_mask"])})
+    assert m.text.misses == len(
+        {tuple(r[: int(k.sum())].tolist()) for r, k in zip(b["input_ids"], b["attention_mask"])}
+    )
     assert m.text.hits == 4 and torch.isfinite(out["loss"])
     assert all(p.grad is None for p in m.text.encoder.parameters())
     assert m.relation.queries.grad is not None and m.relation.queries.grad.abs().sum() > 0
@@ -160,9 +189,15 @@ def test_edge_feature_ablations_hide_one_part_of_the_edge(room_dataset, tokenize
     b = collate_referrals(room_dataset.items[:2], tokenizer)
     ea = b["edge_attr"]
     assert ea[:, :EDGE_RELATIONS].abs().sum() > 0 and ea[:, EDGE_RELATIONS:].abs().sum() > 0
-    for kind, hidden, kept in (("geometry", slice(0, EDGE_RELATIONS), slice(EDGE_RELATIONS, None)),
-                               ("relations", slice(EDGE_RELATIONS, None), slice(0, EDGE_RELATIONS))):
+    for kind, hidden, kept in (
+        ("geometry", slice(0, EDGE_RELATIONS), slice(EDGE_RELATIONS, None)),
+        ("relations", slice(EDGE_RELATIONS, None), slice(0, EDGE_RELATIONS)),
+    ):
         m = build_scene_model(SceneModelConfig(dim=32, fusion_heads=2, gnn=GNNConfig(heads=2), edge_features=kind))
         ei, got = m.edges(b)
-        assert torch.equal(ei, b["edge_index"]) and got[:, hidden].abs().sum() == 0 and torch.equal(got[:, kept], ea[:, kept])
+        assert (
+            torch.equal(ei, b["edge_index"])
+            and got[:, hidden].abs().sum() == 0
+            and torch.equal(got[:, kept], ea[:, kept])
+        )
     assert torch.equal(build_scene_model(small()).edges(b)[1], ea)

@@ -16,8 +16,15 @@ ROOMS = {"n_train": 8, "n_val": 3, "points_per_object": 24, "seed": 1}
 def config(name, root, out, **extra):
     d = {
         "recipe": name,
-        "train": {"output_dir": str(out), "max_steps": 3, "batch_size": 4, "progress": False, "tensorboard": False,
-                  "resume": "none", "log_every": 1},
+        "train": {
+            "output_dir": str(out),
+            "max_steps": 3,
+            "batch_size": 4,
+            "progress": False,
+            "tensorboard": False,
+            "resume": "none",
+            "log_every": 1,
+        },
         "model": {"dim": 32, "fusion_heads": 2, "gnn": {"heads": 2, "layers": 1}},
         "tokenizer": {"max_length": 24},
         "data": {"root": str(root), "rooms": ROOMS, "graph": {"num_points": 16, "between": False}},
@@ -68,8 +75,12 @@ def test_bad_val_sample_fails_or_is_skipped(root, tmp_path):
 
 
 def test_qa_recipe_reports_exact_match(root, tmp_path):
-    recipe, cfg = config("sg_qa", root, tmp_path / "qa", data={"format": "scanqa", "train_file": "scanqa_train.json",
-                                                                "val_file": "scanqa_val.json"})
+    recipe, cfg = config(
+        "sg_qa",
+        root,
+        tmp_path / "qa",
+        data={"format": "scanqa", "train_file": "scanqa_train.json", "val_file": "scanqa_val.json"},
+    )
     res = fit(recipe, cfg)
     assert 0.0 <= res["EM@1"] <= res["EM@10"] <= 100.0 and "CIDEr-D" in res
     assert res["EM@1_chance"] == pytest.approx(25.0)  # four colour answers
@@ -80,9 +91,13 @@ def test_qa_recipe_reports_exact_match(root, tmp_path):
 def test_qa_answer_head_learns_colour_of_the_asked_object(root, tmp_path):
     # Before the answer head read one object (it pooled all objects by grounding score) it
     # stayed at chance; reading the annotated object it learns the colour in a few dozen steps.
-    recipe, cfg = config("sg_qa", root, tmp_path / "qa", data={"format": "scanqa", "train_file": "scanqa_train.json",
-                                                                "val_file": "scanqa_val.json"},
-                         train={"max_steps": 60, "lr": 3e-3, "batch_size": 8})
+    recipe, cfg = config(
+        "sg_qa",
+        root,
+        tmp_path / "qa",
+        data={"format": "scanqa", "train_file": "scanqa_train.json", "val_file": "scanqa_val.json"},
+        train={"max_steps": 60, "lr": 3e-3, "batch_size": 8},
+    )
     res = fit(recipe, cfg)
     assert res["EM@1_gt_object"] >= 60.0 and res["EM@1_chance"] == pytest.approx(25.0)
 
@@ -114,13 +129,27 @@ def test_tiny_relation_model_grounds_through_the_edges(tmp_path_factory, tmp_pat
     res = {}
     for use_edges in (True, False):
         recipe, cfg = config(
-            "sg_grounding", root, tmp_path / f"edges_{use_edges}",
-            train={"max_steps": None, "epochs": E2E_EPOCHS, "batch_size": 32, "lr": 2e-3, "warmup_steps": 20,
-                   "num_threads": 1, "log_every": 50},
-            model={"dim": 64, "fusion_heads": 4, "relation_head": True,
-                   "text": {"name": "minilm", "preset": None, "freeze": True},
-                   "gnn": {"heads": 4, "layers": 1, "use_edges": use_edges}},
-            data={"rooms": E2E_ROOMS, "graph": {"num_points": 16, "between": False}})
+            "sg_grounding",
+            root,
+            tmp_path / f"edges_{use_edges}",
+            train={
+                "max_steps": None,
+                "epochs": E2E_EPOCHS,
+                "batch_size": 32,
+                "lr": 2e-3,
+                "warmup_steps": 20,
+                "num_threads": 1,
+                "log_every": 50,
+            },
+            model={
+                "dim": 64,
+                "fusion_heads": 4,
+                "relation_head": True,
+                "text": {"name": "minilm", "preset": None, "freeze": True},
+                "gnn": {"heads": 4, "layers": 1, "use_edges": use_edges},
+            },
+            data={"rooms": E2E_ROOMS, "graph": {"num_points": 16, "between": False}},
+        )
         res[use_edges] = fit(recipe, cfg)
     graph, bare = res[True]["multiple/Acc@0.25"], res[False]["multiple/Acc@0.25"]
     assert graph > bare + 20, (graph, bare)

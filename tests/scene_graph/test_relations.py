@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from scene_graph.relations import (
-    REL_INDEX, RELATIONS, RelationConfig, between_triplets, default_viewpoint, pairwise_relations,
+    REL_INDEX,
+    RELATIONS,
+    RelationConfig,
+    between_triplets,
+    default_viewpoint,
+    pairwise_relations,
 )
 
 
@@ -20,7 +25,9 @@ def naive_relations(boxes, labels, viewpoint, cfg):
             if i == j:
                 continue
             r = set()
-            ov = max(0, min(hi[i][0], hi[j][0]) - max(lo[i][0], lo[j][0])) * max(0, min(hi[i][1], hi[j][1]) - max(lo[i][1], lo[j][1]))
+            ov = max(0, min(hi[i][0], hi[j][0]) - max(lo[i][0], lo[j][0])) * max(
+                0, min(hi[i][1], hi[j][1]) - max(lo[i][1], lo[j][1])
+            )
             fi = b[i][3] * b[i][4]
             fj = b[j][3] * b[j][4]
             gap, gap_rev = lo[i][2] - hi[j][2], lo[j][2] - hi[i][2]
@@ -110,12 +117,14 @@ def _rel(boxes, labels, a, b, vp=None):
 
 
 def test_semantics_on_a_small_room():
-    boxes = torch.tensor([
-        [0.0, 0.0, 0.5, 1.0, 1.0, 1.0],   # 0 table-like box
-        [0.0, 0.0, 1.2, 0.4, 0.4, 0.4],   # 1 sphere on box 0
-        [2.0, 0.0, 0.5, 1.0, 1.0, 1.0],   # 2 box right of 0 (viewer at -y)
-        [0.0, 3.0, 0.5, 1.0, 1.0, 1.0],   # 3 box behind 0
-    ])
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 0.5, 1.0, 1.0, 1.0],  # 0 table-like box
+            [0.0, 0.0, 1.2, 0.4, 0.4, 0.4],  # 1 sphere on box 0
+            [2.0, 0.0, 0.5, 1.0, 1.0, 1.0],  # 2 box right of 0 (viewer at -y)
+            [0.0, 3.0, 0.5, 1.0, 1.0, 1.0],  # 3 box behind 0
+        ]
+    )
     labels = [0, 1, 0, 0]
     vp = torch.tensor([1.0, -4.0, 1.6])
     assert {"on", "near", "smaller"} <= _rel(boxes, labels, 1, 0, vp)
@@ -141,12 +150,14 @@ def test_oriented_box_footprint():
 
 
 def test_between_triplets():
-    boxes = torch.tensor([
-        [0.0, 0.0, 0.5, 0.5, 0.5, 0.5],
-        [2.0, 0.1, 0.5, 0.5, 0.5, 0.5],
-        [4.0, 0.0, 0.5, 0.5, 0.5, 0.5],
-        [2.0, 3.0, 0.5, 0.5, 0.5, 0.5],
-    ])
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 0.5, 0.5, 0.5, 0.5],
+            [2.0, 0.1, 0.5, 0.5, 0.5, 0.5],
+            [4.0, 0.0, 0.5, 0.5, 0.5, 0.5],
+            [2.0, 3.0, 0.5, 0.5, 0.5, 0.5],
+        ]
+    )
     cand = torch.tensor([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
     trip = between_triplets(boxes, cand)
     got = {tuple(t) for t in trip.t().tolist()}

@@ -8,24 +8,32 @@ def r(o, u, m):
 
 
 def test_report_summarises_seeds_and_puts_graph_and_noedges_side_by_side(tmp_path):
-    results = {"graph_seed0": r(98.0, 100.0, 97.0), "noedges_seed0": r(56.0, 98.0, 52.0),
-               "graph_seed1": r(96.0, 100.0, 95.0), "noedges_seed1": r(58.0, 96.0, 54.0),
-               "geometry_seed0": r(80.0, 100.0, 77.0), "geometry_seed1": r(70.0, 100.0, 65.0),
-               "graph_seed2": r(90.0, 100.0, 89.0),  # its no-edges twin missing: left out of the summary
-               "finetune_from_pretrain_seed0": r(60.0, 100.0, 50.0), "finetune_from_pretrain_seed1": r(62.0, 100.0, 54.0),
-               "finetune_from_pretrain_noedges_seed0": r(49.5, 100.0, 44.8),
-               "qa": {"EM@1": 50.2, "EM@1_chance": 25.0, "EM@1_gt_object": 100.0, "overall/Acc@0.25": 29.3}}
+    results = {
+        "graph_seed0": r(98.0, 100.0, 97.0),
+        "noedges_seed0": r(56.0, 98.0, 52.0),
+        "graph_seed1": r(96.0, 100.0, 95.0),
+        "noedges_seed1": r(58.0, 96.0, 54.0),
+        "geometry_seed0": r(80.0, 100.0, 77.0),
+        "geometry_seed1": r(70.0, 100.0, 65.0),
+        "graph_seed2": r(90.0, 100.0, 89.0),  # its no-edges twin missing: left out of the summary
+        "finetune_from_pretrain_seed0": r(60.0, 100.0, 50.0),
+        "finetune_from_pretrain_seed1": r(62.0, 100.0, 54.0),
+        "finetune_from_pretrain_noedges_seed0": r(49.5, 100.0, 44.8),
+        "qa": {"EM@1": 50.2, "EM@1_chance": 25.0, "EM@1_gt_object": 100.0, "overall/Acc@0.25": 29.3},
+    }
     s = seed_summary(results)
     assert s["seeds"] == ["0", "1"]
-    assert s["graph/overall/Acc@0.25"][0] == 97.0 and abs(s["graph/overall/Acc@0.25"][1] - 2 ** 0.5) < 1e-9
+    assert s["graph/overall/Acc@0.25"][0] == 97.0 and abs(s["graph/overall/Acc@0.25"][1] - 2**0.5) < 1e-9
     assert s["diff"][0] == 40.0 and s["min_diff"] == 38.0
     _write(tmp_path, results)
     md = (tmp_path / "report.md").read_text()
     assert "over 2 seed(s) (0, 1)" in md
     assert "| overall | 97.0 ± 1.4 | 57.0 ± 1.4 | 75.0 ± 7.1 |" in md and "(2 seed(s))" in md
     assert "Graph - no edges (overall): +40.0 ± 2.8 points; smallest over the seeds +38.0" in md
-    assert ("| scene-graph pre-training + short fine-tune | 61.0 ± 1.4 | 49.5 ± 0.0 | 100.0 ± 0.0 | 100.0 ± 0.0 "
-            "| 52.0 ± 2.8 | 44.8 ± 0.0 | 2 |") in md
+    assert (
+        "| scene-graph pre-training + short fine-tune | 61.0 ± 1.4 | 49.5 ± 0.0 | 100.0 ± 0.0 | 100.0 ± 0.0 "
+        "| 52.0 ± 2.8 | 44.8 ± 0.0 | 2 |"
+    ) in md
     assert "the same short fine-tune from scratch" not in md  # rows only for runs that exist
     assert "EM@1 50.2 (chance 25.0" in md
     assert json.loads((tmp_path / "report.json").read_text())["graph_vs_noedges"]["min_diff"] == 38.0

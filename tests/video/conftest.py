@@ -1,4 +1,5 @@
 """Shared fixtures: a few real mp4 clips (moving shapes) and bad files of each kind."""
+
 from __future__ import annotations
 
 from pathlib import Path

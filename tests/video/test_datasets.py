@@ -6,12 +6,19 @@ import shutil
 import pytest
 import torch
 
-from vlx.data.errors import DataError
 from video.datasets import (
-    AnnotationConfig, VideoDataset, collate_video, load_annotations, load_jsonl, load_msrvtt, load_msvd,
-    load_video_qa, load_webvid_csv,
+    AnnotationConfig,
+    VideoDataset,
+    collate_video,
+    load_annotations,
+    load_jsonl,
+    load_msrvtt,
+    load_msvd,
+    load_video_qa,
+    load_webvid_csv,
 )
 from video.io import SamplerConfig, VideoLoadConfig
+from vlx.data.errors import DataError
 
 LOAD = VideoLoadConfig(sampler=SamplerConfig("uniform", 4), size=32)
 
@@ -44,7 +51,9 @@ def test_msrvtt_errors(tmp_path):
 def test_msvd(tmp_path, shapes_dir):
     shutil.copy(shapes_dir / "videos/video0.mp4", tmp_path / "-4wsuPCjDBc_5_15.avi")
     (tmp_path / "AllVideoDescriptions.txt").write_text(
-        "# MSVD descriptions\n-4wsuPCjDBc_5_15 a squirrel is eating a peanut\n-4wsuPCjDBc_5_15 a chipmunk eats\nabc_1_2 a man sings\n")
+        "# MSVD descriptions\n-4wsuPCjDBc_5_15 a squirrel is eating a peanut\n-4wsuPCjDBc_5_15 a chipmunk "
+        "eats\nabc_1_2 a man sings\n"
+    )
     (tmp_path / "test_list.txt").write_text("-4wsuPCjDBc_5_15\n")
     recs = load_msvd(tmp_path / "AllVideoDescriptions.txt", tmp_path)
     assert [r["video_id"] for r in recs] == ["-4wsuPCjDBc_5_15", "abc_1_2"]
@@ -59,9 +68,10 @@ def test_msvd(tmp_path, shapes_dir):
 
 def test_webvid_csv(tmp_path):
     (tmp_path / "results_2M_val.csv").write_text(
-        'videoid,contentUrl,duration,page_dir,name\n'
+        "videoid,contentUrl,duration,page_dir,name\n"
         '31353427,https://x/1.mp4,PT00H00M15S,1066_1070,"Aerial shot of a lake, at dawn"\n'
-        '1234,https://x/2.mp4,PT00H00M10S,,A dog runs\n')
+        "1234,https://x/2.mp4,PT00H00M10S,,A dog runs\n"
+    )
     recs = load_webvid_csv(tmp_path / "results_2M_val.csv", tmp_path)
     assert recs[0]["video"] == str(tmp_path / "1066_1070" / "31353427.mp4")
     assert recs[0]["captions"] == ["Aerial shot of a lake, at dawn"]
@@ -74,7 +84,9 @@ def test_webvid_csv(tmp_path):
 def test_video_qa_both_layouts(tmp_path, shapes_dir):
     recs = load_video_qa(shapes_dir / "qa_test.json", shapes_dir / "videos")  # Video-ChatGPT keys
     assert len(recs) == 8 and recs[0]["question"] == "which shape moves first?" and recs[0]["video"].endswith(".mp4")
-    (tmp_path / "videoinstruct.json").write_text(json.dumps([{"video_id": "v_abc", "q": "What happens?", "a": "A man cooks."}]))
+    (tmp_path / "videoinstruct.json").write_text(
+        json.dumps([{"video_id": "v_abc", "q": "What happens?", "a": "A man cooks."}])
+    )
     recs = load_video_qa(tmp_path / "videoinstruct.json", tmp_path)
     assert recs[0]["answer"] == "A man cooks." and recs[0]["video"].endswith("v_abc.mp4")
     (tmp_path / "bad.json").write_text(json.dumps([{"video_id": "v", "q": "?"}]))
@@ -94,7 +106,10 @@ def test_jsonl_and_dispatch(shapes_dir, tmp_path):
 
 def test_dataset_skips_and_counts_bad_videos(shapes_dir, bad_videos):
     good = load_jsonl(shapes_dir / "test.jsonl")
-    bad = [{"video": str(bad_videos[k]), "video_id": k, "captions": ["x"]} for k in ("corrupt", "truncated", "zero", "missing")]
+    bad = [
+        {"video": str(bad_videos[k]), "video_id": k, "captions": ["x"]}
+        for k in ("corrupt", "truncated", "zero", "missing")
+    ]
     records = [good[0], bad[0], bad[1], good[1], bad[2], bad[3]]
     strict = VideoDataset(records, LOAD)
     with pytest.raises(DataError, match="corrupt.mp4"):

@@ -39,7 +39,9 @@ def test_extraction_resumes_after_a_crash(shapes_dir, bad_videos, tmp_path):
     assert len(done_video_ids(out)) == 6  # two whole shards survive, the partial one is gone
     calls["n"] = 100
     counted = []
-    second = extract_features(records, LOAD, lambda f: counted.append(1) or encode(f), out, shard_size=3, progress=False)
+    second = extract_features(
+        records, LOAD, lambda f: counted.append(1) or encode(f), out, shard_size=3, progress=False
+    )
     assert second["already_done"] == 6 and second["extracted"] == 4 and len(counted) == 4
     a = FeatureDataset(records, tmp_path / "ref")
     b = FeatureDataset(records, out)
@@ -60,16 +62,19 @@ import os, signal, torch
 from video.datasets import load_msrvtt
 from video.features import extract_features
 from video.io import SamplerConfig, VideoLoadConfig
-recs = load_msrvtt({str(shapes_dir / 'annotation.json')!r}, {str(shapes_dir / 'videos')!r})
+recs = load_msrvtt({str(shapes_dir / "annotation.json")!r}, {str(shapes_dir / "videos")!r})
 n = [0]
 def enc(f):
     n[0] += 1
     if n[0] == 6 and os.environ.get('KILL'):
         os.kill(os.getpid(), signal.SIGKILL)
     return f.float().mean(dim=(1, 2))
-print(extract_features(recs, VideoLoadConfig(sampler=SamplerConfig('uniform', 4), size=16), enc, {str(tmp_path / 'f')!r}, shard_size=2, progress=False))
+cfg = VideoLoadConfig(sampler=SamplerConfig('uniform', 4), size=16)
+print(extract_features(recs, cfg, enc, {str(tmp_path / "f")!r}, shard_size=2, progress=False))
 """
-    killed = subprocess.run([sys.executable, "-c", script], env={**__import__("os").environ, "KILL": "1"}, capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", script], env={**__import__("os").environ, "KILL": "1"}, capture_output=True, text=True
+    )
     assert killed.returncode == -9
     assert len(done_video_ids(tmp_path / "f")) == 4
     rerun = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

@@ -5,12 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from vlx.data.errors import DataError
 from video.io import (
-    PyAVReader, SamplerConfig, VideoLoadConfig, fps_indices, load_video, open_video, resize_crop,
-    timestamp_indices, tsn_indices, uniform_indices,
+    PyAVReader,
+    SamplerConfig,
+    VideoLoadConfig,
+    fps_indices,
+    load_video,
+    open_video,
+    resize_crop,
+    timestamp_indices,
+    tsn_indices,
+    uniform_indices,
 )
-from video.synthetic import all_event_pairs, render_clip
+from video.synthetic import render_clip
+from vlx.data.errors import DataError
 
 
 def naive_frames(path) -> np.ndarray:
@@ -57,7 +65,9 @@ def test_load_video_samplers_and_resize(bad_videos):
     f, t = load_video(path, VideoLoadConfig(sampler=SamplerConfig("uniform", 4), size=32))
     assert f.shape == (4, 32, 32, 3) and f.dtype == torch.uint8
     np.testing.assert_allclose(t.numpy(), np.array([4, 12, 20, 28]) / 8, atol=1e-6)
-    f, t = load_video(path, VideoLoadConfig(sampler=SamplerConfig("timestamps", timestamps=[0.5, 1.0]), size=48, crop="center"))
+    f, t = load_video(
+        path, VideoLoadConfig(sampler=SamplerConfig("timestamps", timestamps=[0.5, 1.0]), size=48, crop="center")
+    )
     assert f.shape == (2, 48, 48, 3)
     np.testing.assert_allclose(t.numpy(), [0.5, 1.0], atol=1e-6)
     f, t = load_video(path, VideoLoadConfig(sampler=SamplerConfig("fps", num_frames=100, fps=2), size=32))
@@ -72,12 +82,13 @@ def test_load_video_samplers_and_resize(bad_videos):
 def test_frames_encode_the_motion(tmp_path):
     """The shape's x-centre in decoded frames follows the rendered path (order kept)."""
     from video.synthetic import Event, write_mp4
+
     ev = (Event("red", "square", "right"), Event("blue", "circle", "left"))
     write_mp4(tmp_path / "v.mp4", render_clip(ev, 4, 64), fps=4)
     f, _ = load_video(tmp_path / "v.mp4", VideoLoadConfig(sampler=SamplerConfig("uniform", 8), size=64))
     xs = []
     for fr in f.numpy().astype(int):
-        m = (np.abs(fr - 16).sum(-1) > 100)
+        m = np.abs(fr - 16).sum(-1) > 100
         xs.append(np.nonzero(m)[1].mean())
     assert np.all(np.diff(xs[:4]) > 0) and np.all(np.diff(xs[4:]) < 0)
     assert f[1, 32, int(xs[1]), 0] > 150  # red first
@@ -112,7 +123,11 @@ def test_pyav_truncated_data_is_reported(bad_videos):
 
 @pytest.mark.parametrize("size", [16, 48])
 def test_decord_sizes_its_scaler_rejects_fall_back_to_torch_resize(bad_videos, size):
-    f, _ = load_video(bad_videos["good"], VideoLoadConfig(sampler=SamplerConfig("uniform", 4), size=size, backend="decord"))
+    f, _ = load_video(
+        bad_videos["good"], VideoLoadConfig(sampler=SamplerConfig("uniform", 4), size=size, backend="decord")
+    )
     assert f.shape == (4, size, size, 3)
-    ref, _ = load_video(bad_videos["good"], VideoLoadConfig(sampler=SamplerConfig("uniform", 4), size=size, backend="pyav"))
+    ref, _ = load_video(
+        bad_videos["good"], VideoLoadConfig(sampler=SamplerConfig("uniform", 4), size=size, backend="pyav")
+    )
     assert (f.float() - ref.float()).abs().mean() < 10

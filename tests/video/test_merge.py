@@ -1,4 +1,5 @@
 """ToMe correctness against naive references."""
+
 from __future__ import annotations
 
 import copy
@@ -6,8 +7,15 @@ import copy
 import pytest
 import torch
 
+from video.merge import (
+    apply_patch,
+    bipartite_soft_matching,
+    merge_wavg,
+    proportional_attention,
+    temporal_merge,
+    tome_modules,
+)
 from vlx.encoders.vit import VisionTransformer
-from video.merge import apply_patch, tome_modules, bipartite_soft_matching, merge_wavg, proportional_attention, temporal_merge
 
 
 def small_vit(**kw):
@@ -101,13 +109,17 @@ def test_patch_hf_clip_vision_r0_and_sizes():
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(0)
-    cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32, patch_size=8)
+    cfg = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32, patch_size=8
+    )
     model = CLIPVisionModel(cfg).eval()
     ref = copy.deepcopy(model)
     apply_patch(model, r=0)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(model(pixel_values=x).pooler_output, ref(pixel_values=x).pooler_output, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            model(pixel_values=x).pooler_output, ref(pixel_values=x).pooler_output, rtol=1e-4, atol=1e-5
+        )
         (tower,) = tome_modules(model)
         tower.r = 4
         out = model(pixel_values=x)

@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vlx.encoders import EncoderConfig
-from vlx.models.dual_encoder import DualEncoderConfig
-from video.models.captioner import GenerationConfig, LMConfig, LoraSettings, VideoCaptionerConfig, build_video_captioner
+from video.models.captioner import LMConfig, LoraSettings, VideoCaptionerConfig, build_video_captioner
 from video.models.video_clip import VideoCLIPConfig, build_video_clip
 from video.pooling import TemporalPoolingConfig
+from vlx.encoders import EncoderConfig
+from vlx.models.dual_encoder import DualEncoderConfig
 
 TINY_LM = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
 
@@ -15,7 +15,9 @@ TINY_LM = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_at
 def clip_model(kind: str):
     torch.manual_seed(0)
     cfg = VideoCLIPConfig(
-        dual=DualEncoderConfig(image=EncoderConfig("vit", "tiny"), text=EncoderConfig("transformer", "tiny"), embed_dim=32),
+        dual=DualEncoderConfig(
+            image=EncoderConfig("vit", "tiny"), text=EncoderConfig("transformer", "tiny"), embed_dim=32
+        ),
         pooling=TemporalPoolingConfig(kind, layers=1, heads=2),
     )
     return build_video_clip(cfg).eval()
@@ -32,8 +34,8 @@ def test_video_clip_order_awareness_and_features_path():
         torch.testing.assert_close(v.norm(dim=-1), torch.ones(3))
         assert ((v - flipped).abs().max() > 1e-3) == order_aware, kind
     # cached image-tower features give the same video embedding as pixels
-    from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
     from video.io import frames_to_model
+    from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
 
     with torch.no_grad():
         feats = m.dual.image_encoder(frames_to_model(frames, IMAGE_MEAN, IMAGE_STD).flatten(0, 1)).pooled.view(3, 6, -1)
@@ -43,7 +45,12 @@ def test_video_clip_order_awareness_and_features_path():
 def test_video_clip_loss_with_several_captions_per_video():
     m = clip_model("seqtransf").train()
     frames = torch.randint(0, 256, (4, 4, 32, 32, 3), dtype=torch.uint8)
-    batch = {"frames": frames, "input_ids": torch.randint(5, 200, (4, 7)), "attention_mask": torch.ones(4, 7, dtype=torch.long), "ids": torch.tensor([0, 0, 1, 2])}
+    batch = {
+        "frames": frames,
+        "input_ids": torch.randint(5, 200, (4, 7)),
+        "attention_mask": torch.ones(4, 7, dtype=torch.long),
+        "ids": torch.tensor([0, 0, 1, 2]),
+    }
     out = m(batch)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and m.pooling.pos.grad is not None
@@ -62,8 +69,11 @@ def tiny_lm_dir(tmp_path_factory):
 
 def captioner(lm_dir, lora=False):
     torch.manual_seed(0)
-    cfg = VideoCaptionerConfig(vision=EncoderConfig("vit", "tiny"), pool_size=[2, 2, 2],
-                               lm=LMConfig(path=lm_dir, lora=LoraSettings(enabled=lora, r=4, alpha=8, dropout=0.0)))
+    cfg = VideoCaptionerConfig(
+        vision=EncoderConfig("vit", "tiny"),
+        pool_size=[2, 2, 2],
+        lm=LMConfig(path=lm_dir, lora=LoraSettings(enabled=lora, r=4, alpha=8, dropout=0.0)),
+    )
     return build_video_captioner(cfg)
 
 
@@ -75,7 +85,7 @@ def test_captioner_targets_mask_prompt_and_padding(tiny_lm_dir):
     assert row0[0] == m.bos_id and row0[-1] == m.eos_id
     n_prompt = 1 + len(tok("what moves?", add_special_tokens=False)["input_ids"])
     assert (b["labels"][0, :n_prompt] == -100).all()
-    assert b["labels"][0, n_prompt:len(row0)].tolist() == row0[n_prompt:]
+    assert b["labels"][0, n_prompt : len(row0)].tolist() == row0[n_prompt:]
     assert (b["labels"][1][b["attention_mask"][1] == 0] == -100).all()
     assert tok.decode(tok("The red square, then", add_special_tokens=False)["input_ids"]) == "the red square , then"
     assert tok("zebra", add_special_tokens=False)["input_ids"] == [tok.unk_token_id]
@@ -115,7 +125,10 @@ def test_lora_trains_adapters_only(tiny_lm_dir):
     assert lm_trainable and all("lora_" in n for n in lm_trainable)
     assert any(n.startswith("projector.") for n in trainable) and any(n.startswith("vision.") for n in trainable)
     base = {n: p.detach().clone() for n, p in m.lm.named_parameters() if "lora_" not in n}
-    batch = {"frames": torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8), **m.make_targets(["", ""], ["a cat", "a dog"])}
+    batch = {
+        "frames": torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8),
+        **m.make_targets(["", ""], ["a cat", "a dog"]),
+    }
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5)
     m(batch)["loss"].backward()
     opt.step()
@@ -131,8 +144,13 @@ def test_captioner_cls_tokens_and_vision_init(tiny_lm_dir, tmp_path):
 
     src = clip_model("mean")
     save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(tmp_path / "model.safetensors"))
-    cfg = VideoCaptionerConfig(vision=EncoderConfig("vit", "tiny"), pool_size=[2, 2, 2], use_cls=True,
-                               vision_init=str(tmp_path / "model.safetensors"), lm=LMConfig(path=tiny_lm_dir))
+    cfg = VideoCaptionerConfig(
+        vision=EncoderConfig("vit", "tiny"),
+        pool_size=[2, 2, 2],
+        use_cls=True,
+        vision_init=str(tmp_path / "model.safetensors"),
+        lm=LMConfig(path=tiny_lm_dir),
+    )
     m = build_video_captioner(cfg)
     assert m.visual_tokens(torch.zeros(2, 4, 32, 32, 3, dtype=torch.uint8)).shape == (2, 8 + 4, 32)
     torch.testing.assert_close(m.vision.pos_embed, src.dual.image_encoder.pos_embed)
@@ -146,7 +164,9 @@ def test_captioner_visual_pos_embed_marks_each_token_slot(tiny_lm_dir):
     (a token's frame is only implicit in its sequence position), distinct tokens per (t, h, w) slot
     and per frame CLS with it; the embeddings are trained by the caption loss."""
     frames = torch.full((2, 4, 32, 32, 3), 128, dtype=torch.uint8)
-    base = VideoCaptionerConfig(vision=EncoderConfig("vit", "tiny"), pool_size=[4, 2, 2], use_cls=True, lm=LMConfig(path=tiny_lm_dir))
+    base = VideoCaptionerConfig(
+        vision=EncoderConfig("vit", "tiny"), pool_size=[4, 2, 2], use_cls=True, lm=LMConfig(path=tiny_lm_dir)
+    )
     with torch.no_grad():
         plain = build_video_captioner(base).visual_tokens(frames)
     assert plain.shape == (2, 16 + 4, 32)

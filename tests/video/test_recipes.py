@@ -1,13 +1,13 @@
 """The recipes end to end through the core's `vlx train` / `vlx eval` and `vlx caption`."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from vlx.cli import main
-
 from video.synthetic import generate_moving_shapes
+from vlx.cli import main
 
 CFG = "configs/video/"
 
@@ -18,8 +18,20 @@ def tiny_shapes(tmp_path_factory):
 
 
 def common(root, out):
-    return ["--set", f"data.shapes_root={root}", "--set", f"train.output_dir={out}", "--set", "train.max_steps=2",
-            "--set", "train.batch_size=4", "--set", "train.progress=false", "--set", "train.resume=none"]
+    return [
+        "--set",
+        f"data.shapes_root={root}",
+        "--set",
+        f"train.output_dir={out}",
+        "--set",
+        "train.max_steps=2",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.progress=false",
+        "--set",
+        "train.resume=none",
+    ]
 
 
 def test_retrieval_train_and_eval(tiny_shapes, tmp_path, capsys):
@@ -28,7 +40,20 @@ def test_retrieval_train_and_eval(tiny_shapes, tmp_path, capsys):
     res = json.loads((out / "eval.json").read_text())
     assert res["n_videos"] == 8 and res["n_captions"] == 16 and 0 <= res["t2v_R@1"] <= 100
     assert (out / "checkpoints" / "latest").is_file()
-    assert main(["eval", CFG + "retrieval_tiny.yaml", "--ckpt", str(out), *common(tiny_shapes, out)[:2], "--out", str(tmp_path / "e.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                CFG + "retrieval_tiny.yaml",
+                "--ckpt",
+                str(out),
+                *common(tiny_shapes, out)[:2],
+                "--out",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "e.json").read_text())
     assert again["t2v_R@1"] == res["t2v_R@1"]  # same weights, same numbers
 
@@ -40,7 +65,9 @@ def test_captioning_train_then_vlx_caption(tiny_shapes, tmp_path, capsys):
     assert {"CIDEr-D", "BLEU-4", "ROUGE-L"} <= set(res) and res["n_test"] == 8
     assert len((out / "eval_samples.jsonl").read_text().splitlines()) == 8
     capsys.readouterr()
-    assert main(["caption", str(tiny_shapes / "videos" / "video16.mp4"), "--ckpt", str(out), "--max-new-tokens", "3"]) == 0
+    assert (
+        main(["caption", str(tiny_shapes / "videos" / "video16.mp4"), "--ckpt", str(out), "--max-new-tokens", "3"]) == 0
+    )
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert 1 <= len(printed.split()) <= 3  # a (short, untrained) caption from the tiny vocabulary
 
@@ -62,8 +89,27 @@ def test_retrieval_on_cached_features(tiny_shapes, tmp_path):
     """`vlx video-features` with the tiny ViT, then the retrieval recipe trains on them."""
     feats = tmp_path / "feats"
     ann = str(tiny_shapes / "annotation.json")
-    assert main(["video-features", ann, "--format", "msrvtt", "--video-root", str(tiny_shapes / "videos"), "--out", str(feats), "--preset", "tiny"]) == 0
+    assert (
+        main(
+            [
+                "video-features",
+                ann,
+                "--format",
+                "msrvtt",
+                "--video-root",
+                str(tiny_shapes / "videos"),
+                "--out",
+                str(feats),
+                "--preset",
+                "tiny",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "ret_feats"
-    assert main(["train", CFG + "retrieval_tiny.yaml", *common(tiny_shapes, out), "--set", f"data.features_dir={feats}"]) == 0
+    assert (
+        main(["train", CFG + "retrieval_tiny.yaml", *common(tiny_shapes, out), "--set", f"data.features_dir={feats}"])
+        == 0
+    )
     res = json.loads((out / "eval.json").read_text())
     assert res["n_videos"] == 8 and res["n_captions"] == 16

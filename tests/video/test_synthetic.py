@@ -27,7 +27,12 @@ def test_test_group_is_order_dependent_with_one_frame_multiset(tmp_path):
     caps = [s["caption"] for s in json.loads((root / "annotation.json").read_text())["sentences"][::2]]
     assert len(set(caps)) == 8 and all(", then " in c for c in caps)
     a, b = Event("red", "square", "left"), Event("blue", "triangle", "right")
-    variants = [(Event(x.color, x.shape, d1), Event(y.color, y.shape, d2)) for x, y in ((a, b), (b, a)) for d1 in DIRECTIONS for d2 in DIRECTIONS]
+    variants = [
+        (Event(x.color, x.shape, d1), Event(y.color, y.shape, d2))
+        for x, y in ((a, b), (b, a))
+        for d1 in DIRECTIONS
+        for d2 in DIRECTIONS
+    ]
     keyed = [sorted(f.tobytes() for f in render_clip(v, 4, 32)) for v in variants]
     assert all(k == keyed[0] for k in keyed)
     assert len({caption(v) for v in variants}) == 8

@@ -1,5 +1,6 @@
 """A toy regression task whose loss depends on data order and on dropout's RNG, so that an
 inexact resume shows up as a different loss."""
+
 from __future__ import annotations
 
 import time
@@ -45,5 +46,4 @@ class ToyModel(nn.Module):
 
 
 def toy_task(**data_kw) -> Task:
-    return Task(model=ToyModel(), train_dataset=ToyData(**data_kw),
-                evaluate=lambda m, d: {"mse": 1.0})
+    return Task(model=ToyModel(), train_dataset=ToyData(**data_kw), evaluate=lambda m, d: {"mse": 1.0})

@@ -1,7 +1,5 @@
 from pathlib import Path
 
-import pytest
-
 from vlx.cli import main
 from vlx.config import from_dict, read_yaml_with_extends, to_dict
 

@@ -1,5 +1,5 @@
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
@@ -19,7 +19,7 @@ class ModelCfg:
 class Cfg(RecipeConfig):
     model: ModelCfg = field(default_factory=ModelCfg)
     names: list[str] = field(default_factory=list)
-    path: Optional[str] = None
+    path: str | None = None
 
 
 def write(tmp_path, name, text):

@@ -1,10 +1,10 @@
 """DDP through torchrun with 2 CPU processes (gloo): ranks stay in sync, one checkpoint."""
+
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from vlx.train.checkpoint import find_checkpoint
 from vlx.train.logging import read_jsonl
@@ -45,8 +45,18 @@ def test_torchrun_two_processes(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT.format(testdir=str(Path(__file__).parent), out=str(out)))
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(script)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("RANK_OK") == 2

@@ -2,6 +2,7 @@
 single-process loss on the concatenated batch, each rank's local features get world_size x the
 matching slice of the single-process gradient, and DDP-style gradient averaging of a shared
 layer reproduces the single-process parameter gradient (the convention in vlx/losses/clip.py)."""
+
 import os
 import socket
 

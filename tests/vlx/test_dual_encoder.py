@@ -1,5 +1,6 @@
 """DualEncoder: shapes, normalisation, temperature, freezing, safetensors round-trip, a few
 training steps, and parameter parity with transformers.CLIPModel (the benchmark's premise)."""
+
 import importlib.util
 import math
 from pathlib import Path
@@ -175,7 +176,12 @@ def test_benchmark_models_have_equal_parameter_counts(size, expected):
 def test_benchmark_runs_and_writes_its_table(tmp_path):
     bench = _bench_module()
     out = tmp_path / "bench"
-    assert bench.main(["--sizes", "tiny", "--steps", "2", "--warmup", "1", "--batch", "8", "--text-len", "8", "--out", str(out)]) == 0
+    assert (
+        bench.main(
+            ["--sizes", "tiny", "--steps", "2", "--warmup", "1", "--batch", "8", "--text-len", "8", "--out", str(out)]
+        )
+        == 0
+    )
     rows = __import__("json").loads(out.with_suffix(".json").read_text())["rows"]
     assert rows[0]["params_ours"] == rows[0]["params_hf"] and rows[0]["ratio"] > 0
     assert math.isfinite(rows[0]["final_loss_ours"]) and math.isfinite(rows[0]["final_loss_hf"])

@@ -1,4 +1,5 @@
 """ViT / text transformer: shapes, attention against a naive reference, masking, presets."""
+
 import math
 
 import pytest
@@ -8,8 +9,14 @@ from torch import nn
 
 from vlx.config import ConfigError
 from vlx.encoders import (
-    Attention, Block, EncoderConfig, EncoderOutput, TextTransformer, VisionTransformer,
-    build_image_encoder, build_text_encoder,
+    Attention,
+    Block,
+    EncoderConfig,
+    EncoderOutput,
+    TextTransformer,
+    VisionTransformer,
+    build_image_encoder,
+    build_text_encoder,
 )
 from vlx.encoders.vit import VIT_PRESETS
 
@@ -88,7 +95,9 @@ def test_vit_tiny_shapes_cls_first_and_manual_forward():
 
 def test_vit_depth_input_mean_pool_and_other_image_size():
     torch.manual_seed(0)
-    vit = build_image_encoder(EncoderConfig(name="vit", preset="tiny", kwargs={"in_channels": 1, "pool": "mean"})).eval()
+    vit = build_image_encoder(
+        EncoderConfig(name="vit", preset="tiny", kwargs={"in_channels": 1, "pool": "mean"})
+    ).eval()
     out = vit(torch.randn(2, 1, 32, 32))
     assert torch.allclose(out.pooled, out.tokens[:, 1:].mean(1))
     big = vit(torch.randn(2, 1, 64, 48))  # 8x6 grid: interpolated position embeddings
@@ -103,7 +112,9 @@ def test_vit_depth_input_mean_pool_and_other_image_size():
 @pytest.mark.parametrize("pool,causal", [("mean", False), ("cls", False), ("eot", True), ("mean", True)])
 def test_text_padding_does_not_change_real_tokens(pool, causal):
     torch.manual_seed(0)
-    enc = TextTransformer(vocab_size=50, context_length=12, width=32, layers=2, heads=4, causal=causal, pool=pool).eval()
+    enc = TextTransformer(
+        vocab_size=50, context_length=12, width=32, layers=2, heads=4, causal=causal, pool=pool
+    ).eval()
     ids = torch.randint(1, 50, (1, 5))
     alone = enc(ids, torch.ones_like(ids))
     padded_ids = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], 1)

@@ -1,5 +1,6 @@
 """Hugging Face adapters from local dirs: the packaged all-MiniLM-L6-v2 with the hub off, any
 AutoModel text dir, the towers of a CLIPModel dir, and one-line errors for wrong paths."""
+
 import json
 import os
 import subprocess
@@ -38,8 +39,14 @@ def test_minilm_loads_with_the_hub_off_in_a_fresh_process():
         "e = build_text_encoder(EncoderConfig(name='minilm')).eval(); t = build_tokenizer();"
         "print(tuple(e(**t(['hello world'])).pooled.shape))"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9",
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "(1, 384)"
@@ -96,8 +103,22 @@ def clip_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     cfg = CLIPConfig(
-        text_config=dict(vocab_size=99, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=16),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8),
+        text_config=dict(
+            vocab_size=99,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=24,
     )
     d = tmp_path_factory.mktemp("tiny_clip")
@@ -114,8 +135,12 @@ def test_clip_towers_match_clipmodel_features(clip_dir):
     ids = torch.randint(1, 98, (3, 7))
     ids[:, -1] = 98  # EOS = highest id (CLIP's legacy EOT rule)
     mask = torch.ones_like(ids)
-    vis = build_image_encoder(EncoderConfig(name="hf_clip_vision", path=str(clip_dir), kwargs={"use_projection": True})).eval()
-    txt = build_text_encoder(EncoderConfig(name="hf_clip_text", path=str(clip_dir), kwargs={"use_projection": True})).eval()
+    vis = build_image_encoder(
+        EncoderConfig(name="hf_clip_vision", path=str(clip_dir), kwargs={"use_projection": True})
+    ).eval()
+    txt = build_text_encoder(
+        EncoderConfig(name="hf_clip_text", path=str(clip_dir), kwargs={"use_projection": True})
+    ).eval()
     v, t = vis(images), txt(ids, mask)
     ref_v = clip.get_image_features(pixel_values=images)
     ref_t = clip.get_text_features(input_ids=ids, attention_mask=mask)
@@ -130,7 +155,11 @@ def test_clip_towers_match_clipmodel_features(clip_dir):
 
 def test_wrong_paths_give_one_line_errors_naming_path_and_expectation(tmp_path):
     missing = tmp_path / "nope"
-    for name, build in (("hf_text", build_text_encoder), ("hf_clip_vision", build_image_encoder), ("hf_clip_text", build_text_encoder)):
+    for name, build in (
+        ("hf_text", build_text_encoder),
+        ("hf_clip_vision", build_image_encoder),
+        ("hf_clip_text", build_text_encoder),
+    ):
         with pytest.raises(ConfigError) as e:
             build(EncoderConfig(name=name, path=str(missing)))
         msg = str(e.value)

@@ -1,4 +1,5 @@
 """Each loss against a naive loop-by-loop reference: values and gradients (float64)."""
+
 import math
 
 import pytest
@@ -6,9 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vlx.config import ConfigError
-from vlx.losses import (LOSSES, ClipLoss, FilipLoss, IntraModalLoss, SigLipLoss, SoftLabelClipLoss, build_loss,
-                        nt_xent)
-
+from vlx.losses import LOSSES, ClipLoss, FilipLoss, IntraModalLoss, SigLipLoss, SoftLabelClipLoss, build_loss, nt_xent
 
 
 @pytest.fixture(autouse=True)
@@ -64,15 +63,18 @@ def ref_siglip(a, b, t, bias):
 
 def ref_filip(A, B, am, bm, scale):
     n = len(A)
+
     def score(X, Y, xm, ym, i, j):  # mean over valid tokens of X_i of max over valid tokens of Y_j
         vals = [max(dot(X[i][k], Y[j][l]) for l in range(len(Y[j])) if ym[j][l]) for k in range(len(X[i])) if xm[i][k]]
         return sum(vals) / len(vals)
+
     def nce(X, Y, xm, ym):
         tot = 0.0
         for i in range(n):
             row = [scale * score(X, Y, xm, ym, i, j) for j in range(n)]
             tot += logsumexp(row) - row[i]
         return tot / n
+
     return (nce(A, B, am, bm) + nce(B, A, bm, am)) / 2
 
 
@@ -89,6 +91,7 @@ def ref_nt_xent(a, b, tau):
 
 def ref_soft(a, b, scale, alpha):
     n = len(a)
+
     def direction(q, k):
         tot = 0.0
         for i in range(n):
@@ -97,6 +100,7 @@ def ref_soft(a, b, scale, alpha):
             tgt = [(1 - alpha) if j == i else alpha / (n - 1) for j in range(n)]
             tot += -sum(t * (r - lse) for t, r in zip(tgt, row))
         return tot / n
+
     return (direction(a, b) + direction(b, a)) / 2
 
 
@@ -148,7 +152,9 @@ def test_clip_multi_positive_ids():
     nb = numeric_grad(lambda x: ref_clip(a.detach(), x, 5.0, ids.tolist()), b)
     assert torch.allclose(ga, na, atol=1e-7) and torch.allclose(gb, nb, atol=1e-7)
     # all-distinct ids are the one-positive loss; a shared id changes the value
-    assert float(ClipLoss()(a, b, 5.0, ids=torch.arange(7)).detach()) == pytest.approx(float(ClipLoss()(a, b, 5.0).detach()), abs=1e-12)
+    assert float(ClipLoss()(a, b, 5.0, ids=torch.arange(7)).detach()) == pytest.approx(
+        float(ClipLoss()(a, b, 5.0).detach()), abs=1e-12
+    )
     assert abs(float(loss.detach()) - float(ClipLoss()(a, b, 5.0).detach())) > 1e-3
 
 
@@ -169,7 +175,9 @@ def test_siglip_matches_reference():
     na = numeric_grad(lambda x: ref_siglip(x, b.detach(), 10.0, -3.0), a)
     assert torch.allclose(ga, na, atol=1e-6)
     eps = 1e-6
-    nbias = (ref_siglip(a.detach(), b.detach(), 10.0, -3.0 + eps) - ref_siglip(a.detach(), b.detach(), 10.0, -3.0 - eps)) / (2 * eps)
+    nbias = (
+        ref_siglip(a.detach(), b.detach(), 10.0, -3.0 + eps) - ref_siglip(a.detach(), b.detach(), 10.0, -3.0 - eps)
+    ) / (2 * eps)
     assert float(gbias) == pytest.approx(nbias, abs=1e-6)
 
 
@@ -204,11 +212,15 @@ def test_intra_modal_with_queue():
     pos = [[i] for i in range(4)]
     want = (ref_nce(a.detach(), keys_b, 6.0, pos) + ref_nce(b.detach(), keys_a, 6.0, pos)) / 2
     assert float(loss.detach()) == pytest.approx(want, abs=1e-10)
-    ga, = grads(lambda: IntraModalLoss()(a, b, 6.0, qa, qb), a)
-    na = numeric_grad(lambda x: (ref_nce(x, keys_b, 6.0, pos) + ref_nce(b.detach(), torch.cat([x, qa]), 6.0, pos)) / 2, a)
+    (ga,) = grads(lambda: IntraModalLoss()(a, b, 6.0, qa, qb), a)
+    na = numeric_grad(
+        lambda x: (ref_nce(x, keys_b, 6.0, pos) + ref_nce(b.detach(), torch.cat([x, qa]), 6.0, pos)) / 2, a
+    )
     assert torch.allclose(ga, na, atol=1e-7)
     # without queues it is the CLIP loss between the two views
-    assert float(IntraModalLoss()(a, b, 6.0).detach()) == pytest.approx(float(ClipLoss()(a, b, 6.0).detach()), abs=1e-12)
+    assert float(IntraModalLoss()(a, b, 6.0).detach()) == pytest.approx(
+        float(ClipLoss()(a, b, 6.0).detach()), abs=1e-12
+    )
 
 
 def test_nt_xent_matches_reference():
@@ -216,7 +228,7 @@ def test_nt_xent_matches_reference():
     a = torch.randn(5, 4, generator=g).requires_grad_(True)  # unnormalised: nt_xent normalises
     b = torch.randn(5, 4, generator=g)
     assert float(nt_xent(a, b, 0.2).detach()) == pytest.approx(ref_nt_xent(a.detach(), b, 0.2), abs=1e-10)
-    ga, = grads(lambda: nt_xent(a, b, 0.2), a)
+    (ga,) = grads(lambda: nt_xent(a, b, 0.2), a)
     na = numeric_grad(lambda x: ref_nt_xent(x, b, 0.2), a)
     assert torch.allclose(ga, na, atol=1e-6)
 
@@ -225,16 +237,20 @@ def test_soft_label_matches_reference_and_torch_label_smoothing():
     a, b = feats(6, 4, 10), feats(6, 4, 11)
     loss = SoftLabelClipLoss(0.2)(a, b, 8.0)
     assert float(loss.detach()) == pytest.approx(ref_soft(a.detach(), b.detach(), 8.0, 0.2), abs=1e-10)
-    ga, = grads(lambda: SoftLabelClipLoss(0.2)(a, b, 8.0), a)
+    (ga,) = grads(lambda: SoftLabelClipLoss(0.2)(a, b, 8.0), a)
     na = numeric_grad(lambda x: ref_soft(x, b.detach(), 8.0, 0.2), a)
     assert torch.allclose(ga, na, atol=1e-7)
     # PyramidCLIP's (1-a, a/(N-1)) targets equal torch's uniform label smoothing with eps = a N/(N-1)
     logits = 8.0 * a.detach() @ b.detach().T
     lbl = torch.arange(6)
     eps = 0.2 * 6 / 5
-    torch_ls = (F.cross_entropy(logits, lbl, label_smoothing=eps) + F.cross_entropy(logits.T, lbl, label_smoothing=eps)) / 2
+    torch_ls = (
+        F.cross_entropy(logits, lbl, label_smoothing=eps) + F.cross_entropy(logits.T, lbl, label_smoothing=eps)
+    ) / 2
     assert float(loss.detach()) == pytest.approx(float(torch_ls), abs=1e-10)
-    assert float(SoftLabelClipLoss(0.0)(a, b, 8.0).detach()) == pytest.approx(float(ClipLoss()(a, b, 8.0).detach()), abs=1e-12)
+    assert float(SoftLabelClipLoss(0.0)(a, b, 8.0).detach()) == pytest.approx(
+        float(ClipLoss()(a, b, 8.0).detach()), abs=1e-12
+    )
     with pytest.raises(ConfigError, match="smoothing"):
         SoftLabelClipLoss(1.0)
 
@@ -244,6 +260,7 @@ def test_soft_label_with_ids_spreads_mass_over_positives():
     ids = torch.tensor([0, 0, 1, 2, 2])
     loss = SoftLabelClipLoss(0.3)(a, b, 4.0, ids=ids)
     logits = (4.0 * a @ b.T).detach()
+
     def direction(L):
         tot = 0.0
         for i in range(5):
@@ -251,6 +268,7 @@ def test_soft_label_with_ids_spreads_mass_over_positives():
             lp = L[i].log_softmax(-1)
             tot += -sum((0.7 / len(P) if j in P else 0.3 / (5 - len(P))) * float(lp[j]) for j in range(5))
         return tot / 5
+
     assert float(loss.detach()) == pytest.approx((direction(logits) + direction(logits.T)) / 2, abs=1e-10)
 
 
@@ -279,5 +297,7 @@ def test_losses_keep_dtype_and_train_a_toy_model():
         loss = ClipLoss()(a, b, torch.tensor(10.0, dtype=torch.float32))
         assert loss.dtype == torch.float32
         first = float(loss.detach()) if first is None else first
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     assert float(loss.detach()) < 0.5 * first

@@ -1,5 +1,6 @@
 """Metrics against naive references, and the captioning scores against pycocoevalcap's own
 Bleu / Rouge / Cider(-D) scorers on the same pre-tokenized text (to 1e-6)."""
+
 import random
 
 import numpy as np
@@ -10,8 +11,19 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
 from vlx.data.errors import DataError
-from vlx.metrics import (bleu, caption_metrics, cider_d, cider_d_scores, image_text_retrieval_metrics, lcs_length,
-                         retrieval_metrics, rouge_l, rouge_l_scores, tokenize_caption, topk_accuracy)
+from vlx.metrics import (
+    bleu,
+    caption_metrics,
+    cider_d,
+    cider_d_scores,
+    image_text_retrieval_metrics,
+    lcs_length,
+    retrieval_metrics,
+    rouge_l,
+    rouge_l_scores,
+    tokenize_caption,
+    topk_accuracy,
+)
 
 
 # ---- retrieval ----------------------------------------------------------------------------
@@ -93,9 +105,11 @@ def test_topk_accuracy_against_loop():
 
 # ---- captioning ---------------------------------------------------------------------------
 def test_tokenize_caption():
-    assert tokenize_caption('A Man\'s dog doesn\'t run, in the "park"...') == "a man 's dog does n't run in the park"
-    assert tokenize_caption("It costs $3.50 (cheap)! A t-shirt; black/white -- 1,000 cats?") == \
-        "it costs $ 3.50 cheap a t-shirt black/white 1,000 cats"
+    assert tokenize_caption("A Man's dog doesn't run, in the \"park\"...") == "a man 's dog does n't run in the park"
+    assert (
+        tokenize_caption("It costs $3.50 (cheap)! A t-shirt; black/white -- 1,000 cats?")
+        == "it costs $ 3.50 cheap a t-shirt black/white 1,000 cats"
+    )
     assert tokenize_caption(" ... !? ") == ""
     assert tokenize_caption("Two  DOGS\tplaying.\n") == "two dogs playing"
 
@@ -139,7 +153,8 @@ def caption_corpus(n, seed):
         preds.append(p)
         refs.append(rs)
     # a fully repeated sample (same pred and refs twice)
-    preds.append(preds[5]); refs.append(list(refs[5]))
+    preds.append(preds[5])
+    refs.append(list(refs[5]))
     return preds, refs
 
 

@@ -1,4 +1,5 @@
 """The mirrored-image relation hard negative of the clip_shapes recipe."""
+
 import math
 
 import torch

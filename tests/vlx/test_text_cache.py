@@ -59,7 +59,9 @@ def test_cache_if_frozen_wraps_only_frozen_towers_once():
 
     live = tiny_text()
     assert cache_if_frozen(live) is live
-    frozen = build_text_encoder(EncoderConfig(name="transformer", preset="tiny", freeze=True, kwargs={"vocab_size": 50}))
+    frozen = build_text_encoder(
+        EncoderConfig(name="transformer", preset="tiny", freeze=True, kwargs={"vocab_size": 50})
+    )
     wrapped = cache_if_frozen(frozen)
     assert isinstance(wrapped, FrozenTextCache) and wrapped.encoder is frozen
     assert cache_if_frozen(wrapped) is wrapped

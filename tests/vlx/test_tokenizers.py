@@ -1,4 +1,5 @@
 """The MiniLM tokenizer (default) and HF tokenizers behind one interface."""
+
 import pytest
 import torch
 

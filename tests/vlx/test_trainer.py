@@ -1,4 +1,3 @@
-import json
 import os
 import signal
 import subprocess
@@ -10,13 +9,13 @@ import pytest
 import torch
 
 from vlx.config import ConfigError
-from vlx.train import Trainer, TrainConfig
+from vlx.train import TrainConfig, Trainer
 from vlx.train.checkpoint import find_checkpoint, load_model_weights
 from vlx.train.logging import read_jsonl
 from vlx.train.schedule import warmup_cosine_factor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _toy import ToyData, ToyModel, toy_task  # noqa: E402
+from _toy import ToyModel, toy_task  # noqa: E402
 
 
 def losses(run: Path) -> dict[int, float]:
@@ -24,8 +23,16 @@ def losses(run: Path) -> dict[int, float]:
 
 
 def cfg(out: Path, **kw) -> TrainConfig:
-    base = dict(output_dir=str(out), batch_size=8, epochs=3, lr=1e-2, log_every=1, progress=False,
-                tensorboard=False, warmup_steps=2)
+    base = dict(
+        output_dir=str(out),
+        batch_size=8,
+        epochs=3,
+        lr=1e-2,
+        log_every=1,
+        progress=False,
+        tensorboard=False,
+        warmup_steps=2,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -111,7 +118,6 @@ def test_sigterm_checkpoints_then_resume(tmp_path):
     Trainer(cfg(ref_dir), toy_task()).fit()
     ref = losses(ref_dir)
     trainer = Trainer(cfg(tmp_path / "t"), toy_task())
-    real_log = None
 
     import vlx.train.trainer as tr
 

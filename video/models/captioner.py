@@ -5,21 +5,23 @@ Hugging Face causal LM from a local directory reads ``[visual tokens] [bos] prom
 predicts the answer. LoRA (peft) on the LM is optional; ``generate`` exposes the usual
 decoding options.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from video.io import frames_to_model
+from video.pooling import AdaptiveGridPooling
 from vlx.config import ConfigError
 from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
 from vlx.encoders import EncoderConfig, build_image_encoder
-from video.io import frames_to_model
-from video.pooling import AdaptiveGridPooling
 
 
 @dataclass
@@ -36,11 +38,15 @@ class LMConfig:
     """``path``: a local HF causal-LM dir (weights + tokenizer). Empty: a tiny LM is built from
     ``tiny`` (a LlamaConfig dict) with the MiniLM tokenizer and saved to ``tiny_dir``."""
 
-    path: Optional[str] = None
+    path: str | None = None
     # Tokenizer of the tiny LM: "words" = a word-level vocabulary built from the training
     # text (tiny softmax, fast on a CPU), "minilm" = the packaged MiniLM WordPiece (30k).
     tiny_vocab: Literal["words", "minilm"] = "words"
-    tiny: dict[str, Any] = field(default_factory=lambda: dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4))
+    tiny: dict[str, Any] = field(
+        default_factory=lambda: dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4
+        )
+    )
     tiny_dir: str = "runs/tiny_lm"
     freeze: bool = False
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -63,7 +69,7 @@ class VideoCaptionerConfig:
     # LLaVA starts from a contrastively pretrained vision tower: a checkpoint (run dir,
     # checkpoint dir or .safetensors) of e.g. a video_retrieval run, and the key prefix of
     # the image encoder inside it.
-    vision_init: Optional[str] = None
+    vision_init: str | None = None
     vision_init_prefix: str = "dual.image_encoder."
     freeze_vision: bool = False
     pool_size: list[int] = field(default_factory=lambda: [4, 2, 2])  # PLLaVA (t, h, w)
@@ -94,10 +100,14 @@ def word_tokenizer(corpus: Sequence[str]):
     tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]"
+    )
 
 
-def build_tiny_lm(out_dir: str | Path, tiny: dict[str, Any], corpus: Optional[Sequence[str]] = None, seed: int = 0) -> Path:
+def build_tiny_lm(
+    out_dir: str | Path, tiny: dict[str, Any], corpus: Sequence[str] | None = None, seed: int = 0
+) -> Path:
     """A randomly initialised LlamaForCausalLM (sizes from ``tiny``) saved as a normal HF dir
     with its tokenizer: word-level over ``corpus`` when given, else the MiniLM WordPiece
     ([CLS] as bos, [SEP] as eos). Idempotent: an existing dir is reused."""
@@ -113,8 +123,15 @@ def build_tiny_lm(out_dir: str | Path, tiny: dict[str, Any], corpus: Optional[Se
 
         tok = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
         tok.bos_token, tok.eos_token = tok.cls_token, tok.sep_token
-    cfg = LlamaConfig(vocab_size=len(tok), max_position_embeddings=256, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True, **tiny)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+        **tiny,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
@@ -129,7 +146,7 @@ def build_tiny_lm(out_dir: str | Path, tiny: dict[str, Any], corpus: Optional[Se
     return out
 
 
-def load_lm(cfg: LMConfig, corpus: Optional[Sequence[str]] = None):
+def load_lm(cfg: LMConfig, corpus: Sequence[str] | None = None):
     """-> (causal LM, tokenizer) from ``cfg.path`` or a tiny LM (word vocabulary from
     ``corpus`` when ``tiny_vocab="words"``); LoRA applied if enabled."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -139,7 +156,9 @@ def load_lm(cfg: LMConfig, corpus: Optional[Sequence[str]] = None):
         path = Path(cfg.path)
     else:
         if cfg.tiny_vocab == "words" and corpus is None and not (Path(cfg.tiny_dir) / "config.json").is_file():
-            raise ConfigError("model.lm: a tiny LM with tiny_vocab=words needs the training text to build its vocabulary")
+            raise ConfigError(
+                "model.lm: a tiny LM with tiny_vocab=words needs the training text to build its vocabulary"
+            )
         path = build_tiny_lm(cfg.tiny_dir, cfg.tiny, corpus if cfg.tiny_vocab == "words" else None)
     if not (path / "config.json").is_file():
         raise ConfigError(f"model.lm.path: {path} is not a local Hugging Face causal-LM directory (no config.json)")
@@ -150,12 +169,20 @@ def load_lm(cfg: LMConfig, corpus: Optional[Sequence[str]] = None):
     if cfg.lora.enabled:
         from peft import LoraConfig, get_peft_model
 
-        lm = get_peft_model(lm, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                                           target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM"))
+        lm = get_peft_model(
+            lm,
+            LoraConfig(
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules=list(cfg.lora.target_modules),
+                task_type="CAUSAL_LM",
+            ),
+        )
     return lm, tok
 
 
-def _special(tok, *names: str) -> Optional[int]:
+def _special(tok, *names: str) -> int | None:
     for n in names:
         v = getattr(tok, n, None)
         if v is not None:
@@ -168,7 +195,17 @@ class VideoCaptioner(nn.Module):
     (``[bos] prompt target [eos]`` right-padded), attention_mask (B, L), labels (B, L) (-100
     outside the target). ``generate(frames, prompts) -> list[str]``."""
 
-    def __init__(self, vision: nn.Module, lm: nn.Module, tokenizer, pool_size: Sequence[int], projector_layers: int = 2, generation: Optional[GenerationConfig] = None, use_cls: bool = False, visual_pos_embed: bool = False):
+    def __init__(
+        self,
+        vision: nn.Module,
+        lm: nn.Module,
+        tokenizer,
+        pool_size: Sequence[int],
+        projector_layers: int = 2,
+        generation: GenerationConfig | None = None,
+        use_cls: bool = False,
+        visual_pos_embed: bool = False,
+    ):
         super().__init__()
         self.use_cls = use_cls
         self.vision, self.lm, self.tokenizer = vision, lm, tokenizer
@@ -178,7 +215,7 @@ class VideoCaptioner(nn.Module):
         for _ in range(projector_layers - 1):
             layers += [nn.GELU(), nn.Linear(d_lm, d_lm)]
         self.projector = nn.Sequential(*layers)
-        self.visual_pos: Optional[nn.Parameter] = None
+        self.visual_pos: nn.Parameter | None = None
         if visual_pos_embed:
             t, h, w = pool_size
             if None in (t, h, w):
@@ -206,7 +243,10 @@ class VideoCaptioner(nn.Module):
         out = self.projector(pooled)
         if self.visual_pos is not None:
             if out.shape[1] != self.visual_pos.shape[1]:
-                raise ValueError(f"visual_pos_embed: {out.shape[1]} visual tokens, embeddings for {self.visual_pos.shape[1]} (frames != pool t with use_cls?)")
+                raise ValueError(
+                    f"visual_pos_embed: {out.shape[1]} visual tokens, embeddings for "
+                    f"{self.visual_pos.shape[1]} (frames != pool t with use_cls?)"
+                )
             out = out + self.visual_pos.to(out.dtype)
         return out
 
@@ -217,13 +257,19 @@ class VideoCaptioner(nn.Module):
         vis = self.visual_tokens(batch["frames"])
         B, V, _ = vis.shape
         text = self._embed(batch["input_ids"]).to(vis.dtype)
-        mask = torch.cat([torch.ones(B, V, dtype=batch["attention_mask"].dtype, device=vis.device), batch["attention_mask"]], 1)
+        mask = torch.cat(
+            [torch.ones(B, V, dtype=batch["attention_mask"].dtype, device=vis.device), batch["attention_mask"]], 1
+        )
         # Logits only for the text positions (the LM head over V visual positions is wasted
         # work); labels shift by one inside the text, as HF's causal-LM loss does.
         L = batch["input_ids"].shape[1]
-        logits = self.lm(inputs_embeds=torch.cat([vis, text], 1), attention_mask=mask, logits_to_keep=L + 1).logits[:, :-1]
+        logits = self.lm(inputs_embeds=torch.cat([vis, text], 1), attention_mask=mask, logits_to_keep=L + 1).logits[
+            :, :-1
+        ]
         # logits[:, i] predicts text token i (position V-1+i predicts V+i)
-        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=-100)
+        loss = torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=-100
+        )
         return {"loss": loss}
 
     # -- text side -------------------------------------------------------------------------
@@ -231,13 +277,17 @@ class VideoCaptioner(nn.Module):
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
         return ([self.bos_id] if self.bos_id is not None else []) + list(ids)
 
-    def make_targets(self, prompts: Sequence[str], targets: Sequence[str], max_length: int = 64) -> dict[str, torch.Tensor]:
+    def make_targets(
+        self, prompts: Sequence[str], targets: Sequence[str], max_length: int = 64
+    ) -> dict[str, torch.Tensor]:
         """Teacher-forcing inputs: ``[bos] prompt target [eos]`` right-padded; labels -100 on
         the prompt and padding."""
         rows, labs = [], []
         for p, t in zip(prompts, targets):
             pi = self.encode_prompt(p)
-            ti = list(self.tokenizer(t, add_special_tokens=False)["input_ids"]) + ([self.eos_id] if self.eos_id is not None else [])
+            ti = list(self.tokenizer(t, add_special_tokens=False)["input_ids"]) + (
+                [self.eos_id] if self.eos_id is not None else []
+            )
             ids = (pi + ti)[:max_length]
             lab = ([-100] * len(pi) + ti)[:max_length]
             rows.append(ids)
@@ -253,25 +303,35 @@ class VideoCaptioner(nn.Module):
         return {"input_ids": input_ids, "labels": labels, "attention_mask": attn}
 
     @torch.no_grad()
-    def generate(self, frames: torch.Tensor, prompts: Optional[Sequence[str]] = None, **overrides: Any) -> list[str]:
+    def generate(self, frames: torch.Tensor, prompts: Sequence[str] | None = None, **overrides: Any) -> list[str]:
         """frames (B, T, H, W, 3) uint8 -> B strings. ``overrides`` replace fields of the
         GenerationConfig (max_new_tokens, num_beams, do_sample, temperature, top_p, top_k,
         repetition_penalty)."""
         vis = self.visual_tokens(frames)
         B, V, D = vis.shape
         prompts = list(prompts) if prompts is not None else [""] * B
-        seqs = [torch.cat([vis[i], self._embed(torch.tensor(self.encode_prompt(p), dtype=torch.long, device=vis.device)).to(vis.dtype)]) for i, p in enumerate(prompts)]
+        seqs = [
+            torch.cat(
+                [
+                    vis[i],
+                    self._embed(torch.tensor(self.encode_prompt(p), dtype=torch.long, device=vis.device)).to(vis.dtype),
+                ]
+            )
+            for i, p in enumerate(prompts)
+        ]
         L = max(s.shape[0] for s in seqs)
         embeds = vis.new_zeros(B, L, D)
         mask = torch.zeros(B, L, dtype=torch.long, device=vis.device)
         for i, s in enumerate(seqs):  # left padding: generation continues from the right end
-            embeds[i, L - s.shape[0]:] = s
-            mask[i, L - s.shape[0]:] = 1
+            embeds[i, L - s.shape[0] :] = s
+            mask[i, L - s.shape[0] :] = 1
         g = {k: getattr(self.generation, k) for k in GenerationConfig.__dataclass_fields__}
         g.update(overrides)
         if not g["do_sample"]:
             g.pop("temperature"), g.pop("top_p"), g.pop("top_k")
-        out = self.lm.generate(inputs_embeds=embeds, attention_mask=mask, eos_token_id=self.eos_id, pad_token_id=self.pad_id, **g)
+        out = self.lm.generate(
+            inputs_embeds=embeds, attention_mask=mask, eos_token_id=self.eos_id, pad_token_id=self.pad_id, **g
+        )
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
@@ -284,16 +344,18 @@ def load_vision_init(vision: nn.Module, path: str, prefix: str) -> None:
 
     p = Path(path)
     file = p if p.suffix == ".safetensors" else find_checkpoint(p) / MODEL_FILE
-    sd = {k[len(prefix):]: v for k, v in load_file(str(file)).items() if k.startswith(prefix)}
+    sd = {k[len(prefix) :]: v for k, v in load_file(str(file)).items() if k.startswith(prefix)}
     if not sd:
         raise DataError(f"{file}: no weights under the prefix {prefix!r} (model.vision_init_prefix)")
     try:
         vision.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise DataError(f"{file}: vision weights under {prefix!r} do not fit model.vision ({str(e).splitlines()[0]})") from None
+        raise DataError(
+            f"{file}: vision weights under {prefix!r} do not fit model.vision ({str(e).splitlines()[0]})"
+        ) from None
 
 
-def build_video_captioner(cfg: VideoCaptionerConfig, corpus: Optional[Sequence[str]] = None) -> VideoCaptioner:
+def build_video_captioner(cfg: VideoCaptionerConfig, corpus: Sequence[str] | None = None) -> VideoCaptioner:
     """``corpus``: training text, used only to build a tiny LM's word vocabulary."""
     if len(cfg.pool_size) != 3:
         raise ConfigError(f"model.pool_size must be [t, h, w], got {cfg.pool_size}")
@@ -303,4 +365,6 @@ def build_video_captioner(cfg: VideoCaptionerConfig, corpus: Optional[Sequence[s
     if cfg.freeze_vision:
         vision.requires_grad_(False)
     lm, tok = load_lm(cfg.lm, corpus)
-    return VideoCaptioner(vision, lm, tok, cfg.pool_size, cfg.projector_layers, cfg.generation, cfg.use_cls, cfg.visual_pos_embed)
+    return VideoCaptioner(
+        vision, lm, tok, cfg.pool_size, cfg.projector_layers, cfg.generation, cfg.use_cls, cfg.visual_pos_embed
+    )

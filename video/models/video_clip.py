@@ -2,19 +2,19 @@
 Frames go through the image tower one by one, the projected frame embeddings are pooled over
 time (meanP, seqTransf, attention), and a symmetric InfoNCE with ``ids`` lets several
 captions of one video in a batch all count as positives."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
-from vlx.models.dual_encoder import DualEncoder, DualEncoderConfig, build_dual_encoder
 from video.io import frames_to_model
 from video.pooling import TemporalPoolingConfig, build_temporal_pooling
+from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
+from vlx.models.dual_encoder import DualEncoder, DualEncoderConfig, build_dual_encoder
 
 
 @dataclass
@@ -53,13 +53,17 @@ class VideoCLIP(nn.Module):
         """Cached image-tower features (B, T, D_img) (video/features.py) -> (B, T, E)."""
         return F.normalize(self.dual.image_proj(features), dim=-1)
 
-    def encode_video(self, frames: torch.Tensor, mask: Optional[torch.Tensor] = None, normalize: bool = True) -> torch.Tensor:
+    def encode_video(
+        self, frames: torch.Tensor, mask: torch.Tensor | None = None, normalize: bool = True
+    ) -> torch.Tensor:
         """frames uint8 (B, T, H, W, 3), float (B, T, 3, H, W), or cached features (B, T, D)."""
         emb = self.feature_embeddings(frames) if frames.ndim == 3 else self.frame_embeddings(frames)
         v = self.pooling(emb, mask)
         return F.normalize(v, dim=-1) if normalize else v
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, normalize: bool = True
+    ) -> torch.Tensor:
         return self.dual.encode_text(input_ids, attention_mask, normalize=normalize)
 
     def forward(self, batch: dict) -> dict:

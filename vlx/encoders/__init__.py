@@ -4,22 +4,34 @@ Registered names: image ``vit``, ``hf_clip_vision``; text ``transformer``, ``hf_
 ``minilm``, ``hf_clip_text``. Every encoder returns ``EncoderOutput(pooled, tokens, mask)``
 and has ``.output_dim``.
 """
+
 from __future__ import annotations
 
 from torch import nn
 
 from vlx.config import ConfigError
-from vlx.encoders.base import IMAGE_ENCODERS, TEXT_ENCODERS, EncoderConfig, EncoderOutput
 from vlx.encoders import hf, text, vit  # noqa: F401  (importing registers the constructors)
+from vlx.encoders.base import IMAGE_ENCODERS, TEXT_ENCODERS, EncoderConfig, EncoderOutput
 from vlx.encoders.cache import FrozenTextCache, cache_if_frozen
 from vlx.encoders.text import TextTransformer
 from vlx.encoders.vit import Attention, Block, Mlp, VisionTransformer
 from vlx.registry import Registry
 
 __all__ = [
-    "EncoderOutput", "EncoderConfig", "IMAGE_ENCODERS", "TEXT_ENCODERS", "build_image_encoder",
-    "build_text_encoder", "freeze_module", "VisionTransformer", "TextTransformer", "Block",
-    "Attention", "Mlp", "FrozenTextCache", "cache_if_frozen",
+    "EncoderOutput",
+    "EncoderConfig",
+    "IMAGE_ENCODERS",
+    "TEXT_ENCODERS",
+    "build_image_encoder",
+    "build_text_encoder",
+    "freeze_module",
+    "VisionTransformer",
+    "TextTransformer",
+    "Block",
+    "Attention",
+    "Mlp",
+    "FrozenTextCache",
+    "cache_if_frozen",
 ]
 
 

@@ -1,4 +1,5 @@
 """The types every encoder shares: its output, its config, and the registries it is built from."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,7 +41,9 @@ IMAGE_ENCODERS: Registry = Registry("image encoder")
 TEXT_ENCODERS: Registry = Registry("text encoder")
 
 
-def resolve_preset(presets: dict[str, dict[str, Any]], preset: str | None, kwargs: dict[str, Any], kind: str) -> dict[str, Any]:
+def resolve_preset(
+    presets: dict[str, dict[str, Any]], preset: str | None, kwargs: dict[str, Any], kind: str
+) -> dict[str, Any]:
     """Preset values overridden by ``kwargs``; ``B-32`` and ``B/32`` name the same preset.
     Unknown preset -> ConfigError listing the known ones."""
     from vlx.config import ConfigError

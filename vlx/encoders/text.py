@@ -2,6 +2,7 @@
 pre-norm Blocks (shared with the ViT), a final LayerNorm, and CLS / mean / EOT pooling.
 Bidirectional by default (fits the MiniLM/BERT tokenizer's [CLS] ... [SEP]); ``causal=True``
 with ``pool="eot"`` is CLIP's text tower."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -91,7 +92,9 @@ class TextTransformer(nn.Module):
         for blk in self.blocks:
             x = blk(x, attn_mask=attn_mask, is_causal=self.causal)
         tokens = self.norm(x)
-        mask = attention_mask.bool() if attention_mask is not None else torch.ones(B, L, dtype=torch.bool, device=x.device)
+        mask = (
+            attention_mask.bool() if attention_mask is not None else torch.ones(B, L, dtype=torch.bool, device=x.device)
+        )
         if self.pool == "cls":
             pooled = tokens[:, 0]
         elif self.pool == "mean":

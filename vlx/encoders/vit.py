@@ -4,6 +4,7 @@ written for timm (ToMe's Block/Attention swap) apply to it unchanged.
 Layout: ``.patch_embed`` (Conv2d) -> prepend ``.cls_token`` -> add ``.pos_embed`` ->
 optional ``.norm_pre`` (CLIP's ln_pre) -> ``.blocks`` (pre-norm Blocks) -> ``.norm``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -47,8 +48,13 @@ class Attention(nn.Module):
         # (B, L, 3, H, Dh) -> (3, B, H, L, Dh): one matmul for q, k and v, views not copies.
         q, k, v = self.qkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal and attn_mask is None,
-            dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale,
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            is_causal=is_causal and attn_mask is None,
+            dropout_p=self.attn_drop.p if self.training else 0.0,
+            scale=self.scale,
         )
         x = x.transpose(1, 2).reshape(B, L, D)
         return self.proj_drop(self.proj(x))
@@ -71,7 +77,15 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
@@ -168,4 +182,3 @@ def build_vit(preset: str | None = None, path: str | None = None, **kwargs: Any)
     ``path`` is unused: load trained weights through the checkpoint, not the encoder."""
     values = resolve_preset(VIT_PRESETS, preset, kwargs, "image encoder 'vit'")
     return construct(VisionTransformer, "image encoder 'vit'", values)
-

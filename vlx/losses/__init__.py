@@ -1,6 +1,7 @@
 """Contrastive losses shared by the core and the siblings; ``build_loss(name, **kw)`` over the
 ``LOSSES`` registry. All of them all-gather across ranks (see vlx/losses/clip.py for the
 gradient scaling convention)."""
+
 from __future__ import annotations
 
 import torch.nn as nn

@@ -9,6 +9,7 @@ a rank's local features get ``world_size x`` the single-process gradient of thei
 DDP's gradient *averaging* over ranks then reproduces the single-process parameter gradient
 exactly (tests/vlx/test_distributed_loss.py checks both statements).
 """
+
 from __future__ import annotations
 
 import torch
@@ -118,9 +119,13 @@ class ClipLoss(nn.Module):
     are all-gathered first (see the module docstring for the gradient scaling).
     """
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float, ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if a.shape != b.shape or a.dim() != 2:
-            raise ValueError(f"ClipLoss expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}")
+            raise ValueError(
+                f"ClipLoss expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
         a, b, ids = gather_batch(a, b, ids)
         logits = logit_scale * a @ b.T  # (N, N): rows are a, columns b
         if ids is None:  # the usual one-positive case: plain cross-entropy is faster

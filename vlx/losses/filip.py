@@ -1,18 +1,20 @@
 """FILIP's token-wise late interaction (Yao et al. 2021, "FILIP: Fine-grained Interactive
 Language-Image Pre-Training"): the similarity of a pair is the mean over one side's tokens of
 each token's best match on the other side, then InfoNCE both ways."""
+
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-
-import torch.distributed as dist
 
 from vlx.losses.clip import gather_batch, world
 
 
-def pad_tokens_across_ranks(tokens: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def pad_tokens_across_ranks(
+    tokens: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Pad (N, L, E) tokens (zeros) and their (N, L) mask (False) to the longest L of any rank,
     so the all-gather works when each rank's batch was padded to its own longest caption.
     A no-op when not distributed or when every rank has the same L."""
@@ -29,7 +31,9 @@ def pad_tokens_across_ranks(tokens: torch.Tensor, mask: torch.Tensor | None) -> 
     return F.pad(tokens, (0, 0, 0, extra)), F.pad(mask.bool(), (0, extra), value=False)
 
 
-def token_max_similarity(a: torch.Tensor, b: torch.Tensor, a_mask: torch.Tensor | None = None, b_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def token_max_similarity(
+    a: torch.Tensor, b: torch.Tensor, a_mask: torch.Tensor | None = None, b_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Late-interaction scores of every pair of sequences.
 
     a (Na, La, E), b (Nb, Lb, E), masks (N, L) bool (True = real token) or None.
@@ -59,9 +63,19 @@ class FilipLoss(nn.Module):
     (each rank's batch padded to its own longest caption): they are padded to the longest.
     """
 
-    def forward(self, a_tokens: torch.Tensor, b_tokens: torch.Tensor, a_mask: torch.Tensor | None, b_mask: torch.Tensor | None, logit_scale: torch.Tensor | float) -> torch.Tensor:
+    def forward(
+        self,
+        a_tokens: torch.Tensor,
+        b_tokens: torch.Tensor,
+        a_mask: torch.Tensor | None,
+        b_mask: torch.Tensor | None,
+        logit_scale: torch.Tensor | float,
+    ) -> torch.Tensor:
         if a_tokens.dim() != 3 or b_tokens.dim() != 3 or a_tokens.shape[0] != b_tokens.shape[0]:
-            raise ValueError(f"FilipLoss expects (N, La, E) and (N, Lb, E) tokens; got {tuple(a_tokens.shape)} and {tuple(b_tokens.shape)}")
+            raise ValueError(
+                f"FilipLoss expects (N, La, E) and (N, Lb, E) tokens; got {tuple(a_tokens.shape)} and "
+                f"{tuple(b_tokens.shape)}"
+            )
         a_tokens, a_mask = pad_tokens_across_ranks(a_tokens, a_mask)
         b_tokens, b_mask = pad_tokens_across_ranks(b_tokens, b_mask)
         a_tokens, b_tokens, a_mask, b_mask = gather_batch(a_tokens, b_tokens, a_mask, b_mask)

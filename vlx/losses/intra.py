@@ -1,6 +1,7 @@
 """Intra-modal contrastive terms: TCL's intra-modal InfoNCE (Yang et al. 2022, "Vision-Language
 Pre-Training with Triple Contrastive Learning") between two embeddings of the same modality,
 and SimCLR's NT-Xent (Chen et al. 2020; CLIP2Point's intra-modal term) as a function."""
+
 from __future__ import annotations
 
 import torch
@@ -22,14 +23,25 @@ class IntraModalLoss(nn.Module):
     usually already global).
     """
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float, queue_a: torch.Tensor | None = None, queue_b: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        logit_scale: torch.Tensor | float,
+        queue_a: torch.Tensor | None = None,
+        queue_b: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if a.shape != b.shape or a.dim() != 2:
-            raise ValueError(f"IntraModalLoss expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}")
+            raise ValueError(
+                f"IntraModalLoss expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
         a, b = gather_batch(a, b)
         keys_b = b if queue_b is None else torch.cat([b, queue_b.detach()])
         keys_a = a if queue_a is None else torch.cat([a, queue_a.detach()])
         labels = torch.arange(a.shape[0], device=a.device)
-        return (F.cross_entropy(logit_scale * a @ keys_b.T, labels) + F.cross_entropy(logit_scale * b @ keys_a.T, labels)) / 2
+        return (
+            F.cross_entropy(logit_scale * a @ keys_b.T, labels) + F.cross_entropy(logit_scale * b @ keys_a.T, labels)
+        ) / 2
 
 
 def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """SigLIP's pairwise sigmoid loss (Zhai et al. 2023, "Sigmoid Loss for Language Image
 Pre-Training"): every (image, text) pair is an independent binary classification."""
+
 from __future__ import annotations
 
 import torch
@@ -20,9 +21,18 @@ class SigLipLoss(nn.Module):
     simpler, and the N x N logits are small next to the encoders at our batch sizes.
     """
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float, logit_bias: torch.Tensor | float, ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        logit_scale: torch.Tensor | float,
+        logit_bias: torch.Tensor | float,
+        ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if a.shape != b.shape or a.dim() != 2:
-            raise ValueError(f"SigLipLoss expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}")
+            raise ValueError(
+                f"SigLipLoss expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
         a, b, ids = gather_batch(a, b, ids)
         logits = logit_scale * a @ b.T + logit_bias  # (N, N)
         sign = positive_mask(ids, logits.shape[0], logits.device).to(logits.dtype) * 2 - 1

@@ -1,6 +1,7 @@
 """CLIP InfoNCE with softened negative labels, as in PyramidCLIP (Gao et al. 2022) and
 LightCLIP (Nie et al. 2023): the one-hot target gives up ``smoothing`` of its mass to the
 negatives, so near-duplicate pairs in a noisy web batch are not pushed apart at full force."""
+
 from __future__ import annotations
 
 import torch
@@ -35,9 +36,13 @@ class SoftLabelClipLoss(nn.Module):
             raise ConfigError(f"SoftLabelClipLoss: smoothing must be in [0, 1), got {smoothing}")
         self.smoothing = float(smoothing)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float, ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if a.shape != b.shape or a.dim() != 2:
-            raise ValueError(f"SoftLabelClipLoss expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}")
+            raise ValueError(
+                f"SoftLabelClipLoss expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
         a, b, ids = gather_batch(a, b, ids)
         logits = logit_scale * a @ b.T
         pos = positive_mask(ids, logits.shape[0], logits.device)

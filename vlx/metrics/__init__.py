@@ -1,6 +1,15 @@
 """Metrics shared by the core and every sibling: retrieval, classification, captioning."""
-from vlx.metrics.captioning import (bleu, caption_metrics, cider_d, cider_d_scores, lcs_length, rouge_l, rouge_l_scores,
-                                    tokenize_caption)
+
+from vlx.metrics.captioning import (
+    bleu,
+    caption_metrics,
+    cider_d,
+    cider_d_scores,
+    lcs_length,
+    rouge_l,
+    rouge_l_scores,
+    tokenize_caption,
+)
 from vlx.metrics.classification import topk_accuracy
 from vlx.metrics.retrieval import image_text_retrieval_metrics, retrieval_metrics, retrieval_ranks
 

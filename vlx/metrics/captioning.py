@@ -6,6 +6,7 @@ Java (coco-caption's PTB tokenizer needs it) and faster; tests check agreement t
 single spaces) and return coco's raw scale (0..1 for BLEU/ROUGE-L, 0..10 for CIDEr-D);
 ``caption_metrics`` tokenizes with ``tokenize_caption`` and reports them x100, as papers do.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,7 +65,9 @@ class _Corpus:
         sentences = [p.split() for p in preds] + [r.split() for rs in refs for r in rs]
         self.n_samples = len(preds)
         self.n_refs = np.array([len(rs) for rs in refs], dtype=np.int64)
-        self.sample = np.concatenate([np.arange(len(preds)), np.repeat(np.arange(len(preds)), self.n_refs)]).astype(np.int64)
+        self.sample = np.concatenate([np.arange(len(preds)), np.repeat(np.arange(len(preds)), self.n_refs)]).astype(
+            np.int64
+        )
         self.length = np.array([len(w) for w in sentences], dtype=np.int64)
         vocab: dict[str, int] = {}
         ids = np.array([vocab.setdefault(w, len(vocab)) for ws in sentences for w in ws], dtype=np.int64)

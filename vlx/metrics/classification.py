@@ -1,4 +1,5 @@
 """Top-k accuracy for (zero-shot) classification."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,7 +14,10 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] 
     always among all C classes). Ties at the k-th place are broken by torch.topk's order.
     """
     if logits.dim() != 2 or labels.reshape(-1).shape[0] != logits.shape[0]:
-        raise ValueError(f"topk_accuracy: logits must be (N, C) with one label per row; got {tuple(logits.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"topk_accuracy: logits must be (N, C) with one label per row; got {tuple(logits.shape)} and "
+            f"{tuple(labels.shape)}"
+        )
     labels = labels.reshape(-1).to(logits.device).long()
     if logits.shape[0] == 0:
         raise ValueError("topk_accuracy: no rows to score")

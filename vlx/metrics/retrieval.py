@@ -1,4 +1,5 @@
 """Retrieval metrics: recall at K, median and mean rank of the best-ranked correct item."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -56,7 +57,10 @@ def retrieval_ranks(sim: torch.Tensor, gt: Gt, chunk: int = 1024) -> torch.Tenso
         try:
             correct = _gt_mask(gt, nq, ng, rows, block.device)
         except IndexError as e:
-            raise DataError(f"retrieval_metrics: a gt index in queries {rows.start}..{rows.stop - 1} is outside the gallery of {ng} items") from e
+            raise DataError(
+                f"retrieval_metrics: a gt index in queries {rows.start}..{rows.stop - 1} is outside the "
+                f"gallery of {ng} items"
+            ) from e
         best = block.masked_fill(~correct, float("-inf")).amax(dim=1, keepdim=True)
         ranks.append(((block >= best) & ~correct).sum(dim=1) + 1)
     return torch.cat(ranks).cpu()
@@ -73,7 +77,9 @@ def retrieval_metrics(sim: torch.Tensor, gt: Gt, ks: Sequence[int] = (1, 5, 10))
     return out
 
 
-def image_text_retrieval_metrics(sim: torch.Tensor, text_to_image: torch.Tensor | Sequence[int], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def image_text_retrieval_metrics(
+    sim: torch.Tensor, text_to_image: torch.Tensor | Sequence[int], ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
     """Both directions for images with several captions each.
 
     sim (N_images, N_texts); text_to_image (N_texts,): the image each caption describes.
@@ -82,7 +88,9 @@ def image_text_retrieval_metrics(sim: torch.Tensor, text_to_image: torch.Tensor 
     """
     t2i_gt = torch.as_tensor(text_to_image, dtype=torch.long).reshape(-1)
     if sim.dim() != 2 or sim.shape[1] != len(t2i_gt):
-        raise DataError(f"image_text_retrieval_metrics: sim {tuple(sim.shape)} needs one column per caption ({len(t2i_gt)})")
+        raise DataError(
+            f"image_text_retrieval_metrics: sim {tuple(sim.shape)} needs one column per caption ({len(t2i_gt)})"
+        )
     per_image: list[set[int]] = [set() for _ in range(sim.shape[0])]
     for t, i in enumerate(t2i_gt.tolist()):
         if not 0 <= i < sim.shape[0]:

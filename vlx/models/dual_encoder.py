@@ -1,12 +1,13 @@
 """CLIP-style dual encoder (Radford et al. 2021): an image and a text encoder, linear
 projections into one embedding space, and a learnable temperature. Token-level projected
 outputs are kept for fine-grained losses (FILIP's late interaction)."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +45,14 @@ class DualEncoderOutput:
         return self._text_tokens_fn()
 
     def __iter__(self) -> Iterator[torch.Tensor | None]:
-        yield from (self.image_embeds, self.text_embeds, self.image_tokens, self.text_tokens, self.text_mask, self.logit_scale)
+        yield from (
+            self.image_embeds,
+            self.text_embeds,
+            self.image_tokens,
+            self.text_tokens,
+            self.text_mask,
+            self.logit_scale,
+        )
 
 
 @dataclass
@@ -71,7 +79,14 @@ class DualEncoder(nn.Module):
     DualEncoderOutput``. Encoders built with ``freeze=True`` stay in eval mode and run without
     autograd; their projections still train."""
 
-    def __init__(self, image_encoder: nn.Module, text_encoder: nn.Module, embed_dim: int, init_temperature: float = 0.07, learn_temperature: bool = True):
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        text_encoder: nn.Module,
+        embed_dim: int,
+        init_temperature: float = 0.07,
+        learn_temperature: bool = True,
+    ):
         super().__init__()
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
         self.embed_dim = embed_dim
@@ -80,9 +95,11 @@ class DualEncoder(nn.Module):
         nn.init.normal_(self.image_proj.weight, std=image_encoder.output_dim**-0.5)
         nn.init.normal_(self.text_proj.weight, std=text_encoder.output_dim**-0.5)
         # A parameter either way (state dicts look the same); fixed when not learned.
-        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)), requires_grad=learn_temperature)
+        self.log_logit_scale = nn.Parameter(
+            torch.tensor(math.log(1.0 / init_temperature)), requires_grad=learn_temperature
+        )
 
-    def train(self, mode: bool = True) -> "DualEncoder":
+    def train(self, mode: bool = True) -> DualEncoder:
         super().train(mode)
         for enc in (self.image_encoder, self.text_encoder):
             if _is_frozen(enc):
@@ -105,12 +122,16 @@ class DualEncoder(nn.Module):
         x = self.image_proj(self._run(self.image_encoder, images).pooled)
         return F.normalize(x, dim=-1) if normalize else x
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, normalize: bool = True
+    ) -> torch.Tensor:
         """input_ids (B, L), attention_mask (B, L) -> (B, E)."""
         x = self.text_proj(self._run(self.text_encoder, input_ids, attention_mask).pooled)
         return F.normalize(x, dim=-1) if normalize else x
 
-    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> DualEncoderOutput:
+    def forward(
+        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> DualEncoderOutput:
         img = self._run(self.image_encoder, images)
         txt = self._run(self.text_encoder, input_ids, attention_mask)
         # Project the pooled vectors on their own (not by slicing projected tokens): pooling
@@ -128,6 +149,9 @@ class DualEncoder(nn.Module):
 def build_dual_encoder(cfg: DualEncoderConfig) -> DualEncoder:
     """DualEncoder from a config: both encoders through their factories (freeze honoured)."""
     return DualEncoder(
-        build_image_encoder(cfg.image), build_text_encoder(cfg.text), cfg.embed_dim,
-        init_temperature=cfg.init_temperature, learn_temperature=cfg.learn_temperature,
+        build_image_encoder(cfg.image),
+        build_text_encoder(cfg.text),
+        cfg.embed_dim,
+        init_temperature=cfg.init_temperature,
+        learn_temperature=cfg.learn_temperature,
     )

@@ -1,5 +1,6 @@
 """CLIP-style contrastive training on an image-caption JSONL (shapes world by default), with
 optional relation-swap hard negatives (Structure-CLIP) and a retrieval + swap evaluation."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -142,7 +143,14 @@ class CaptionIdDataset(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def evaluate_retrieval(model: ContrastiveImageText, dataset: ImageTextDataset, tokenizer, device: torch.device, batch_size: int = 256, max_k: int = 50) -> dict[str, Any]:
+def evaluate_retrieval(
+    model: ContrastiveImageText,
+    dataset: ImageTextDataset,
+    tokenizer,
+    device: torch.device,
+    batch_size: int = 256,
+    max_k: int = 50,
+) -> dict[str, Any]:
     """Text->image and image->text retrieval on held-out pairs (equal captions count as
     correct for each other), and relation-swap accuracy: does the image score its caption
     above the caption with the relation's arguments swapped (chance 50%)?"""

@@ -4,6 +4,7 @@ Every checkpoint is written to a temporary directory and renamed into place, and
 ``latest`` pointer is replaced atomically, so a crash never leaves a half-written checkpoint
 where a finished one was.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(ckpt_root: Path, step: int, model: nn.Module, state: dict[str, Any], meta: dict[str, Any], keep_last: int = 2) -> Path:
+def save_checkpoint(
+    ckpt_root: Path, step: int, model: nn.Module, state: dict[str, Any], meta: dict[str, Any], keep_last: int = 2
+) -> Path:
     """Write ``ckpt_root/step_XXXXXXX`` atomically, point ``latest`` at it, prune old ones."""
     ckpt_root = Path(ckpt_root)
     ckpt_root.mkdir(parents=True, exist_ok=True)
@@ -85,7 +88,9 @@ def find_checkpoint(path: str | Path) -> Path:
             target = cand / latest.read_text().strip()
             if (target / MODEL_FILE).is_file():
                 return target
-    raise DataError(f"{p}: no checkpoint found (expected {MODEL_FILE}, or a 'latest' pointer in it or in {p / 'checkpoints'})")
+    raise DataError(
+        f"{p}: no checkpoint found (expected {MODEL_FILE}, or a 'latest' pointer in it or in {p / 'checkpoints'})"
+    )
 
 
 def latest_checkpoint(ckpt_root: Path) -> Path | None:

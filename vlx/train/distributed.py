@@ -1,4 +1,5 @@
 """The process group, set up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
+
 from __future__ import annotations
 
 import os

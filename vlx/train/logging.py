@@ -1,4 +1,5 @@
 """Run logs a person can read afterwards: JSONL lines, TensorBoard scalars, a curve PNG."""
+
 from __future__ import annotations
 
 import json

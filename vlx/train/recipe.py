@@ -1,8 +1,10 @@
 """What a recipe is: a typed config and a function that builds a trainable ``Task`` from it."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -16,18 +18,18 @@ class TrainConfig:
     output_dir: str = "runs/default"
     seed: int = 0
     epochs: int = 1
-    max_steps: Optional[int] = None  # optimizer steps; overrides epochs when set
+    max_steps: int | None = None  # optimizer steps; overrides epochs when set
     batch_size: int = 32
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
-    grad_clip: Optional[float] = 1.0
+    grad_clip: float | None = 1.0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_workers: int = 0
     log_every: int = 10
-    save_every: Optional[int] = None  # optimizer steps; None: at the end of each epoch
+    save_every: int | None = None  # optimizer steps; None: at the end of each epoch
     keep_last: int = 2
     eval_every: int = 0  # epochs; 0: only at the end
     device: str = "auto"
@@ -37,7 +39,7 @@ class TrainConfig:
     drop_last: bool = True
     # Torch CPU threads for this process (None: torch's default). Tiny models on a busy
     # 2-core machine ran 10-20x faster with 1 thread than with 2.
-    num_threads: Optional[int] = None
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum", "log_every", "keep_last"):
@@ -63,10 +65,10 @@ class Task:
 
     model: nn.Module
     train_dataset: Dataset
-    collate_fn: Optional[Callable[[list], Any]] = None
-    evaluate: Optional[Callable[[nn.Module, torch.device], dict]] = None
-    optimizer_params: Optional[Callable[[nn.Module], Any]] = None
-    on_epoch_end: Optional[Callable[[int], Optional[dict]]] = None
+    collate_fn: Callable[[list], Any] | None = None
+    evaluate: Callable[[nn.Module, torch.device], dict] | None = None
+    optimizer_params: Callable[[nn.Module], Any] | None = None
+    on_epoch_end: Callable[[int], dict | None] | None = None
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """A seeded, resumable, rank-aware sampler: the same (seed, epoch) gives the same order on
 every run, and a resumed run starts mid-epoch exactly where the killed one stopped."""
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Sampler

@@ -1,4 +1,5 @@
 """Linear warm-up then cosine decay to ``min_lr_ratio`` of the peak learning rate."""
+
 from __future__ import annotations
 
 import math

@@ -1,6 +1,7 @@
 """The training loop every recipe shares: AdamW, warm-up + cosine, gradient accumulation,
 bf16 autocast on CUDA, DDP under torchrun, seeded data order, atomic checkpoints and exact
 resume (same step, same data order, same RNG), JSONL/TensorBoard logs and a curve plot."""
+
 from __future__ import annotations
 
 import contextlib
@@ -101,7 +102,9 @@ class Trainer:
 
         model = task.model.to(device)
         model.train()
-        params = task.optimizer_params(model) if task.optimizer_params else default_param_groups(model, cfg.weight_decay)
+        params = (
+            task.optimizer_params(model) if task.optimizer_params else default_param_groups(model, cfg.weight_decay)
+        )
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = warmup_cosine(optimizer, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
         amp_dtype = resolve_precision(device, cfg.precision)
@@ -127,7 +130,9 @@ class Trainer:
 
         ddp_model = model
         if distributed:
-            ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            ddp_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
 
         logger = RunLogger(self.out, tensorboard=cfg.tensorboard, enabled=main)
         if main:
@@ -171,7 +176,9 @@ class Trainer:
 
         sampler = ResumableSampler(n, cfg.seed, shuffle=True, rank=rank, world_size=world)
         old_handlers = self._install_signal_handlers()
-        bar = tqdm(total=total_steps, initial=step, disable=not (main and cfg.progress), desc="train", dynamic_ncols=True)
+        bar = tqdm(
+            total=total_steps, initial=step, disable=not (main and cfg.progress), desc="train", dynamic_ncols=True
+        )
         window: dict[str, list[float]] = {}
         t_window, samples_window = time.perf_counter(), 0
         result: dict[str, Any] = {}
@@ -204,7 +211,8 @@ class Trainer:
                             loss = outputs["loss"]
                             if not torch.isfinite(loss):
                                 raise FloatingPointError(
-                                    f"step {step}: loss is {float(loss)}; the last good checkpoint is in {self.out / 'checkpoints'}"
+                                    f"step {step}: loss is {float(loss)}; the last good checkpoint is in "
+                                    f"{self.out / 'checkpoints'}"
                                 )
                             scaler.scale(loss / cfg.grad_accum).backward()
                         for k, v in outputs.items():
