@@ -39,12 +39,6 @@ import numpy as np
 
 from vlx.data.errors import DataError
 
-# MuJoCo picks its GL backend when first imported, and this module renders: headless CPU
-# machines need osmesa (the vlx CLI does the same; an explicit MUJOCO_GL wins).
-if "MUJOCO_GL" not in os.environ:
-    os.environ["MUJOCO_GL"] = "osmesa"
-    os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-
 FORMAT = "vlx-embodied-demo"
 VERSION = 1
 
@@ -301,8 +295,11 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
     from embodied.envs import build_benchmark
     from embodied.skills import build_skills
 
-    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
-    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    if rank is None or world_size is None:
+        from vlx.runtime import world_info
+
+        w = world_info()
+        rank, world_size = (w.rank if rank is None else rank), (w.world_size if world_size is None else world_size)
     if cfg.episodes < 1:
         from vlx.config import ConfigError
 

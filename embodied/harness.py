@@ -165,7 +165,10 @@ def _json_default(o: Any) -> Any:
 
 
 def _dist() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    from vlx.runtime import world_info
+
+    w = world_info()
+    return w.rank, w.world_size
 
 
 class Harness:

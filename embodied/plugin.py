@@ -1,31 +1,13 @@
-"""Registers embodied's CLI command (`vlx embodied eval|quickstart`) and its quickstart (the
-embedded default planner evaluation, priority 10) with the vlx core (entry point
-`vlx.plugins`). Imports stay light: the command modules load on use."""
+"""embodied's plugin declarations (entry point ``vlx.plugins``): the embodied_policy recipe,
+``vlx embodied eval|quickstart|...`` and the default quickstart (priority 10), by module path."""
 
-from __future__ import annotations
-
-import argparse
-
-import embodied.policy.recipe  # noqa: F401  registers the embodied_policy recipe for `vlx train`
-from vlx.cli import register_command, register_quickstart
-
-
-@register_command("embodied")
-def add_embodied_parser(subparsers) -> None:
-    from embodied.cli import add_parser
-
-    add_parser(subparsers)
-
-
-def _quickstart(args: argparse.Namespace) -> int:
-    from embodied.cli import run_quickstart
-
-    return run_quickstart(args)
-
-
-register_quickstart(
-    "embodied",
-    _quickstart,
-    priority=10,
-    help="SayCan-MiniLM planner + scripted skills on Meta-World MT10, report in runs/embodied/quickstart",
-)
+RECIPES = {"embodied_policy": "embodied.policy.recipe"}
+COMMANDS = {"embodied": ("embodied.cli:add_parser", "embodied planners in MuJoCo benchmarks (eval, quickstart)")}
+QUICKSTARTS = {
+    "embodied": (
+        "embodied.cli:run_quickstart",
+        10,
+        "SayCan-MiniLM planner + scripted skills on Meta-World MT10",
+        ("out", "fast", "seed"),
+    )
+}

@@ -9,12 +9,9 @@ import shlex
 import time
 from pathlib import Path
 
-from vlx.cli import register_command
-
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "pointcloud"
 
 
-@register_command("pointcloud")
 def add_pointcloud_parser(subparsers) -> None:
     p = subparsers.add_parser("pointcloud", help="point clouds: render depth views, run the 3D demo")
     sub = p.add_subparsers(dest="pc_command", required=True)
@@ -143,8 +140,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     import torch
 
-    from vlx.cli import load_recipe_config
     from vlx.config import ConfigError, to_dict
+    from vlx.train.recipe import load_recipe_config
     from vlx.train.trainer import Trainer
 
     out = Path(args.out)

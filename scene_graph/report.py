@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from vlx.cli import load_recipe_config
 from vlx.config import to_dict
+from vlx.train.recipe import load_recipe_config
 from vlx.train.trainer import Trainer
 
 RUNS = {

@@ -42,8 +42,8 @@ def run_caption(args: argparse.Namespace) -> int:
     from video.io import load_video
     from video.models.captioner import build_video_captioner
     from video.recipes import _eval_load
-    from vlx.cli import load_recipe_config
     from vlx.train.checkpoint import load_model_weights
+    from vlx.train.recipe import load_recipe_config
 
     config = args.config or str(find_run_config(args.ckpt))
     _, cfg = load_recipe_config(config, [])

@@ -1,28 +1,21 @@
-"""Registers video's recipes and CLI commands with the vlx core (entry point `vlx.plugins`)."""
+"""video's plugin declarations (entry point ``vlx.plugins``): recipes, commands and the
+quickstart by module path; nothing is imported until one is used."""
 
-import video.recipes  # noqa: F401  registers video_retrieval, video_captioning, video_qa
-from video import cli as _cli
-from vlx.cli import register_command, register_quickstart
-
-
-@register_command("caption")
-def add_caption_parser(subparsers):
-    _cli.add_caption_parser(subparsers)
-
-
-@register_command("video-features")
-def add_features_parser(subparsers):
-    _cli.add_features_parser(subparsers)
-
-
-def _quickstart(args) -> int:
-    from video.report import run_moving_shapes_report
-
-    run_moving_shapes_report()
-    return 0
-
-
+RECIPES = {
+    "video_retrieval": "video.recipes",
+    "video_captioning": "video.recipes",
+    "video_qa": "video.recipes",
+}
+COMMANDS = {
+    "caption": ("video.cli:add_caption_parser", "caption a video (or answer --prompt) with a trained video captioner"),
+    "video-features": ("video.cli:add_features_parser", "extract frozen frame features for a video annotation file"),
+}
 # Below the core's image-text quickstart (priority 0): `vlx quickstart video` runs it.
-register_quickstart(
-    "video", _quickstart, priority=-1, help="moving shapes: temporal vs meanP retrieval, tiny captioner CIDEr-D"
-)
+QUICKSTARTS = {
+    "video": (
+        "video.report:run_quickstart",
+        -1,
+        "moving shapes: temporal vs meanP retrieval, tiny captioner CIDEr-D",
+        ("out", "cache"),
+    )
+}

@@ -13,8 +13,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "video"
 
 
 def _run(config: str, overrides: list[str], untrained_eval: bool = False, reuse: bool = False) -> dict[str, Any]:
-    from vlx.cli import load_recipe_config
     from vlx.config import to_dict
+    from vlx.train.recipe import load_recipe_config
     from vlx.train.trainer import Trainer
     from vlx.utils import pick_device, seed_everything
 
@@ -105,3 +105,10 @@ def run_moving_shapes_report(
     print("\n".join(lines))
     print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
     return res
+
+
+def run_quickstart(args) -> int:
+    """``vlx quickstart video``: the report under ``args.out``, the generated moving-shapes
+    videos under ``args.cache`` (both resolved by the CLI)."""
+    run_moving_shapes_report(out_dir=str(args.out), shapes_root=str(Path(args.cache) / "moving_shapes"))
+    return 0

@@ -1,91 +1,47 @@
-"""The ``vlx`` command: train, eval, quickstart, recipes, plus commands that siblings register.
+"""The ``vlx`` command: parses arguments and dispatches; nothing imports this module.
 
-Siblings add commands through their ``vlx.plugins`` module (see docs/ARCHITECTURE.md);
-the core never names them.
+Built in: ``train``, ``eval``, ``recipes``, ``quickstart``. Everything else (``doctor`` and the
+siblings' commands) is declared in a plugin module (``vlx/plugin.py``, ``<sibling>/plugin.py``)
+by module path, and only the command being run is imported (see ``vlx.registry``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
-from vlx.registry import Registry, load_plugins
+from vlx.registry import COMMANDS, QUICKSTARTS, RECIPES, load_plugins
 
-COMMANDS: Registry[Callable] = Registry("command")
+__all__ = ["COMMANDS", "QUICKSTARTS", "build_parser", "main"]
 
-
-@dataclass
-class Quickstart:
-    name: str
-    run: Callable[[argparse.Namespace], int]
-    priority: int
-    help: str
-
-
-QUICKSTARTS: Registry[Quickstart] = Registry("quickstart")
-
-
-def register_command(name: str) -> Callable:
-    """Decorator on ``add_parser(subparsers)`` that adds a ``vlx NAME`` sub-command."""
-    return COMMANDS.register(name)
-
-
-def register_quickstart(name: str, run: Callable[[argparse.Namespace], int], priority: int = 0, help: str = "") -> None:
-    """``vlx quickstart`` with no name runs the registered quickstart of highest priority."""
-    QUICKSTARTS.register(name, Quickstart(name, run, priority, help))
-
-
-def _default_env() -> None:
-    # No machine here reaches a model hub; local paths only. Headless MuJoCo on the CPU.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if "MUJOCO_GL" not in os.environ:
-        try:
-            import torch
-
-            gl = "egl" if torch.cuda.is_available() else "osmesa"
-        except ImportError:
-            gl = "osmesa"
-        os.environ["MUJOCO_GL"] = gl
-        os.environ.setdefault("PYOPENGL_PLATFORM", gl)
-
-
-def load_recipe_config(path: str, overrides: list[str]):
-    """Read CONFIG, pick its recipe, return (recipe, typed config)."""
-    import vlx.recipes  # noqa: F401  the core's own recipes
-    from vlx.config import ConfigError, apply_overrides, from_dict, read_yaml_with_extends
-    from vlx.train.recipe import RECIPES
-
-    data = apply_overrides(read_yaml_with_extends(path), overrides, where=path)
-    name = data.get("recipe")
-    if not name:
-        raise ConfigError(f"{path}: missing required key 'recipe' (which recipe to run)")
-    try:
-        recipe = RECIPES.get(name)
-    except KeyError as e:
-        raise ConfigError(f"{path}: key 'recipe': {e.args[0]}") from None
-    return recipe, from_dict(recipe.config_cls, data, where=path)
+QUICKSTART_OUT = "runs/quickstart"  # default --out of `vlx quickstart NAME`: runs/quickstart/NAME
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vlx.config import to_dict
+    from vlx.train.recipe import load_recipe_config
+    from vlx.train.summary import print_summary
     from vlx.train.trainer import Trainer
 
     recipe, cfg = load_recipe_config(args.config, args.set)
     task = recipe.build(cfg)
     result = Trainer(cfg.train, task, config_dict=to_dict(cfg)).fit()
-    if result:
-        print(json.dumps(result, indent=2, default=str))
+    out = Path(cfg.train.output_dir)
+    print_summary(
+        result, f"vlx train {args.config}", [out / "eval.json", out / "train_curve.png", out / "metrics.jsonl"]
+    )
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
     from vlx.train.checkpoint import load_model_weights
+    from vlx.train.recipe import load_recipe_config
+    from vlx.train.summary import print_summary
     from vlx.utils import pick_device
 
     recipe, cfg = load_recipe_config(args.config, args.set)
@@ -100,39 +56,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(cfg.train.output_dir) / "eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
-    print(json.dumps(result, indent=2, default=str))
-    print(f"wrote {out}")
+    print_summary(result, f"vlx eval {args.config} --ckpt {args.ckpt}", [out])
     return 0
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    import vlx.recipes  # noqa: F401
-    from vlx.train.recipe import RECIPES
-
     for name in RECIPES.names():
         print(name)
     return 0
 
 
+def quickstart_cache(cache: str | None, out: Path) -> Path:
+    """Where a quickstart writes generated data: ``--cache``, else ``$VLX_CACHE``, else
+    ``OUT/cache`` (so that by default everything stays under ``--out``)."""
+    return Path(cache or os.environ.get("VLX_CACHE") or out / "cache")
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    names = QUICKSTARTS.names()
+    from vlx.config import ConfigError
+
     if args.name:
         qs = QUICKSTARTS.get(args.name)
     else:
-        qs = max((QUICKSTARTS.get(n) for n in names), key=lambda q: q.priority)
-    print(f"[vlx] quickstart: {qs.name} ({qs.help})" if qs.help else f"[vlx] quickstart: {qs.name}")
-    return qs.run(args)
+        qs = max((QUICKSTARTS.get(n) for n in QUICKSTARTS.names()), key=lambda q: q.priority)
+    given = {"out": args.out is not None, "fast": args.fast, "seed": args.seed is not None, "cache": args.cache}
+    refused = [f"--{f}" for f, on in given.items() if on and f not in qs.flags]
+    if refused:
+        takes = ", ".join(f"--{f}" for f in qs.flags) or "no options"
+        raise ConfigError(f"quickstart {qs.name!r} does not take {', '.join(refused)} (it takes {takes})")
+    args.out = str(Path(args.out or f"{QUICKSTART_OUT}/{qs.name}"))
+    args.seed = 0 if args.seed is None else args.seed
+    args.cache = str(quickstart_cache(args.cache, Path(args.out)))
+    print(f"[vlx] quickstart: {qs.name}" + (f" ({qs.help})" if qs.help else ""))
+    print(f"[vlx] outputs under {args.out}" + (f", generated data in {args.cache}" if "cache" in qs.flags else ""))
+    return qs.load()(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    import vlx.quickstart  # noqa: F401  registers the core's quickstart
-
-    load_plugins()
-    parser = argparse.ArgumentParser(
-        prog="vlx", description="vlx: image-text core with video, 3D and embodied siblings"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_core_commands(sub) -> None:
     p = sub.add_parser("train", help="train a recipe from a YAML config")
     p.add_argument("config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
@@ -150,25 +110,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quickstart", help="run the embedded default end to end")
     p.add_argument("name", nargs="?", default=None, help=f"which quickstart ({', '.join(QUICKSTARTS.names())})")
-    p.add_argument("--out", default=None, help="output directory")
+    p.add_argument("--out", default=None, help=f"output directory (default: {QUICKSTART_OUT}/NAME)")
     p.add_argument("--fast", action="store_true", help="smaller run (for smoke tests)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    p.add_argument("--cache", default=None, help="generated data directory (default: $VLX_CACHE, else OUT/cache)")
     p.set_defaults(func=cmd_quickstart)
 
+
+def build_parser(load: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser. ``load``: the plugin commands whose own parsers are built (imported);
+    the others appear in ``--help`` by name and help only. None: all of them."""
+    load_plugins()
+    parser = argparse.ArgumentParser(
+        prog="vlx", description="vlx: image-text core with video, 3D and embodied siblings"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_core_commands(sub)
+    wanted = None if load is None else set(load)
     for name in COMMANDS.names():
-        COMMANDS.get(name)(sub)
+        spec = COMMANDS.get(name)
+        if wanted is None or name in wanted:
+            spec.add_parser(sub)
+        else:
+            sub.add_parser(name, help=spec.help)
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    _default_env()
+    from vlx import runtime
     from vlx.config import ConfigError
     from vlx.data.errors import DataError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_of(argv)
+    args = build_parser(load=[command] if command else []).parse_args(argv)
     try:
+        runtime.setup()
         return int(args.func(args) or 0)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, runtime.RuntimeSetupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -177,8 +160,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as a script, this file is a second copy of vlx.cli; plugins register their
-    # commands into the imported module, so dispatch through that one.
-    from vlx.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

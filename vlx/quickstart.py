@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vlx.cli import register_quickstart
-
 # The embedded default; configs/vlx/clip_shapes_tiny.yaml holds the same values (tested).
 QUICKSTART = {
     "recipe": "clip_shapes",
@@ -26,18 +24,23 @@ QUICKSTART = {
 }
 
 
-def quickstart_config(out: Path, fast: bool = False, seed: int = 0):
+def quickstart_config(out: Path, fast: bool = False, seed: int = 0, cache: Path | None = None):
+    """The quickstart's config: the run under ``out/run``, the generated shapes world under
+    ``cache`` (default ``out/data``) in a folder named by its size and seed, so that a shared
+    cache never mixes two datasets."""
     from vlx.config import from_dict
     from vlx.recipes.clip_shapes import ClipShapesConfig
 
     data = json.loads(json.dumps(QUICKSTART))
-    data["data"]["root"] = str(out / "data")
-    data["data"]["data_seed"] = seed
-    data["train"]["output_dir"] = str(out / "run")
-    data["train"]["seed"] = seed
     if fast:  # a smoke-test size: seconds, not minutes
         data["data"].update(n_train=512, n_test=64)
         data["train"].update(epochs=6, batch_size=64, warmup_steps=5)
+    d = data["data"]
+    name = f"shapes_world_n{d['n_train']}_t{d['n_test']}_r{d['render_size']}_s{seed}"
+    d["root"] = str(out / "data") if cache is None else str(Path(cache) / name)
+    d["data_seed"] = seed
+    data["train"]["output_dir"] = str(out / "run")
+    data["train"]["seed"] = seed
     return from_dict(ClipShapesConfig, data, where="<quickstart>")
 
 
@@ -73,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
     from vlx.recipes.clip_shapes import build_clip_shapes
     from vlx.train import Trainer
 
-    out = Path(args.out or "runs/quickstart")
-    cfg = quickstart_config(out, fast=getattr(args, "fast", False), seed=getattr(args, "seed", 0))
+    out = Path(args.out or "runs/quickstart/image-text")
+    cache = getattr(args, "cache", None)
+    cfg = quickstart_config(
+        out, fast=getattr(args, "fast", False), seed=getattr(args, "seed", 0), cache=Path(cache) if cache else None
+    )
     # A fresh run each time: the quickstart is a demo, not a resumable experiment.
     cfg.train.resume = "none"
     t0 = time.perf_counter()
@@ -127,7 +133,5 @@ def run(args: argparse.Namespace) -> int:
     for name, ok in checks.items():
         console.print(f"{'PASS' if ok else 'FAIL'}  {name}")
     console.print(f"report: {out / 'report.json'}, {out / 'report.md'}, plot: {out / 'retrieval_curve.png'}")
+    console.print(f"data: {cfg.data.root}")
     return 0 if all(checks.values()) else 1
-
-
-register_quickstart("image-text", run, priority=0, help="shapes world -> tiny CLIP -> retrieval report")

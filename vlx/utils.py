@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from typing import Any
 
@@ -15,8 +14,9 @@ def pick_device(preference: str = "auto") -> torch.device:
     """The one device decision, made at the top of a script ("auto" -> cuda if present)."""
     if preference == "auto":
         if torch.cuda.is_available():
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            return torch.device("cuda", local)
+            from vlx.runtime import world_info
+
+            return torch.device("cuda", world_info().local_rank)
         return torch.device("cpu")
     dev = torch.device(preference)
     if dev.type == "cuda" and not torch.cuda.is_available():

@@ -15,7 +15,6 @@ The same seed gives the same episode.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,10 +143,10 @@ def load_kitchen_tasks(path: str | Path | None = None) -> KitchenTaskSet:
 
 
 def _ensure_gl() -> None:
-    # MuJoCo picks its GL backend at import; headless CPU machines need osmesa.
-    if "MUJOCO_GL" not in os.environ:
-        os.environ["MUJOCO_GL"] = "osmesa"
-        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    # MuJoCo picks its GL backend at import: decide it first (vlx.runtime owns the rule).
+    from vlx.runtime import configure_rendering
+
+    configure_rendering()
 
 
 def ordered_completion(subgoals: tuple[str, ...], completions: list[str]) -> bool:

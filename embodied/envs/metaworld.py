@@ -15,7 +15,6 @@ goal/object placement).
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -70,10 +69,10 @@ def load_instructions(path: str | None = None) -> dict[str, dict[str, Any]]:
 
 
 def _ensure_gl() -> None:
-    # MuJoCo picks its GL backend at import; headless CPU machines need osmesa.
-    if "MUJOCO_GL" not in os.environ:
-        os.environ["MUJOCO_GL"] = "osmesa"
-        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    # MuJoCo picks its GL backend at import: decide it first (vlx.runtime owns the rule).
+    from vlx.runtime import configure_rendering
+
+    configure_rendering()
 
 
 class MetaWorldEnv(TaskEnv):

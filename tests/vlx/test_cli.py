@@ -19,7 +19,7 @@ def test_tiny_yaml_equals_quickstart_default(tmp_path):
 
 def test_every_config_loads(capsys):
     """Every YAML in configs/ names a registered recipe and type-checks."""
-    from vlx.cli import load_recipe_config
+    from vlx.train.recipe import load_recipe_config
 
     files = sorted((ROOT / "configs").rglob("*.yaml"))
     assert files

@@ -151,7 +151,9 @@ def load_lm(cfg: LMConfig, corpus: Sequence[str] | None = None):
     ``corpus`` when ``tiny_vocab="words"``); LoRA applied if enabled."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from vlx.runtime import configure_huggingface
+
+    configure_huggingface()
     if cfg.path:
         path = Path(cfg.path)
     else:

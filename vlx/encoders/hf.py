@@ -6,7 +6,6 @@ offline default text tower), and the two towers of a ``transformers.CLIPModel``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,9 +41,10 @@ def check_hf_dir(path: str | Path | None, what: str) -> Path:
 
 
 def _offline() -> None:
-    # The project's machines have no hub; a local dir must never trigger a download attempt.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # A local dir must never trigger a download attempt: the hub defaults live in vlx.runtime.
+    from vlx.runtime import configure_huggingface
+
+    configure_huggingface()
 
 
 def minilm_path() -> Path:

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.distributed as dist
 
+from vlx import runtime
+
 
 def world_info() -> tuple[int, int]:
-    """(rank, world_size) from an initialised group, else from torchrun's environment."""
+    """(rank, world_size) from an initialised group, else from torchrun's environment
+    (``vlx.runtime.world_info``, which refuses a leftover WORLD_SIZE)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    w = runtime.world_info()
+    return w.rank, w.world_size
 
 
 def init_distributed(device: torch.device) -> bool:
     """Join the process group when launched by torchrun with WORLD_SIZE > 1; returns whether
     this run is distributed. NCCL on CUDA, gloo on the CPU."""
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+    if runtime.world_info().world_size <= 1:
         return False
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"

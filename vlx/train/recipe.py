@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from vlx.registry import Registry
+from vlx.registry import RECIPES
 
 
 @dataclass
@@ -78,9 +78,6 @@ class Recipe:
     build: Callable[[Any], Task]
 
 
-RECIPES: Registry[Recipe] = Registry("recipe")
-
-
 def register_recipe(name: str, config_cls: type) -> Callable:
     """Decorator: ``@register_recipe("clip_shapes", ClipShapesConfig)`` on ``build(cfg) -> Task``."""
     if not issubclass(config_cls, RecipeConfig):
@@ -91,3 +88,19 @@ def register_recipe(name: str, config_cls: type) -> Callable:
         return fn
 
     return add
+
+
+def load_recipe_config(path: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Recipe, RecipeConfig]:
+    """Read the YAML config at ``path`` (following ``extends:``), apply ``--set`` overrides,
+    pick its recipe; returns (recipe, typed config). Errors are one-line ``ConfigError``s."""
+    from vlx.config import ConfigError, apply_overrides, from_dict, read_yaml_with_extends
+
+    data = apply_overrides(read_yaml_with_extends(path), list(overrides), where=str(path))
+    name = data.get("recipe")
+    if not name:
+        raise ConfigError(f"{path}: missing required key 'recipe' (which recipe to run)")
+    try:
+        recipe = RECIPES.get(name)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: key 'recipe': {e}") from None
+    return recipe, from_dict(recipe.config_cls, data, where=str(path))
