@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from embodied.envs.base import Benchmark, TaskSpec, seeds_for
+from embodied.report import episode_chosen
 from embodied.types import Plan, PlanError, PlanErrorKind, PlanStep
 
 Request = tuple[str, Any]  # ("reset", seed) | ("step", action)
@@ -579,11 +580,6 @@ def parse_episode_ids(ids: Iterable[str | int] | str | None) -> tuple[set[int], 
         else:
             raise ConfigError(f"video_episode_ids: {t!r} is not an episode number (7) or id (task/7)")
     return numbers, full
-
-
-def episode_chosen(episode_id: str, chosen: tuple[set[int], set[str]]) -> bool:
-    numbers, full = chosen
-    return episode_id in full or int(episode_id.rpartition("/")[2]) in numbers
 
 
 def _unbatch(infos: dict, i: int) -> dict:

@@ -21,6 +21,13 @@ from embodied.types import PlanErrorKind
 TAXONOMY = [k.value for k in PlanErrorKind]
 
 
+def episode_chosen(episode_id: str, chosen: tuple[set[int], set[str]]) -> bool:
+    """Whether ``episode_id`` ("task/7") is among ``chosen`` = (episode numbers, full ids),
+    as ``harness.parse_episode_ids`` returns them."""
+    numbers, full = chosen
+    return episode_id in full or int(episode_id.rpartition("/")[2]) in numbers
+
+
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (scipy's ``binomtest``)."""
     if n == 0:
@@ -245,8 +252,6 @@ def write_videos(
     by ``ids`` ((episode numbers, full episode ids), see ``harness.parse_episode_ids``)."""
     from tqdm import tqdm
 
-    from embodied.harness import episode_chosen
-
     with_actions = [r for r in records if r.get("actions")]
     chosen = with_actions[:limit]
     if ids is not None:
@@ -277,8 +282,6 @@ def write_report(
     if (videos or video_ids) and benchmark is not None:
         summary["videos"] = write_videos(out, records, benchmark, videos, ids=video_ids)
         if video_ids is not None:
-            from embodied.harness import episode_chosen
-
             summary["videos_missing"] = [
                 r["episode_id"] for r in records if episode_chosen(r["episode_id"], video_ids) and not r.get("actions")
             ]

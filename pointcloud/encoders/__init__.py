@@ -21,6 +21,10 @@ from vlx.config import ConfigError
 from vlx.registry import Registry
 
 POINT_ENCODERS: Registry = Registry("point encoder")
+# Declared by module path: the encoder modules import this package to register themselves,
+# and torch_geometric (dgcnn) loads only when that encoder is built.
+for _name in ("pointnet2", "dgcnn", "point_transformer"):
+    POINT_ENCODERS.register_lazy(_name, f"pointcloud.encoders.{_name}")
 
 
 @dataclass
@@ -34,12 +38,8 @@ class PointEncoderConfig:
 
 def build_point_encoder(cfg: PointEncoderConfig) -> nn.Module:
     """The encoder named by ``cfg``; ConfigError for an unknown name or bad kwargs."""
-    from pointcloud.encoders import dgcnn, point_transformer, pointnet2  # noqa: F401  (registers)
-
     if cfg.name not in POINT_ENCODERS:
-        raise ConfigError(
-            f"point encoder {cfg.name!r} is not registered; known: {', '.join(sorted(POINT_ENCODERS._items))}"
-        )
+        raise ConfigError(f"point encoder {cfg.name!r} is not registered; known: {', '.join(POINT_ENCODERS.names())}")
     try:
         return POINT_ENCODERS.get(cfg.name)(**dict(cfg.kwargs))
     except TypeError as e:
