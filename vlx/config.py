@@ -127,7 +127,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "<config>", prefi
             value = data[name]
             tp = hints[name]
             default = _field_default(f, base) if has_default else None
-            if isinstance(value, dict) and dataclasses.is_dataclass(tp) and isinstance(default, tp):
+            # A section merges onto the default instance, unless tagged !replace (then the keys
+            # it leaves out take its type's own defaults).
+            merge = not isinstance(value, Replace)
+            if merge and isinstance(value, dict) and dataclasses.is_dataclass(tp) and isinstance(default, tp):
                 kwargs[name] = from_dict(tp, value, where=where, prefix=dotted, base=default)
             else:
                 kwargs[name] = _convert(value, tp, dotted, where)
@@ -162,12 +165,48 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], where: str = "<c
     return data
 
 
+class Replace(dict):
+    """A mapping tagged ``!replace`` in YAML: under ``extends:`` it replaces the base's value
+    instead of being deep-merged into it."""
+
+
+class ReplaceList(list):
+    """A list tagged ``!replace`` (lists always replace; the tag is accepted for symmetry)."""
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_replace(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return Replace(loader.construct_mapping(node, deep=True))
+    if isinstance(node, yaml.SequenceNode):
+        return ReplaceList(loader.construct_sequence(node, deep=True))
+    raise yaml.constructor.ConstructorError(
+        None, None, "!replace applies to a mapping or a list, not a single value", node.start_mark
+    )
+
+
+_Loader.add_constructor("!replace", _construct_replace)
+
+
+def _plain(v: Any) -> Any:
+    """``v`` with plain lists; ``Replace`` mappings stay marked, so that ``from_dict`` builds
+    them from their type's defaults rather than merging them onto the recipe's."""
+    if isinstance(v, dict):
+        return type(v)({k: _plain(x) for k, x in v.items()})
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_Loader)  # SafeLoader + the !replace tag
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""
@@ -180,16 +219,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: mappings merge key by key, except a mapping tagged ``!replace``,
+    which replaces the base's value whole; lists and single values always replace."""
     out = dict(base)
     for k, v in top.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        merge = isinstance(v, dict) and not isinstance(v, Replace) and isinstance(out.get(k), dict)
+        out[k] = _deep_merge(out[k], v) if merge else v
     return out
 
 
 def read_yaml_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read ``path``; an ``extends: base.yaml`` key (relative to the file) deep-merges a base
-    file under it, so a ``_tiny`` twin lists only what differs."""
-    path = Path(path)
+    file under it, so a ``_tiny`` twin lists only what differs. A mapping tagged ``!replace``
+    replaces the base's mapping instead, and the keys it leaves out take their type's
+    defaults (``text: !replace {name: minilm}`` drops the base's ``text.preset/kwargs``)."""
+    return _plain(_read_extends(Path(path), _seen))
+
+
+def _read_extends(path: Path, _seen: tuple[str, ...]) -> dict[str, Any]:
     data = read_yaml(path)
     base = data.pop("extends", None)
     if base is None:
@@ -201,7 +248,7 @@ def read_yaml_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> dic
         raise ConfigError(f"{path}: key 'extends': cycle through {base_path}")
     if not base_path.is_file():
         raise ConfigError(f"{path}: key 'extends': {base_path} not found")
-    return _deep_merge(read_yaml_with_extends(base_path, _seen + (str(base_path),)), data)
+    return _deep_merge(_read_extends(base_path, _seen + (str(base_path),)), data)
 
 
 def load_yaml_config(cls: type[T], path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> T:

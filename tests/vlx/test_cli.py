@@ -41,3 +41,19 @@ def test_unknown_recipe(tmp_path, capsys):
     bad.write_text("recipe: nope\n")
     assert main(["train", str(bad)]) == 2
     assert "unknown recipe 'nope'" in capsys.readouterr().err
+
+
+def test_minilm_configs_replace_the_base_text_section():
+    """`text: !replace {...}` drops the tiny base's transformer preset/kwargs, so the MiniLM
+    tower builds (it failed with "bad constructor arguments" when they were merged in)."""
+    from vlx.encoders import build_text_encoder
+    from vlx.train.recipe import load_recipe_config
+
+    for name, frozen in (("clip_shapes_relation_tiny", True), ("clip_shapes_minilm_tiny", False)):
+        _, cfg = load_recipe_config(str(ROOT / f"configs/vlx/{name}.yaml"))
+        t = cfg.model.text
+        assert (t.name, t.preset, t.kwargs, t.freeze) == ("minilm", None, {}, frozen)
+        assert cfg.model.image.preset == "tiny"  # the rest still comes from the base
+        enc = build_text_encoder(t)
+        assert enc.output_dim == 384  # all-MiniLM-L6-v2's width
+        assert all(not p.requires_grad for p in enc.parameters()) == frozen

@@ -22,6 +22,11 @@ class Cfg(RecipeConfig):
     path: str | None = None
 
 
+@dataclass
+class RecipeDefaults(RecipeConfig):
+    model: ModelCfg = field(default_factory=lambda: ModelCfg(width=7))
+
+
 def write(tmp_path, name, text):
     p = tmp_path / name
     p.write_text(text)
@@ -41,6 +46,34 @@ def test_extends_merges_base(tmp_path):
     p = write(tmp_path, "tiny.yaml", "extends: base.yaml\nmodel: {width: 8}\n")
     c = load_yaml_config(Cfg, p)
     assert (c.model.width, c.model.pool, c.train.epochs) == (8, "mean", 10)
+
+
+def test_extends_deep_merges_and_replace_tag_replaces(tmp_path):
+    """The merge rule both ways: a plain child mapping merges key by key (an empty mapping
+    changes nothing), a ``!replace`` mapping drops every key of the base's it leaves out;
+    lists always replace."""
+    from vlx.config import read_yaml_with_extends
+
+    write(tmp_path, "base.yaml", "recipe: r\nmodel: {width: 32, pool: mean, extra: {a: 1, b: 2}}\nnames: [x, y]\n")
+    merged = read_yaml_with_extends(write(tmp_path, "m.yaml", "extends: base.yaml\nmodel: {extra: {}}\nnames: [z]\n"))
+    assert merged["model"] == {"width": 32, "pool": "mean", "extra": {"a": 1, "b": 2}} and merged["names"] == ["z"]
+    text = "extends: base.yaml\nmodel: {width: 8, extra: !replace {b: 3}}\nnames: !replace [z]\n"
+    nested = read_yaml_with_extends(write(tmp_path, "n.yaml", text))
+    assert nested["model"] == {"width": 8, "pool": "mean", "extra": {"b": 3}} and nested["names"] == ["z"]
+    whole = read_yaml_with_extends(write(tmp_path, "w.yaml", "extends: base.yaml\nmodel: !replace {width: 8}\n"))
+    assert whole["model"] == {"width": 8}
+    c = load_yaml_config(Cfg, tmp_path / "w.yaml")
+    assert (c.model.width, c.model.pool) == (8, "cls")  # pool: the field's default, not the base's
+    # a replaced section also ignores the recipe's own default instance for it
+    write(tmp_path, "r.yaml", "recipe: r\nmodel: !replace {pool: mean}\n")
+    r = load_yaml_config(RecipeDefaults, tmp_path / "r.yaml")
+    assert (r.model.width, r.model.pool) == (64, "mean")
+    merged_onto_default = load_yaml_config(
+        RecipeDefaults, write(tmp_path, "p.yaml", "recipe: r\nmodel: {pool: mean}\n")
+    )
+    assert (merged_onto_default.model.width, merged_onto_default.model.pool) == (7, "mean")
+    with pytest.raises(ConfigError, match="!replace applies to a mapping or a list"):
+        read_yaml_with_extends(write(tmp_path, "bad.yaml", "recipe: r\nmodel: {width: !replace 3}\n"))
 
 
 @pytest.mark.parametrize(
