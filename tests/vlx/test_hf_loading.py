@@ -110,6 +110,11 @@ def clip_dir(tmp_path_factory):
             num_hidden_layers=2,
             num_attention_heads=2,
             max_position_embeddings=16,
+            # Inside the 99-token vocabulary: HF pools the first EOS. (CLIP's default 49407 is
+            # outside it, and HF then pools position 0.)
+            eos_token_id=98,
+            bos_token_id=97,
+            pad_token_id=0,
         ),
         vision_config=dict(
             hidden_size=32,
@@ -132,9 +137,11 @@ def test_clip_towers_match_clipmodel_features(clip_dir):
 
     clip = CLIPModel.from_pretrained(str(clip_dir), local_files_only=True).eval()
     images = torch.randn(3, 3, 32, 32)
-    ids = torch.randint(1, 98, (3, 7))
-    ids[:, -1] = 98  # EOS = highest id (CLIP's legacy EOT rule)
-    mask = torch.ones_like(ids)
+    ids = torch.randint(1, 97, (3, 7))
+    eos = torch.tensor([6, 3, 4])  # the end token at different positions, padding after it
+    ids[torch.arange(3), eos] = 98
+    mask = (torch.arange(7) <= eos[:, None]).long()
+    ids[mask == 0] = 0
     vis = build_image_encoder(
         EncoderConfig(name="hf_clip_vision", path=str(clip_dir), kwargs={"use_projection": True})
     ).eval()
@@ -149,6 +156,9 @@ def test_clip_towers_match_clipmodel_features(clip_dir):
     assert vis.output_dim == 24 and torch.allclose(v.pooled, ref_v, atol=1e-5)
     assert txt.output_dim == 24 and torch.allclose(t.pooled, ref_t, atol=1e-5)
     assert v.tokens.shape == (3, 17, 24) and t.tokens.shape == (3, 7, 24)
+    # end-token pooling: the pooled vector is the end token's, not the first token's
+    assert torch.allclose(t.pooled, t.tokens[torch.arange(3), eos], atol=1e-6)
+    assert not torch.allclose(t.pooled, t.tokens[:, 0], atol=1e-3)
     raw = build_image_encoder(EncoderConfig(name="hf_clip_vision", path=str(clip_dir))).eval()
     assert raw.output_dim == 32 and raw(images).tokens.shape == (3, 17, 32)
 
