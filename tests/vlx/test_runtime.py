@@ -104,3 +104,29 @@ def test_huggingface_defaults_respect_the_user(monkeypatch):
     monkeypatch.delenv("TRANSFORMERS_OFFLINE")
     runtime.configure_huggingface()
     assert env["HF_HUB_OFFLINE"] == "0" and env["TRANSFORMERS_OFFLINE"] == "0"
+
+
+@pytest.mark.slow  # two fresh interpreters that import transformers
+def test_hf_loading_bars_are_off_by_default(tmp_path):
+    """HF's own "Loading weights" bar interleaved with vlx's; off unless VLX_HF_PROGRESS=1."""
+    import os
+    import subprocess
+    import sys
+
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)).save_pretrained(
+        tmp_path
+    )
+    code = (
+        "from vlx.encoders import EncoderConfig, build_text_encoder;"
+        f"build_text_encoder(EncoderConfig(name='hf_text', path={str(tmp_path)!r}))"
+    )
+    seen = {}
+    for flag in ("0", "1"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_DISABLE", "TRANSFORMERS_VERB"))}
+        env["VLX_HF_PROGRESS"] = flag
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        seen[flag] = "Loading weights" in r.stderr
+    assert seen == {"0": False, "1": True}
