@@ -57,3 +57,14 @@ def test_minilm_configs_replace_the_base_text_section():
         enc = build_text_encoder(t)
         assert enc.output_dim == 384  # all-MiniLM-L6-v2's width
         assert all(not p.requires_grad for p in enc.parameters()) == frozen
+
+
+def test_quickstart_data_goes_to_the_cache_named_by_size_and_seed(tmp_path):
+    from vlx.quickstart import quickstart_config
+
+    c = quickstart_config(tmp_path / "out", fast=True, seed=3, cache=tmp_path / "cache")
+    assert c.data.root == str(tmp_path / "cache" / "shapes_world_n512_t64_r64_s3")
+    assert c.train.output_dir == str(tmp_path / "out" / "run") and c.train.seed == 3 and c.data.data_seed == 3
+    full = quickstart_config(tmp_path / "out", seed=0, cache=tmp_path / "cache")
+    assert full.data.root == str(tmp_path / "cache" / "shapes_world_n4000_t200_r64_s0")  # never mixed with --fast
+    assert quickstart_config(tmp_path / "out").data.root == str(tmp_path / "out" / "data")
