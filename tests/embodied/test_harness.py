@@ -211,11 +211,11 @@ def test_sharded_ranks_merge_into_one_report(tmp_path):
     c = cfg(tmp_path, episodes=4)
     r1 = run(c, FixedPlanner(["reach"]), rank=1, world_size=2)
     assert [r["episode_id"] for r in r1] == ["reach-v3/1", "reach-v3/3"]
-    os.environ.update(RANK="0", WORLD_SIZE="2")
+    os.environ.update(RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")  # as torchrun sets them
     try:
         summary = evaluate(c, planner=FixedPlanner(["reach"]))
     finally:
-        del os.environ["RANK"], os.environ["WORLD_SIZE"]
+        del os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["MASTER_ADDR"]
     assert summary["overall"]["episodes"] == 4 and summary["meta"]["world_size"] == 2
     assert [_key(r) for r in load_all_records(tmp_path / "run")] == [_key(r) for r in ref]
     assert (tmp_path / "run" / "summary.md").exists() and (tmp_path / "run" / "per_task.csv").exists()
@@ -427,3 +427,21 @@ def test_cli_and_quickstart_are_registered():
     )
     qs = QUICKSTARTS.get("embodied")
     assert qs.priority == 10
+
+
+def test_leftover_world_size_is_reported_not_waited_for(tmp_path, monkeypatch, capsys):
+    """A WORLD_SIZE=2 left in the shell, no torchrun: one line, before any episode runs."""
+    from vlx.cli import main
+    from vlx.runtime import RuntimeSetupError
+
+    for k in ("MASTER_ADDR", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "eval"
+    args = ["embodied", "eval", "--benchmark", "metaworld-mt1:reach-v3", "--planner", "oracle", "--out", str(out)]
+    assert main([*args, "--episodes", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: WORLD_SIZE=2 is set but no process group was launched") and "\n" not in err
+    assert not out.exists()
+    with pytest.raises(RuntimeSetupError, match="WORLD_SIZE=2"):  # the library entry point too
+        evaluate(cfg(tmp_path, episodes=1), planner=FixedPlanner(["reach"]))
