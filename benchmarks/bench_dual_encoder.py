@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 import torch.nn.functional as F
@@ -260,6 +257,9 @@ def table(rows: list[dict], loss_name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vlx.runtime import configure_huggingface
+
+    configure_huggingface()  # hub offline unless set: the towers load from local dirs
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="tiny,B-32", help=f"comma-separated, from {', '.join(SIZES)}")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per model (default: tiny 20, B-32 3)")

@@ -19,7 +19,6 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("MUJOCO_GL", "osmesa")
 warnings.filterwarnings("ignore", message="Constant")
 
 
@@ -54,6 +53,9 @@ def harness_run(cfg, bench, skills) -> tuple[int, float]:
 
 
 def main() -> None:
+    from vlx.runtime import configure_rendering
+
+    configure_rendering()  # before MuJoCo is imported
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=4)
     ap.add_argument("--tasks", default="reach-v3,push-v3,drawer-open-v3")

@@ -138,8 +138,6 @@ def run_demo(args: argparse.Namespace) -> int:
     stages that finished and names the one that was stopped; the exit code is 128 + signal."""
     import signal
 
-    import torch
-
     from vlx.config import ConfigError, to_dict
     from vlx.train.recipe import load_recipe_config
     from vlx.train.trainer import Trainer
@@ -147,7 +145,9 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     threads = demo_threads(args.threads)
-    torch.set_num_threads(threads)
+    from vlx.runtime import set_threads
+
+    set_threads(threads)
     data_root = str(out / "primitives")
     common = [f"data.root={data_root}", "train.progress=true"]
     if args.fast:

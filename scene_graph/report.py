@@ -23,9 +23,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-import torch
-
 from vlx.config import to_dict
+from vlx.runtime import set_threads
 from vlx.train.recipe import load_recipe_config
 from vlx.train.trainer import Trainer
 
@@ -63,7 +62,7 @@ def run_config(path: Path, overrides: list[str], threads: int | None = None) -> 
     import scene_graph.recipes  # noqa: F401  registers the recipes (in a spawned worker too)
 
     if threads:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     recipe, cfg = load_recipe_config(str(path), overrides)
     t0 = time.time()
     task = recipe.build(cfg)
@@ -123,7 +122,7 @@ def _run_all(jobs: list[tuple[str, Path, list[str]]], out: Path, results: dict, 
 
 def run_report(args) -> int:
     threads = max(1, int(getattr(args, "threads", 1) or 1))  # 2 shared cores: 1 thread per run is fastest
-    torch.set_num_threads(threads)
+    set_threads(threads)
     workers = max(1, int(getattr(args, "jobs", 1) or 1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -47,9 +47,9 @@ def run_moving_shapes_report(
     """``threads``: torch intra-op threads; the tiny models are latency-bound and 1 thread is
     much faster than 2 on a busy 2-core machine. ``reuse``: runs that already finished
     under ``out_dir`` are not trained again."""
-    import torch
+    from vlx.runtime import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     common = [f"data.shapes_root={shapes_root}", "train.resume=none"] + list(extra or [])

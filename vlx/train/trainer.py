@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from vlx import runtime
 from vlx.config import ConfigError
 from vlx.train.checkpoint import (
     find_checkpoint,
@@ -82,8 +83,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         cfg, task = self.cfg, self.task
         device = pick_device(cfg.device)
-        if cfg.num_threads is not None:
-            torch.set_num_threads(cfg.num_threads)
+        runtime.set_threads(cfg.num_threads)
         distributed = init_distributed(device)
         rank, world = world_info()
         main = rank == 0
