@@ -108,7 +108,16 @@ def _add_core_commands(sub) -> None:
     p = sub.add_parser("recipes", help="list registered recipes")
     p.set_defaults(func=cmd_recipes)
 
-    p = sub.add_parser("quickstart", help="run the embedded default end to end")
+    lines = []
+    for n in QUICKSTARTS.names():
+        q = QUICKSTARTS.get(n)
+        lines.append(f"  {n} (priority {q.priority}; takes {', '.join('--' + f for f in q.flags)}): {q.help}")
+    p = sub.add_parser(
+        "quickstart",
+        help="run the embedded default end to end",
+        epilog="quickstarts (no NAME: the highest priority):\n" + "\n".join(lines),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("name", nargs="?", default=None, help=f"which quickstart ({', '.join(QUICKSTARTS.names())})")
     p.add_argument("--out", default=None, help=f"output directory (default: {QUICKSTART_OUT}/NAME)")
     p.add_argument("--fast", action="store_true", help="smaller run (for smoke tests)")
