@@ -100,3 +100,15 @@ def test_recipes_command_lists_every_plugin_recipe(capsys):
     names = capsys.readouterr().out.split()
     for n in ("clip_shapes", "video_retrieval", "pc_classify", "sg_grounding", "embodied_policy"):
         assert n in names
+
+
+def test_every_declared_command_builds_its_parser():
+    from vlx.cli import build_parser
+    from vlx.registry import COMMANDS
+
+    assert set(COMMANDS.names()) >= {"doctor", "caption", "video-features", "pointcloud", "scene-graph", "embodied"}
+    parser = build_parser()  # imports every command module: each "module:add_parser" resolves
+    assert parser.parse_args(["scene-graph", "graph", "scans", "scene0000_00"]).scene_id == "scene0000_00"
+    assert parser.parse_args(["pointcloud", "render", "x.ply"]).input == "x.ply"
+    assert parser.parse_args(["caption", "v.mp4", "--ckpt", "run"]).ckpt == "run"
+    assert parser.parse_args(["doctor", "--timeout", "5"]).timeout == 5.0
