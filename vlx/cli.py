@@ -156,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command_of(argv)
-    args = build_parser(load=[command] if command else []).parse_args(argv)
+    try:
+        args = build_parser(load=[command] if command else []).parse_args(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         runtime.setup()
         return int(args.func(args) or 0)

@@ -88,7 +88,12 @@ class Registry(Generic[T]):
         item = self._items[name]
         if isinstance(item, _Lazy):
             mod, _, attr = item.target.partition(":")
-            obj = resolve_target(item.target)
+            try:
+                obj = resolve_target(item.target)
+            except ImportError as e:  # e.g. a sibling's optional dependency is not installed
+                raise ConfigError(
+                    f"{self.kind} {name!r}: its module {mod} does not import ({e}); `vlx doctor` says what to install"
+                ) from None
             if attr:
                 self._items[name] = obj
             elif isinstance(self._items[name], _Lazy):  # the module did not register the name
@@ -114,7 +119,13 @@ class CommandSpec:
     help: str
 
     def add_parser(self, subparsers: Any) -> None:
-        resolve_target(self.target)(subparsers)
+        try:
+            add = resolve_target(self.target)
+        except ImportError as e:  # a sibling's optional dependency is not installed
+            raise ConfigError(
+                f"vlx {self.name}: its module does not import ({e}); `vlx doctor` says what to install"
+            ) from None
+        add(subparsers)
 
 
 @dataclass(frozen=True)

@@ -112,3 +112,20 @@ def test_every_declared_command_builds_its_parser():
     assert parser.parse_args(["pointcloud", "render", "x.ply"]).input == "x.ply"
     assert parser.parse_args(["caption", "v.mp4", "--ckpt", "run"]).ckpt == "run"
     assert parser.parse_args(["doctor", "--timeout", "5"]).timeout == 5.0
+
+
+def test_a_missing_dependency_is_one_line(tmp_path, monkeypatch, capsys):
+    _module(tmp_path, monkeypatch, "vlx_needs_dep", "import vlx_no_such_dependency\ndef add(sub):\n    pass\n")
+    reg = Registry("recipe")
+    reg.register_lazy("r", "vlx_needs_dep")
+    with pytest.raises(ConfigError, match="recipe 'r': its module vlx_needs_dep does not import .*vlx doctor"):
+        reg.get("r")
+    register_plugin(Namespace(COMMANDS={"needs-dep": ("vlx_needs_dep:add", "help")}), "t")
+    from vlx.registry import COMMANDS
+
+    try:
+        assert main(["needs-dep"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: vlx needs-dep: its module does not import") and "\n" not in err
+    finally:
+        COMMANDS._items.pop("needs-dep", None)
