@@ -125,13 +125,11 @@ def format_checks(checks: list[Check]) -> str:
 
 def chosen_renderer(checks: list[Check]) -> str:
     """The backend ``vlx.runtime.configure_rendering`` would pick, given these checks."""
-    import os
-
-    from vlx.runtime import gpu_device_nodes
+    from vlx.runtime import gpu_device_nodes, user_mujoco_gl
 
     works = {c.name.split()[-1].lower(): c.ok for c in checks if c.name.startswith("MuJoCo")}
-    if os.environ.get("MUJOCO_GL"):
-        return f"{os.environ['MUJOCO_GL']} (set by MUJOCO_GL)"
+    if user_mujoco_gl():
+        return f"{user_mujoco_gl()} (set by MUJOCO_GL)"
     if gpu_device_nodes() and works.get("egl"):
         return "egl (a GPU is present and EGL renders)"
     if works.get("osmesa"):

@@ -123,6 +123,14 @@ def egl_device_id(local_rank: int, env: dict[str, str] | None = None) -> str:
     return str(local_rank)
 
 
+_RENDERING_SET_HERE = False  # whether MUJOCO_GL was set by configure_rendering in this process
+
+
+def user_mujoco_gl() -> str | None:
+    """MUJOCO_GL as the user set it (None when unset or when vlx chose it)."""
+    return None if _RENDERING_SET_HERE else (os.environ.get("MUJOCO_GL") or None)
+
+
 def configure_rendering(probe: bool = True, prober=probe_renderer) -> str | None:
     """Set ``MUJOCO_GL`` (and ``PYOPENGL_PLATFORM``, ``MUJOCO_EGL_DEVICE_ID``) for this process
     and its children; returns the backend. An explicit ``MUJOCO_GL`` wins. ``probe=False``
@@ -141,6 +149,8 @@ def configure_rendering(probe: bool = True, prober=probe_renderer) -> str | None
         device_id = egl_device_id(world_info().local_rank)
         if prober("egl", device_id=device_id) is None:
             backend = "egl"
+    global _RENDERING_SET_HERE
+    _RENDERING_SET_HERE = True
     os.environ["MUJOCO_GL"] = backend
     os.environ["PYOPENGL_PLATFORM"] = backend
     if backend == "egl":

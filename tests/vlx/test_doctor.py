@@ -2,12 +2,13 @@
 
 import pytest
 
-from vlx import doctor
+from vlx import doctor, runtime
 from vlx.cli import main
 
 
 def test_doctor_reports_working_and_missing_pieces(monkeypatch, capsys):
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    monkeypatch.setattr(runtime, "_RENDERING_SET_HERE", False)  # as the user set it
     monkeypatch.setattr(
         doctor,
         "OPTIONAL",

@@ -40,6 +40,7 @@ def gl_env(monkeypatch):
     for k in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setattr(runtime.ctypes.util, "find_library", lambda name: f"lib{name}.so")
+    monkeypatch.setattr(runtime, "_RENDERING_SET_HERE", False)
     return monkeypatch
 
 
@@ -51,13 +52,14 @@ def test_explicit_mujoco_gl_wins(gl_env):
     gl_env.setattr(runtime, "gpu_device_nodes", lambda: True)
     gl_env.setenv("MUJOCO_GL", "osmesa")
     assert configure_rendering(prober=_never) == "osmesa"
-    assert runtime.os.environ["PYOPENGL_PLATFORM"] == "osmesa"
+    assert runtime.os.environ["PYOPENGL_PLATFORM"] == "osmesa" and runtime.user_mujoco_gl() == "osmesa"
 
 
 def test_egl_probe_failure_falls_back_to_osmesa(gl_env):
     gl_env.setattr(runtime, "gpu_device_nodes", lambda: True)
     assert configure_rendering(prober=lambda backend, device_id=None: "eglInitialize failed") == "osmesa"
     assert runtime.os.environ["MUJOCO_GL"] == "osmesa" and "MUJOCO_EGL_DEVICE_ID" not in runtime.os.environ
+    assert runtime.user_mujoco_gl() is None  # vlx chose it; `vlx doctor` does not call it the user's
 
 
 def test_egl_when_it_renders_on_the_local_ranks_gpu(gl_env):
