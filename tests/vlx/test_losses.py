@@ -301,3 +301,32 @@ def test_losses_keep_dtype_and_train_a_toy_model():
         loss.backward()
         opt.step()
     assert float(loss.detach()) < 0.5 * first
+
+
+@pytest.mark.parametrize("name", ["clip", "clip_ids", "siglip", "soft_clip", "filip", "intra", "nt_xent"])
+def test_losses_under_bf16_autocast_equal_float32(name):
+    """Features as a bf16 autocast step produces them; the loss under CPU bf16 autocast equals
+    the float32 loss of the same bf16 values (logits are not rounded to bf16: at scale 100 a
+    bf16 logit moves in steps of 0.5)."""
+    g = torch.Generator().manual_seed(3)
+    n = 12
+    a = F.normalize(torch.randn(n, 16, generator=g), dim=-1).bfloat16()
+    b = F.normalize(a.double() + 1.5 * torch.randn(n, 16, generator=g), dim=-1).bfloat16()
+    ta = F.normalize(torch.randn(n, 5, 16, generator=g), dim=-1).bfloat16()
+    tb = F.normalize(torch.randn(n, 3, 16, generator=g), dim=-1).bfloat16()
+    ids = torch.tensor([0, 1, 2, 0, 3, 4, 1, 5, 6, 7, 8, 9])
+    scale = torch.tensor(100.0, dtype=torch.float32)
+    calls = {
+        "clip": lambda a, b, ta, tb: ClipLoss()(a, b, scale),
+        "clip_ids": lambda a, b, ta, tb: ClipLoss()(a, b, scale, ids=ids),
+        "siglip": lambda a, b, ta, tb: SigLipLoss()(a, b, scale, torch.tensor(-10.0, dtype=torch.float32)),
+        "soft_clip": lambda a, b, ta, tb: SoftLabelClipLoss(0.1)(a, b, scale, ids=ids),
+        "filip": lambda a, b, ta, tb: FilipLoss()(ta, tb, None, None, scale),
+        "intra": lambda a, b, ta, tb: IntraModalLoss()(a, b, scale),
+        "nt_xent": lambda a, b, ta, tb: nt_xent(a, b, 0.01),
+    }
+    ref = calls[name](a.float(), b.float(), ta.float(), tb.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = calls[name](a, b, ta, tb)
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(float(ref), rel=1e-5, abs=1e-5)
