@@ -78,9 +78,16 @@ def _pick(op: str, backend: str, device: torch.device) -> str:
     return "torch"
 
 
-def validate_points(points: torch.Tensor, name: str = "points", dims: int | None = 3) -> torch.Tensor:
+def validate_points(
+    points: torch.Tensor, name: str = "points", dims: int | None = 3, lazy: bool | None = None
+) -> torch.Tensor:
     """Raise a one-line DataError unless ``points`` is a non-empty, finite ``(B, N, dims)``
-    tensor; returns it unchanged. ``name`` says where the points came from (a file, a key)."""
+    tensor; returns it unchanged. ``name`` says where the points came from (a file, a key).
+
+    The finiteness test reads a device value back. ``lazy`` (default: True off the CPU)
+    queues it as an asynchronous device assertion instead, so a render does not wait for the
+    accelerator; a non-finite cloud then fails at the next synchronisation, without the
+    batch/point location."""
     if not isinstance(points, torch.Tensor):
         raise DataError(f"{name}: expected a torch.Tensor of shape (B, N, {dims or 'D'}), got {type(points).__name__}")
     if points.dim() != 3 or (dims is not None and points.shape[-1] != dims):
@@ -91,6 +98,9 @@ def validate_points(points: torch.Tensor, name: str = "points", dims: int | None
         raise DataError(f"{name}: expected floating-point coordinates, got {points.dtype}")
     # One reduction first: a finite sum means every coordinate is finite (NaN and inf propagate);
     # only a non-finite sum (or an overflow) pays for the elementwise check that locates it.
+    if lazy if lazy is not None else points.device.type != "cpu":
+        torch._assert_async(torch.isfinite(points.detach()).all(), f"{name}: non-finite coordinate (NaN/inf)")
+        return points
     if bool(torch.isfinite(points.detach().sum())):
         return points
     bad = ~torch.isfinite(points)
