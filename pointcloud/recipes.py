@@ -159,6 +159,10 @@ def build_classify(cfg: ClassifyConfig) -> Task:
     test = PointCloudDataset.from_primitives(root, "test")
     torch.manual_seed(cfg.train.seed)
     model = PointClassifier(build_point_encoder(cfg.encoder), len(train.class_names))
+    # The classifier reads only the pooled output: the encoder's per-token projection (used
+    # by Text4Point) gets no gradient here, which DDP without find_unused_parameters rejects.
+    if hasattr(model.encoder, "token_proj"):
+        model.encoder.token_proj.requires_grad_(False)
 
     @torch.no_grad()
     def evaluate(m, device) -> dict:

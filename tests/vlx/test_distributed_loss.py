@@ -117,6 +117,18 @@ def worker(rank, port, queue):
         dist.all_reduce(gw)  # what DDP does: average the parameter gradients over ranks
         # plain lists: torch would share tensors through file descriptors that die with this process
         out[name] = (float(loss), ga.tolist(), (gw / WORLD).tolist())
+    # As under NCCL (no CPU tensors on the default group): sizes and token lengths travel over
+    # a separate gloo group created on first use; same numbers.
+    import vlx.losses.clip as C
+
+    real_backend = dist.get_backend
+    dist.get_backend = lambda group=None: "nccl"
+    try:
+        for name in ("clip_local_ids", "filip"):
+            loss, ga, _ = run_case(name, sl)
+            out[name + "_host_group"] = (float(loss), ga.tolist(), len(C._HOST_GROUPS))
+    finally:
+        dist.get_backend = real_backend
     queue.put((rank, out))
     dist.barrier()
     dist.destroy_process_group()
@@ -151,6 +163,10 @@ def test_all_gather_two_processes_match_single_process():
             assert torch.allclose(r_ga, WORLD * ga[start : start + SIZES[rank]], atol=1e-12), (name, rank)
             # after DDP averaging, the parameter gradient is the single-process one
             assert torch.allclose(r_gw, gw, atol=1e-12), (name, rank)
+    for rank in range(WORLD):
+        for name in ("clip_local_ids", "filip"):
+            h_loss, h_ga, n_groups = results[rank][name + "_host_group"]
+            assert n_groups == 1 and h_loss == results[rank][name][0] and h_ga == results[rank][name][1]
 
 
 def test_single_process_is_not_distributed():
