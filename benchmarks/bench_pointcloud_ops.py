@@ -40,6 +40,20 @@ def best_of(fn, repeat: int) -> tuple[float, float]:
     return min(wall), min(cpu)
 
 
+def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Wall seconds of each function per round, the functions alternating inside each round
+    (so load changes hit both alike); one warm-up call each first."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=16)
@@ -80,9 +94,12 @@ def main() -> None:
     rows.append(
         (
             "fps",
-            "torch loop (vectorised over batch)",
+            "torch batched (4 kernels a step)",
             best_of(lambda: ops.farthest_point_sample(pts, a.samples, backend="torch"), a.repeat),
         )
+    )
+    fps_old_new = interleaved(
+        {"old": lambda: ops._fps_loop(pts, a.samples), "new": lambda: ops._fps_torch(pts, a.samples)}, a.repeat
     )
     if importlib.util.find_spec("pytorch3d"):
         from pytorch3d.ops import sample_farthest_points
@@ -207,6 +224,12 @@ def main() -> None:
     for op in ("fps", "knn"):
         ratio(op, lambda o, n, op=op: o == op and not n.startswith("OURS") and not n.startswith("torch"))
     ratio("depth", lambda o, n: o == "depth" and n.startswith("open3d"))
+    per_round = sorted(o / n for o, n in zip(fps_old_new["old"], fps_old_new["new"]))
+    summary["fps_torch_old_over_new"] = per_round[len(per_round) // 2]
+    print(
+        f"fps torch backend: previous loop / batched, interleaved rounds: median {per_round[len(per_round) // 2]:.2f}x "
+        f"(min {per_round[0]:.2f}, max {per_round[-1]:.2f}, {len(per_round)} rounds)"
+    )
     if a.out:
         with open(a.out, "w") as fh:
             json.dump(

@@ -203,29 +203,23 @@ def depth_maps(
             if mats.dim() != 3 and not (mats.dim() == 4 and mats.shape[0] == B):
                 raise ValueError("depth_maps: jitter needs (V, 3, 3) or (B, V, 3, 3) view matrices")
             mats = jitter_views(mats, B, jitter_degrees, generator)
-        if not normalize:
-            _check_in_image(pts, mats, image_size, margin)
         S, V = image_size, mats.shape[-3]
-        step = B if B * V * S < _MAX_FLOAT_ROWS else max(1, (_MAX_FLOAT_ROWS - 1) // (V * S))
+        if B * V * S < _MAX_FLOAT_ROWS:
+            return _depth_maps(pts, mats, S, near, far, margin, not normalize)
         # beyond 2^24 stacked rows the float row offsets stop being exact integers: chunk the clouds
-        return torch.cat(
-            [
-                _depth_maps(pts[s : s + step], mats if mats.dim() == 3 else mats[s : s + step], S, near, far, margin)
-                for s in range(0, B, step)
-            ]
-        )
+        step = max(1, (_MAX_FLOAT_ROWS - 1) // (V * S))
+        parts = [
+            _depth_maps(pts[s : s + step], mats if mats.dim() == 3 else mats[s : s + step], S, near, far, margin, False)
+            for s in range(0, B, step)
+        ]
+        return torch.cat(parts)
 
 
-def _check_in_image(pts: torch.Tensor, mats: torch.Tensor, image_size: int, margin: float) -> None:
-    """With normalize=False the pixels must fall inside the image (true for clouds in the
-    unit sphere); one host sync, only on that path."""
-    pix_xy = _camera_coords(pts, mats)[:2].mul(margin * 0.5 * image_size)  # (2, V, B, N) from the centre
-    if bool(pix_xy.abs().amax() >= 0.5 * image_size):
-        raise ValueError("depth_maps: with normalize=False the points must lie in the unit sphere")
-
-
-def _depth_maps(pts: torch.Tensor, mats: torch.Tensor, S: int, near: float, far: float, margin: float) -> torch.Tensor:
-    """depth_maps' kernel on float32/64 points already normalised, autocast off."""
+def _depth_maps(
+    pts: torch.Tensor, mats: torch.Tensor, S: int, near: float, far: float, margin: float, check_bounds: bool
+) -> torch.Tensor:
+    """depth_maps' kernel on float32/64 points, autocast off. ``check_bounds``: raise unless
+    every pixel falls inside its image (one host sync; the normalize=False path only)."""
     B, N, _ = pts.shape
     V = mats.shape[-3]
     h = 0.5 * S
@@ -244,6 +238,13 @@ def _depth_maps(pts: torch.Tensor, mats: torch.Tensor, S: int, near: float, far:
     torch.add(cam[:, 0].to(torch.int64), flat, alpha=S, out=flat)  # flat pixel index into (B, V, S, S)
     # Per (cloud, view) depth ranges over the points: amin and amax separately are ~20x faster
     # than aminmax on the CPU (vectorised reductions; aminmax is not).
+    if check_bounds:  # clouds in the unit sphere land inside the margin
+        img_row = torch.arange(B * V, device=pts.device, dtype=pts.dtype).view(B, V, 1) * S
+        col_lo, col_hi = cam[:, 0].amin(-1, keepdim=True), cam[:, 0].amax(-1, keepdim=True)
+        row_lo, row_hi = cam[:, 1].amin(-1, keepdim=True) - img_row, cam[:, 1].amax(-1, keepdim=True) - img_row
+        inside = (torch.minimum(col_lo, row_lo) >= 0) & (torch.maximum(col_hi, row_hi) < S)
+        if not bool(inside.all()):
+            raise ValueError("depth_maps: with normalize=False the points must lie in the unit sphere")
     lo, hi = cam[:, 2].amin(-1, keepdim=True), cam[:, 2].amax(-1, keepdim=True)  # (B, V, 1)
     k = (far - near) / (hi - lo).clamp_min(1e-6)
     bright = torch.addcmul(near - lo * k, cam[:, 2], k)
