@@ -330,3 +330,24 @@ def test_losses_under_bf16_autocast_equal_float32(name):
         got = calls[name](a, b, ta, tb)
     assert got.dtype == torch.float32
     assert float(got) == pytest.approx(float(ref), rel=1e-5, abs=1e-5)
+
+
+def test_filip_column_chunks_equal_one_block():
+    """FILIP in checkpointed column chunks (one similarity row each) = one block: value and grads."""
+    g = torch.Generator().manual_seed(4)
+    ta = F.normalize(torch.randn(6, 3, 8, generator=g), dim=-1).requires_grad_(True)
+    tb = F.normalize(torch.randn(6, 4, 8, generator=g), dim=-1).requires_grad_(True)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]]).bool()
+    out = []
+    for max_elements in (2**26, 1):
+        loss = FilipLoss(max_elements)(ta, tb, None, mask, 7.0)
+        ga, gb = torch.autograd.grad(loss, (ta, tb))
+        out.append((loss, ga, gb))
+    for x, y in zip(*out):
+        torch.testing.assert_close(x, y, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("cls", [ClipLoss, SigLipLoss, SoftLabelClipLoss])
+def test_id_scope_is_checked(cls):
+    with pytest.raises(ValueError, match="id_scope must be 'global' or 'local'"):
+        cls(id_scope="rank")

@@ -127,6 +127,12 @@ def gather_batch(
 IdScope = Literal["global", "local"]
 
 
+def check_id_scope(owner: str, scope: str) -> str:
+    if scope not in ("global", "local"):
+        raise ValueError(f"{owner}: id_scope must be 'global' or 'local', got {scope!r}")
+    return scope
+
+
 def scope_ids(ids: torch.Tensor | None, scope: IdScope) -> torch.Tensor | None:
     """Make ``ids`` comparable across ranks before they are gathered. ``"global"``: the ids
     already mean the same thing on every rank (dataset indices, hashes of a caption): kept.
@@ -135,8 +141,6 @@ def scope_ids(ids: torch.Tensor | None, scope: IdScope) -> torch.Tensor | None:
     ranks stop matching (they would be false positives). Single-process: unchanged."""
     if ids is None or scope == "global":
         return ids
-    if scope != "local":
-        raise ValueError(f"id_scope must be 'global' or 'local', got {scope!r}")
     rank, ws = world()
     return ids if ws == 1 else ids * ws + rank
 
@@ -200,9 +204,7 @@ class ClipLoss(nn.Module):
 
     def __init__(self, local_loss: bool = False, id_scope: IdScope = "global"):
         super().__init__()
-        if id_scope not in ("global", "local"):
-            raise ValueError(f"ClipLoss: id_scope must be 'global' or 'local', got {id_scope!r}")
-        self.local_loss, self.id_scope = bool(local_loss), id_scope
+        self.local_loss, self.id_scope = bool(local_loss), check_id_scope("ClipLoss", id_scope)
 
     def forward(
         self, a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float, ids: torch.Tensor | None = None

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vlx.losses.clip import IdScope, gather_batch, pairwise_logits, positive_mask, scope_ids
+from vlx.losses.clip import IdScope, check_id_scope, gather_batch, pairwise_logits, positive_mask, scope_ids
 
 
 class SigLipLoss(nn.Module):
@@ -24,7 +24,7 @@ class SigLipLoss(nn.Module):
 
     def __init__(self, id_scope: IdScope = "global"):
         super().__init__()
-        self.id_scope = id_scope
+        self.id_scope = check_id_scope("SigLipLoss", id_scope)
 
     def forward(
         self,

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from vlx.config import ConfigError
-from vlx.losses.clip import IdScope, gather_batch, pairwise_logits, positive_mask, scope_ids
+from vlx.losses.clip import IdScope, check_id_scope, gather_batch, pairwise_logits, positive_mask, scope_ids
 
 
 def soft_targets(pos: torch.Tensor, smoothing: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -33,7 +33,7 @@ class SoftLabelClipLoss(nn.Module):
 
     def __init__(self, smoothing: float = 0.1, id_scope: IdScope = "global"):
         super().__init__()
-        self.id_scope = id_scope
+        self.id_scope = check_id_scope("SoftLabelClipLoss", id_scope)
         if not 0.0 <= smoothing < 1.0:
             raise ConfigError(f"SoftLabelClipLoss: smoothing must be in [0, 1), got {smoothing}")
         self.smoothing = float(smoothing)
