@@ -15,6 +15,13 @@ def add_features_parser(subparsers):
     _cli.add_features_parser(subparsers)
 
 
+@register_command("video")
+def add_video_parser(subparsers):
+    from video.eval_commands import add_video_parser as add
+
+    add(subparsers)
+
+
 def _quickstart(args) -> int:
     from video.report import run_moving_shapes_report
 
