@@ -23,10 +23,9 @@ def add_video_parser(subparsers):
 
 
 def _quickstart(args) -> int:
-    from video.report import run_moving_shapes_report
+    from video.report import run_quickstart
 
-    run_moving_shapes_report()
-    return 0
+    return run_quickstart(args)
 
 
 # Below the core's image-text quickstart (priority 0): `vlx quickstart video` runs it.
