@@ -293,7 +293,11 @@ class VideoDataset(Dataset):
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        epoch = int(self._epoch.item())
+        # The trainer's sampler may hand out indices that carry their epoch (``i.epoch``);
+        # otherwise the epoch shared through ``set_epoch`` / ``on_epoch_end``.
+        epoch = getattr(i, "epoch", None)
+        epoch = int(self._epoch.item()) if epoch is None else int(epoch)
+        i = int(i)
         for attempt in range(len(self.items)):
             k = (i + attempt) % len(self.items)
             ri, ci = self.items[k]
@@ -337,6 +341,15 @@ class VideoDataset(Dataset):
         return {"bad_videos": rep["bad_videos"]}
 
 
+class _WithEpoch(int):
+    """An index that carries its epoch (as the trainer's sampler indices do)."""
+
+    def __new__(cls, value: int, epoch: int):
+        obj = super().__new__(cls, value)
+        obj.epoch = epoch
+        return obj
+
+
 def collate_video(items: list[dict]) -> dict[str, Any]:
     """Stacks frames to uint8 (B, T, H, W, 3) (or cached ``features`` to (B, T, D)); ``video_index`` ->
     LongTensor ``ids``; strings stay lists."""
@@ -377,7 +390,13 @@ class HardNegativeGroups(Dataset):
         return len(self.groups)
 
     def __getitem__(self, i: int) -> list[dict[str, Any]]:
+        epoch = getattr(i, "epoch", None)
+        if epoch is not None:  # pass the sampler's epoch on to the group's items
+            return [self.base[_WithEpoch(k, epoch)] for k in self.groups[int(i)]]
         return [self.base[k] for k in self.groups[i]]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
         return self.base.on_epoch_end(epoch)

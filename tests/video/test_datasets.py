@@ -201,3 +201,19 @@ def test_annotation_paths_must_stay_inside_the_root(tmp_path):
         str(tmp_path / "v" / "a.mp4"),
         str(tmp_path / "w" / "b.mp4"),
     ]
+
+
+def test_index_carrying_its_epoch_seeds_tsn(shapes_dir):
+    """An index with ``.epoch`` (the trainer's sampler indices) picks the TSN draw of that
+    epoch, whatever epoch the dataset copy itself was told."""
+    from video.datasets import _WithEpoch
+
+    recs = load_jsonl(shapes_dir / "test.jsonl")
+    ds = VideoDataset(recs, VideoLoadConfig(sampler=SamplerConfig("tsn", 4), size=32), seed=0)
+    ds.set_epoch(5)
+    at5 = ds[0]["timestamps"]
+    ds.set_epoch(0)
+    torch.testing.assert_close(ds[_WithEpoch(0, 5)]["timestamps"], at5)
+    e5 = torch.stack([ds[_WithEpoch(k, 5)]["timestamps"] for k in range(len(ds))])
+    e6 = torch.stack([ds[_WithEpoch(k, 6)]["timestamps"] for k in range(len(ds))])
+    assert not torch.equal(e5, e6)  # another epoch, other frames
