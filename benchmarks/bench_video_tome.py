@@ -71,7 +71,8 @@ def speed(batch: int, rounds: int, device: str) -> None:
 
 
 def _trained_retrieval(ckpt: str | None, work: Path):
-    """(model, evaluate) of a trained video_retrieval run: ``ckpt`` or a fresh tiny run."""
+    """(model, evaluate, frame size) of a trained video_retrieval run: ``ckpt`` or a fresh
+    tiny run."""
     from vlx.cli import load_recipe_config
     from vlx.config import to_dict
     from vlx.train.checkpoint import load_model_weights
@@ -93,18 +94,19 @@ def _trained_retrieval(ckpt: str | None, work: Path):
     recipe, cfg = load_recipe_config(str(find_run_config(ckpt)), [])
     task = recipe.build(cfg)
     load_model_weights(task.model, ckpt)
-    return task.model.eval(), task.evaluate
+    return task.model.eval(), task.evaluate, cfg.data.load.size
 
 
 def accuracy(ckpt: str | None, work: Path, rs: list) -> None:
     from video.merge import apply_patch, tome_modules
 
-    model, evaluate = _trained_retrieval(ckpt, work)
+    model, evaluate, size = _trained_retrieval(ckpt, work)
     dev = torch.device("cpu")
     base = evaluate(model, dev)
     patched = apply_patch(copy.deepcopy(model), r=0)
     (tower,) = tome_modules(patched)
-    n_tokens = tower.pos_embed.shape[1] if hasattr(tower, "pos_embed") else None
+    with torch.no_grad():
+        n_tokens = tower.forward_features(torch.zeros(1, 3, size, size)).shape[1]
     print(f"\nToMe accuracy cost: trained tiny video retrieval ({ckpt or work / 'retrieval_tiny'}), held-out set")
     print(f"image tower: {tower._tome_num_layers} layers, {n_tokens} tokens per frame")
     print(f"{'ToMe':<12} {'tokens out':>10} {'t2v R@1':>8} {'t2v R@5':>8} {'v2t R@1':>8} {'t2v MdR':>8}")
@@ -149,7 +151,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     speed(a.batch, a.rounds, a.device)
     if not a.skip_accuracy:
-        accuracy(a.ckpt, Path(a.work), [1, 2, 3, 4, (2, -1.0)])
+        accuracy(a.ckpt, Path(a.work), [1, 2, 4, 8, (2, -1.0)])
     pooling_tokens()
 
 
