@@ -7,8 +7,9 @@ RECIPES = {
     "video_qa": "video.recipes",
 }
 COMMANDS = {
-    "caption": ("video.cli:add_caption_parser", "caption a video (or answer --prompt) with a trained video captioner"),
+    "caption": ("video.cli:add_caption_parser", "caption videos (or answer --prompt) with a trained video captioner"),
     "video-features": ("video.cli:add_features_parser", "extract frozen frame features for a video annotation file"),
+    "video": ("video.eval_commands:add_video_parser", "video benchmark evaluation (QA, generation, retrieval)"),
 }
 # Below the core's image-text quickstart (priority 0): `vlx quickstart video` runs it.
 QUICKSTARTS = {
@@ -16,6 +17,6 @@ QUICKSTARTS = {
         "video.report:run_quickstart",
         -1,
         "moving shapes: temporal vs meanP retrieval, tiny captioner CIDEr-D",
-        ("out", "cache"),
+        ("out", "fast", "seed", "cache"),
     )
 }
