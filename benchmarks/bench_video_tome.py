@@ -73,9 +73,9 @@ def speed(batch: int, rounds: int, device: str) -> None:
 def _trained_retrieval(ckpt: str | None, work: Path):
     """(model, evaluate, frame size) of a trained video_retrieval run: ``ckpt`` or a fresh
     tiny run."""
-    from vlx.cli import load_recipe_config
     from vlx.config import to_dict
     from vlx.train.checkpoint import load_model_weights
+    from vlx.train.recipe import load_recipe_config
     from vlx.train.trainer import Trainer
     from vlx.utils import seed_everything
 

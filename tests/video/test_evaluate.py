@@ -271,9 +271,9 @@ def test_eval_retrieval_msrvtt_1ka(tmp_path):
     from video.models.video_clip import build_video_clip
     from video.recipes import _eval_load
     from video.synthetic import generate_moving_shapes
-    from vlx.cli import load_recipe_config
     from vlx.tokenizers import build_tokenizer
     from vlx.train.checkpoint import load_model_weights
+    from vlx.train.recipe import load_recipe_config
 
     root = generate_moving_shapes(tmp_path / "ms", n_train=8, n_test=6, size=32, seed=2)
     run = tmp_path / "run"

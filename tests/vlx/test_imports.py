@@ -96,6 +96,20 @@ def test_no_import_circles():
 def test_no_module_imports_the_cli():
     offenders = [m for m, deps in import_graph().items() if "vlx.cli" in deps]
     assert offenders == []
+    # nor do the benchmarks and scripts (run by hand, so nothing else would notice)
+    for f in sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "scripts").glob("*.py")):
+        assert "vlx.cli" not in imported_names(f.stem, f), f
+
+
+def test_tests_import_only_what_the_cli_defines():
+    """Tests may drive ``vlx.cli.main``; a name moved out of the CLI must not linger there."""
+    import vlx.cli
+
+    for f in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.ImportFrom) and node.module == "vlx.cli":
+                for a in node.names:
+                    assert hasattr(vlx.cli, a.name), f"{f.relative_to(ROOT)}: vlx.cli has no {a.name}"
 
 
 # `python -X importtime -m vlx.cli ARGS`, plus sys.modules at exit: importtime does not log
