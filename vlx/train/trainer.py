@@ -1,6 +1,11 @@
 """The training loop every recipe shares: AdamW, warm-up + cosine, gradient accumulation,
 bf16 autocast on CUDA, DDP under torchrun, seeded data order, atomic checkpoints and exact
-resume (same step, same data order, same RNG), JSONL/TensorBoard logs and a curve plot."""
+resume (same step, same data order, same RNG), JSONL/TensorBoard logs and a curve plot.
+
+``Trainer.fit`` reads top to bottom as: ``_setup`` (device, process group, model, optimizer),
+``_resume`` (weights, optimizer and RNG state from the latest checkpoint), then per epoch
+``_epoch`` -> ``_step`` (one optimizer step of ``grad_accum`` micro-batches) -> ``_log``,
+``_checkpoint`` and ``_evaluate``."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import math
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +62,36 @@ def _scalar(v: Any) -> float | None:
     return None
 
 
+@dataclass
+class _Run:
+    """Everything one ``fit`` builds in ``_setup`` and changes as it goes."""
+
+    device: torch.device
+    distributed: bool
+    rank: int
+    world: int
+    n: int
+    steps_per_epoch: int
+    total_steps: int
+    model: nn.Module
+    wrapped: nn.Module  # what the step calls: the DDP wrapper, or the model itself
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    logger: RunLogger | None = None
+    bar: Any = None
+    step: int = 0
+    epoch: int = 0
+    micro_in_epoch: int = 0
+    window: dict[str, list[float]] = field(default_factory=dict)
+    t_window: float = 0.0
+    samples_window: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, task: Task, config_dict: dict[str, Any] | None = None):
         self.cfg = cfg
@@ -79,14 +115,14 @@ class Trainer:
             old[sig] = signal.signal(sig, handler)
         return old
 
-    def fit(self) -> dict[str, Any]:
+    # -- setup: device, process group, sizes, model, optimizer ---------------------------
+    def _setup(self) -> _Run:
         cfg, task = self.cfg, self.task
         device = pick_device(cfg.device)
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
         distributed = init_distributed(device)
         rank, world = world_info()
-        main = rank == 0
         seed_everything(cfg.seed + rank)
 
         n = len(task.train_dataset)
@@ -109,163 +145,203 @@ class Trainer:
         scheduler = warmup_cosine(optimizer, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
         amp_dtype = resolve_precision(device, cfg.precision)
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16 and device.type == "cuda")
+        return _Run(
+            device,
+            distributed,
+            rank,
+            world,
+            n,
+            steps_per_epoch,
+            total_steps,
+            model,
+            model,
+            optimizer,
+            scheduler,
+            scaler,
+        )
 
-        step, epoch, micro_in_epoch = 0, 0, 0
+    def _wrap(self, run: _Run) -> None:
+        if run.distributed:
+            run.wrapped = nn.parallel.DistributedDataParallel(
+                run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None
+            )
+
+    # -- resume: weights, optimizer, scheduler, scaler, position, RNG --------------------
+    def _resume(self, run: _Run) -> None:
+        cfg = self.cfg
         ckpt = None
         if cfg.resume == "auto":
             ckpt = latest_checkpoint(self.out / "checkpoints")
         elif cfg.resume != "none":
             ckpt = find_checkpoint(cfg.resume)
-        if ckpt is not None:
-            load_model_weights(model, ckpt)
-            state = load_trainer_state(ckpt)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            step, epoch, micro_in_epoch = state["step"], state["epoch"], state["micro_in_epoch"]
-            rngs = state["rng"]
-            set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
-            if main:
-                print(f"[vlx] resumed from {ckpt} at step {step} (epoch {epoch})")
+        if ckpt is None:
+            return
+        load_model_weights(run.model, ckpt)
+        state = load_trainer_state(ckpt)
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.scaler.load_state_dict(state["scaler"])
+        run.step, run.epoch, run.micro_in_epoch = state["step"], state["epoch"], state["micro_in_epoch"]
+        rngs = state["rng"]
+        set_rng_state(rngs[run.rank] if run.rank < len(rngs) else rngs[0])
+        if run.main:
+            print(f"[vlx] resumed from {ckpt} at step {run.step} (epoch {run.epoch})")
 
-        ddp_model = model
-        if distributed:
-            ddp_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
+    # -- checkpoint and evaluation ---------------------------------------------------------
+    def _checkpoint(self, run: _Run) -> None:
+        cfg = self.cfg
+        rngs = [rng_state()]
+        if run.distributed:
+            rngs = [None] * run.world
+            dist.all_gather_object(rngs, rng_state())
+        if run.main:
+            state = {
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
+                "scaler": run.scaler.state_dict(),
+                "step": run.step,
+                "epoch": run.epoch,
+                "micro_in_epoch": run.micro_in_epoch,
+                "rng": rngs,
+            }
+            meta = {"step": run.step, "epoch": run.epoch, "world_size": run.world, "total_steps": run.total_steps}
+            save_checkpoint(self.out / "checkpoints", run.step, run.model, state, meta, cfg.keep_last)
+        barrier()
 
-        logger = RunLogger(self.out, tensorboard=cfg.tensorboard, enabled=main)
-        if main:
+    def _evaluate(self, run: _Run) -> dict[str, Any]:
+        cfg, task, model, logger = self.cfg, self.task, run.model, run.logger
+        result: dict[str, Any] = {}
+        if run.main and task.evaluate is not None:
+            model.eval()
+            with torch.no_grad(), autocast_context(run.device, cfg.precision):
+                result = task.evaluate(model, run.device)
+            model.train()
+            logger.log({"step": run.step, "eval": result}, run.step, prefix="eval")
+            for k, v in result.items():
+                if _scalar(v) is not None and logger.tb is not None:
+                    logger.tb.add_scalar(f"eval/{k}", _scalar(v), run.step)
+            (self.out / "eval.json").write_text(json.dumps(result, indent=2, default=str))
+        barrier()
+        return result
+
+    # -- one optimizer step: grad_accum micro-batches, clip, step, schedule --------------
+    def _step(self, run: _Run, it) -> None:
+        cfg = self.cfg
+        for i in range(cfg.grad_accum):
+            batch = to_device(next(it), run.device)
+            sync = contextlib.nullcontext()
+            if run.distributed and i < cfg.grad_accum - 1:
+                sync = run.wrapped.no_sync()
+            with sync:
+                with autocast_context(run.device, cfg.precision):
+                    outputs = run.wrapped(batch)
+                loss = outputs["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"step {run.step}: loss is {float(loss)}; the last good checkpoint is in "
+                        f"{self.out / 'checkpoints'}"
+                    )
+                run.scaler.scale(loss / cfg.grad_accum).backward()
+            for k, v in outputs.items():
+                s = _scalar(v)
+                if s is not None:
+                    run.window.setdefault(k, []).append(s)
+            run.samples_window += cfg.batch_size * run.world
+        if cfg.grad_clip is not None:
+            run.scaler.unscale_(run.optimizer)
+            grad_norm = nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+            run.window.setdefault("grad_norm", []).append(float(grad_norm))
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.optimizer.zero_grad(set_to_none=True)
+        self._lr = run.optimizer.param_groups[0]["lr"]
+        run.scheduler.step()
+        run.step += 1
+        run.micro_in_epoch += cfg.grad_accum
+        run.bar.update(1)
+
+    def _log(self, run: _Run) -> None:
+        dt = time.perf_counter() - run.t_window
+        record = {"step": run.step, "epoch": run.epoch, "lr": self._lr}
+        record.update({k: sum(v) / len(v) for k, v in run.window.items()})
+        record["samples_per_s"] = run.samples_window / max(dt, 1e-9)
+        run.logger.log(record, run.step)
+        run.bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}")
+        run.window, run.t_window, run.samples_window = {}, time.perf_counter(), 0
+
+    # -- one epoch (or the rest of it, after a resume) ------------------------------------
+    def _epoch(self, run: _Run, sampler: ResumableSampler) -> None:
+        cfg, task = self.cfg, self.task
+        sampler.set_epoch(run.epoch, start=run.micro_in_epoch * cfg.batch_size)
+        loader = DataLoader(
+            task.train_dataset,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            collate_fn=task.collate_fn,
+            num_workers=cfg.num_workers,
+            drop_last=cfg.drop_last,
+            pin_memory=run.device.type == "cuda",
+            # Its own generator, so making a loader never draws from the global RNG
+            # (a resumed run creates its loader at a different moment).
+            generator=torch.Generator().manual_seed(cfg.seed * 7919 + run.epoch),
+        )
+        it = iter(loader)
+        epoch_done = True
+        for _ in range(run.steps_per_epoch - run.micro_in_epoch // cfg.grad_accum):
+            self._step(run, it)
+            if run.step % cfg.log_every == 0 or run.step == run.total_steps:
+                self._log(run)
+            if cfg.save_every and run.step % cfg.save_every == 0:
+                self._checkpoint(run)
+            if run.step >= run.total_steps or self._stop.is_set():
+                epoch_done = run.micro_in_epoch // cfg.grad_accum >= run.steps_per_epoch
+                break
+        if epoch_done:
+            run.epoch, run.micro_in_epoch = run.epoch + 1, 0
+            if task.on_epoch_end is not None:
+                extra = task.on_epoch_end(run.epoch - 1)
+                if extra:
+                    run.logger.log({"step": run.step, "epoch": run.epoch - 1, **extra}, run.step)
+            if cfg.save_every is None and run.step < run.total_steps:
+                self._checkpoint(run)
+            if cfg.eval_every and run.epoch % cfg.eval_every == 0 and run.step < run.total_steps:
+                self._evaluate(run)
+
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        run = self._setup()
+        self._resume(run)
+        self._wrap(run)
+        run.logger = RunLogger(self.out, tensorboard=cfg.tensorboard, enabled=run.main)
+        if run.main:
             self.out.mkdir(parents=True, exist_ok=True)
             if self.config_dict is not None:
                 (self.out / "config.yaml").write_text(yaml.safe_dump(self.config_dict, sort_keys=False))
-
-        def checkpoint(at_step: int, at_epoch: int, at_micro: int) -> None:
-            rngs = [rng_state()]
-            if distributed:
-                rngs = [None] * world
-                dist.all_gather_object(rngs, rng_state())
-            if main:
-                state = {
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "step": at_step,
-                    "epoch": at_epoch,
-                    "micro_in_epoch": at_micro,
-                    "rng": rngs,
-                }
-                meta = {"step": at_step, "epoch": at_epoch, "world_size": world, "total_steps": total_steps}
-                save_checkpoint(self.out / "checkpoints", at_step, model, state, meta, cfg.keep_last)
-            barrier()
-
-        def evaluate(at_step: int) -> dict[str, Any]:
-            result: dict[str, Any] = {}
-            if main and task.evaluate is not None:
-                model.eval()
-                with torch.no_grad(), autocast_context(device, cfg.precision):
-                    result = task.evaluate(model, device)
-                model.train()
-                logger.log({"step": at_step, "eval": result}, at_step, prefix="eval")
-                for k, v in result.items():
-                    if _scalar(v) is not None and logger.tb is not None:
-                        logger.tb.add_scalar(f"eval/{k}", _scalar(v), at_step)
-                (self.out / "eval.json").write_text(json.dumps(result, indent=2, default=str))
-            barrier()
-            return result
-
-        sampler = ResumableSampler(n, cfg.seed, shuffle=True, rank=rank, world_size=world)
+        sampler = ResumableSampler(run.n, cfg.seed, shuffle=True, rank=run.rank, world_size=run.world)
         old_handlers = self._install_signal_handlers()
-        bar = tqdm(
-            total=total_steps, initial=step, disable=not (main and cfg.progress), desc="train", dynamic_ncols=True
+        run.bar = tqdm(
+            total=run.total_steps,
+            initial=run.step,
+            disable=not (run.main and cfg.progress),
+            desc="train",
+            dynamic_ncols=True,
         )
-        window: dict[str, list[float]] = {}
-        t_window, samples_window = time.perf_counter(), 0
+        run.t_window = time.perf_counter()
         result: dict[str, Any] = {}
         try:
-            while step < total_steps and not self._stop.is_set():
-                sampler.set_epoch(epoch, start=micro_in_epoch * cfg.batch_size)
-                loader = DataLoader(
-                    task.train_dataset,
-                    batch_size=cfg.batch_size,
-                    sampler=sampler,
-                    collate_fn=task.collate_fn,
-                    num_workers=cfg.num_workers,
-                    drop_last=cfg.drop_last,
-                    pin_memory=device.type == "cuda",
-                    # Its own generator, so making a loader never draws from the global RNG
-                    # (a resumed run creates its loader at a different moment).
-                    generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch),
-                )
-                it = iter(loader)
-                epoch_done = True
-                for _ in range(steps_per_epoch - micro_in_epoch // cfg.grad_accum):
-                    for i in range(cfg.grad_accum):
-                        batch = to_device(next(it), device)
-                        sync = contextlib.nullcontext()
-                        if distributed and i < cfg.grad_accum - 1:
-                            sync = ddp_model.no_sync()
-                        with sync:
-                            with autocast_context(device, cfg.precision):
-                                outputs = ddp_model(batch)
-                            loss = outputs["loss"]
-                            if not torch.isfinite(loss):
-                                raise FloatingPointError(
-                                    f"step {step}: loss is {float(loss)}; the last good checkpoint is in "
-                                    f"{self.out / 'checkpoints'}"
-                                )
-                            scaler.scale(loss / cfg.grad_accum).backward()
-                        for k, v in outputs.items():
-                            s = _scalar(v)
-                            if s is not None:
-                                window.setdefault(k, []).append(s)
-                        samples_window += cfg.batch_size * world
-                    if cfg.grad_clip is not None:
-                        scaler.unscale_(optimizer)
-                        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                        window.setdefault("grad_norm", []).append(float(grad_norm))
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    lr = optimizer.param_groups[0]["lr"]
-                    scheduler.step()
-                    step += 1
-                    micro_in_epoch += cfg.grad_accum
-                    bar.update(1)
-                    if step % cfg.log_every == 0 or step == total_steps:
-                        dt = time.perf_counter() - t_window
-                        record = {"step": step, "epoch": epoch, "lr": lr}
-                        record.update({k: sum(v) / len(v) for k, v in window.items()})
-                        record["samples_per_s"] = samples_window / max(dt, 1e-9)
-                        logger.log(record, step)
-                        bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}")
-                        window, t_window, samples_window = {}, time.perf_counter(), 0
-                    if cfg.save_every and step % cfg.save_every == 0:
-                        checkpoint(step, epoch, micro_in_epoch)
-                    if step >= total_steps or self._stop.is_set():
-                        epoch_done = micro_in_epoch // cfg.grad_accum >= steps_per_epoch
-                        break
-                if epoch_done:
-                    epoch, micro_in_epoch = epoch + 1, 0
-                    if task.on_epoch_end is not None:
-                        extra = task.on_epoch_end(epoch - 1)
-                        if extra:
-                            logger.log({"step": step, "epoch": epoch - 1, **extra}, step)
-                    if cfg.save_every is None and step < total_steps:
-                        checkpoint(step, epoch, micro_in_epoch)
-                    if cfg.eval_every and epoch % cfg.eval_every == 0 and step < total_steps:
-                        evaluate(step)
-            checkpoint(step, epoch, micro_in_epoch)
-            if self._stop.is_set() and step < total_steps:
-                if main:
-                    print(f"[vlx] stopped at step {step}; checkpoint saved, rerun the same command to resume")
+            while run.step < run.total_steps and not self._stop.is_set():
+                self._epoch(run, sampler)
+            self._checkpoint(run)
+            if self._stop.is_set() and run.step < run.total_steps:
+                if run.main:
+                    print(f"[vlx] stopped at step {run.step}; checkpoint saved, rerun the same command to resume")
             else:
-                result = evaluate(step)
+                result = self._evaluate(run)
         finally:
-            bar.close()
-            logger.close()
+            run.bar.close()
+            run.logger.close()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
-            if main and logger.path.is_file():
-                plot_training_curves(logger.path, self.out / "train_curve.png")
+            if run.main and run.logger.path.is_file():
+                plot_training_curves(run.logger.path, self.out / "train_curve.png")
         return result
