@@ -10,7 +10,6 @@ resume (same step, same data order, same RNG), JSONL/TensorBoard logs and a curv
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import threading
@@ -41,7 +40,15 @@ from vlx.train.logging import RunLogger, plot_training_curves
 from vlx.train.recipe import Task, TrainConfig
 from vlx.train.sampler import ResumableSampler
 from vlx.train.schedule import warmup_cosine
-from vlx.utils import autocast_context, pick_device, resolve_precision, seed_everything, to_device
+from vlx.utils import (
+    atomic_write_json,
+    atomic_write_text,
+    autocast_context,
+    pick_device,
+    resolve_precision,
+    seed_everything,
+    to_device,
+)
 
 
 def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -220,7 +227,7 @@ class Trainer:
             for k, v in result.items():
                 if _scalar(v) is not None and logger.tb is not None:
                     logger.tb.add_scalar(f"eval/{k}", _scalar(v), run.step)
-            (self.out / "eval.json").write_text(json.dumps(result, indent=2, default=str))
+            atomic_write_json(self.out / "eval.json", result)
         barrier()
         return result
 
@@ -316,7 +323,7 @@ class Trainer:
         if run.main:
             self.out.mkdir(parents=True, exist_ok=True)
             if self.config_dict is not None:
-                (self.out / "config.yaml").write_text(yaml.safe_dump(self.config_dict, sort_keys=False))
+                atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.config_dict, sort_keys=False))
         sampler = ResumableSampler(run.n, cfg.seed, shuffle=True, rank=run.rank, world_size=run.world)
         old_handlers = self._install_signal_handlers()
         run.bar = tqdm(
