@@ -13,18 +13,37 @@ from typing import Any
 import numpy as np
 import torch
 
+from vlx.config import ConfigError
+
+
+def resolve_device(preference: str, cuda_available: bool, env: dict[str, str] | None = None) -> str:
+    """The device string ``preference`` means for this process (pure, so it is testable
+    without a GPU). Under torchrun every rank takes its own GPU: "auto" and a bare "cuda"
+    mean ``cuda:LOCAL_RANK``. An explicit index ("cuda:0") with several processes on this
+    node would put them all on one GPU, so it is refused; one process may name any GPU."""
+    env = os.environ if env is None else env
+    local = int(env.get("LOCAL_RANK", 0))
+    local_world = int(env.get("LOCAL_WORLD_SIZE", env.get("WORLD_SIZE", 1)))
+    if preference == "auto":
+        return f"cuda:{local}" if cuda_available else "cpu"
+    dev = torch.device(preference)
+    if dev.type != "cuda":
+        return str(dev)
+    if not cuda_available:
+        raise ConfigError(f"train.device: {preference!r} was asked for but CUDA is not available")
+    if dev.index is None:
+        return f"cuda:{local}"
+    if local_world > 1:
+        raise ConfigError(
+            f"train.device: {preference!r} under torchrun with {local_world} processes on this node would put "
+            f"every rank on that GPU; use 'cuda' (each rank takes cuda:LOCAL_RANK)"
+        )
+    return str(dev)
+
 
 def pick_device(preference: str = "auto") -> torch.device:
-    """The one device decision, made at the top of a script ("auto" -> cuda if present)."""
-    if preference == "auto":
-        if torch.cuda.is_available():
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            return torch.device("cuda", local)
-        return torch.device("cpu")
-    dev = torch.device(preference)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {preference!r} was asked for but CUDA is not available")
-    return dev
+    """The one device decision, made at the top of a script (see ``resolve_device``)."""
+    return torch.device(resolve_device(preference, torch.cuda.is_available()))
 
 
 def seed_everything(seed: int) -> None:
