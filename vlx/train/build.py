@@ -104,3 +104,18 @@ class GradientCheck:
             raise RuntimeError(f"DDP: {msg}")
         if not opted_in:
             warnings.warn(msg, stacklevel=2)
+
+
+def freeze_unused(model: nn.Module, patterns: list[str]) -> list[str]:
+    """Freeze (``requires_grad_(False)``) the parameters whose names match one of the
+    ``fnmatch`` patterns: the parts of a model the recipe's objective never uses, so DDP sees
+    no parameter without a gradient. Frozen parameters still load and save with the
+    checkpoint. Returns the names frozen."""
+    from fnmatch import fnmatchcase
+
+    frozen = []
+    for name, p in model.named_parameters():
+        if any(fnmatchcase(name, pat) for pat in patterns):
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
