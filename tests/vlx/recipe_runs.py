@@ -111,7 +111,10 @@ def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) ->
 def build_config(config: str, data: Path, out: Path, steps: int = 3, extra: list[str] = ()):
     """``config`` through the CLI's path up to the Task: (typed config, task). Generates the
     recipe's tiny data under ``data`` when missing."""
-    from vlx.cli import load_recipe_config
+    try:  # where the structure work moves it
+        from vlx.train.recipe import load_recipe_config
+    except ImportError:
+        from vlx.cli import load_recipe_config
 
     recipe, cfg = load_recipe_config(str(ROOT / config), [*overrides(config, data, out, steps), *extra])
     return cfg, recipe.build(cfg)
