@@ -31,7 +31,6 @@ from vlx.data.errors import DataError
 from vlx.encoders.base import EncoderConfig
 from vlx.models.dual_encoder import DualEncoderConfig, build_dual_encoder
 from vlx.tokenizers import TokenizerConfig, build_tokenizer
-from vlx.train.build import freeze_unused
 from vlx.train.recipe import RecipeConfig, Task, register_recipe
 
 
@@ -160,9 +159,10 @@ def build_classify(cfg: ClassifyConfig) -> Task:
     test = PointCloudDataset.from_primitives(root, "test")
     torch.manual_seed(cfg.train.seed)
     model = PointClassifier(build_point_encoder(cfg.encoder), len(train.class_names))
-    # Classification reads the pooled feature only; the per-token projection (for Text4Point)
-    # gets no gradient: frozen, so DDP finds no parameter without a gradient.
-    freeze_unused(model, ["encoder.token_proj.*"])
+    # The classifier reads only the pooled output: the encoder's per-token projection (used
+    # by Text4Point) gets no gradient here, which DDP without find_unused_parameters rejects.
+    if hasattr(model.encoder, "token_proj"):
+        model.encoder.token_proj.requires_grad_(False)
 
     @torch.no_grad()
     def evaluate(m, device) -> dict:
@@ -234,10 +234,10 @@ def described_by_loss(
     ClipLoss with caption ids: ids make an equivalence relation, so "a box" would be a
     negative for every box image captioned "a red box" -- pushing shape out of the text
     embedding, the opposite of what prompted zero-shot by shape needs."""
-    from vlx.losses.clip import gather_batch, multi_positive_nce
+    from vlx.losses.clip import gather_batch, multi_positive_nce, pairwise_logits
 
     img, txt, shape, image_color, caption_color = gather_batch(img, txt, shape, image_color, caption_color)
-    logits = logit_scale * img @ txt.T  # rows images, columns captions
+    logits = pairwise_logits(img, txt, logit_scale)  # rows images, columns captions; float32
     pos = (shape[:, None] == shape[None, :]) & (
         (caption_color[None, :] < 0) | (caption_color[None, :] == image_color[:, None])
     )
