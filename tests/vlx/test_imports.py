@@ -26,8 +26,9 @@ def project_modules() -> dict[str, Path]:
     return mods
 
 
-def imported_names(name: str, path: Path) -> set[str]:
+def imported_names(name: str, path: Path, modules: dict | None = None) -> set[str]:
     """Every module ``path`` imports anywhere in its body (function-level imports too)."""
+    modules = project_modules() if modules is None else modules
     is_pkg = path.name == "__init__.py"
     out = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -40,14 +41,19 @@ def imported_names(name: str, path: Path) -> set[str]:
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module
-            out.add(mod)
-            out.update(f"{mod}.{a.name}" for a in node.names)  # `from pkg import submodule`
+            # `from pkg import submodule` depends on the submodule (Python imports it even while
+            # pkg/__init__ is still running); any other name depends on pkg itself
+            subs = {f"{mod}.{a.name}" for a in node.names}
+            found = {m for m in subs if m in modules}
+            out.update(found)
+            if len(found) < len(subs):
+                out.add(mod)
     return out
 
 
 def import_graph() -> dict[str, set[str]]:
     mods = project_modules()
-    return {m: {t for t in imported_names(m, p) if t in mods and t != m} for m, p in mods.items()}
+    return {m: {t for t in imported_names(m, p, mods) if t in mods and t != m} for m, p in mods.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
