@@ -98,11 +98,11 @@ def main() -> None:
     # run; measure it apart so the steady-state lockstep rate is visible too.
     from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
-    from embodied.harness import _EnvFactory
+    from embodied.gym_env import EnvFactory
 
     t0 = time.perf_counter()
     v = AsyncVectorEnv(
-        [_EnvFactory(bench.name, tasks[0])] * 2, autoreset_mode=AutoresetMode.DISABLED, shared_memory=False
+        [EnvFactory(bench.name, tasks[0])] * 2, autoreset_mode=AutoresetMode.DISABLED, shared_memory=False
     )
     v.call("set_task", tasks[-1])
     v.close()

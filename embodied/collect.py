@@ -39,12 +39,6 @@ import numpy as np
 
 from vlx.data.errors import DataError
 
-# MuJoCo picks its GL backend when first imported, and this module renders: headless CPU
-# machines need osmesa (the vlx CLI does the same; an explicit MUJOCO_GL wins).
-if "MUJOCO_GL" not in os.environ:
-    os.environ["MUJOCO_GL"] = "osmesa"
-    os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-
 FORMAT = "vlx-embodied-demo"
 VERSION = 1
 
@@ -105,6 +99,9 @@ class CameraRig:
     with ``mujoco.Renderer`` (one per camera and mode, each owning its GL context)."""
 
     def __init__(self, model: Any, cameras: Sequence[str], width: int, height: int, where: str = "scene"):
+        from embodied.envs.base import ensure_gl
+
+        ensure_gl()
         import mujoco
 
         check_cameras(model, cameras, where)

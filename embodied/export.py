@@ -418,7 +418,7 @@ def export_videos(
     from embodied.envs import build_benchmark
     from embodied.envs.base import seeds_for
     from embodied.planners import step_text
-    from embodied.report import write_mp4
+    from vlx.io.mp4 import write_mp4
 
     bench = build_benchmark(benchmark)
     out = Path(out)
@@ -459,7 +459,7 @@ def export_videos(
             env.close()
             vid = f"{task}_{e}"
             (out / "videos").mkdir(parents=True, exist_ok=True)
-            write_mp4(frames, out / "videos" / f"{vid}.mp4", fps=fps)
+            write_mp4(out / "videos" / f"{vid}.mp4", frames, fps=fps)
             for st in step_log:  # one video frame per `stride` env steps
                 st["start_s"], st["end_s"] = (
                     round(st["start_step"] / stride / fps, 3),
