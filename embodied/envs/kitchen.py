@@ -15,6 +15,7 @@ The same seed gives the same episode.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ class KitchenTaskSet:
             if s.skill == skill:
                 return s.name
         raise KeyError(skill)
+
+
+TASK_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:
@@ -117,6 +121,12 @@ def load_kitchen_tasks(path: str | Path | None = None) -> KitchenTaskSet:
             )
         if entry["name"] in seen:
             raise DataError(f"{where}.name: duplicate task name {entry['name']!r}")
+        if not TASK_NAME.fullmatch(entry["name"]) or entry["name"] in (".", ".."):
+            # Task names become episode ids ("task/7") and video file names: no path parts.
+            raise DataError(
+                f"{where}.name: {entry['name']!r} is not a task name; expected letters, digits and . _ + - "
+                "(no path separators)"
+            )
         seen.add(entry["name"])
         plan = _strs(entry.get("plan"), f"{where}.plan")
         if not plan:

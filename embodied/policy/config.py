@@ -28,6 +28,7 @@ class PolicyDataConfig:
     seed: int = 0
     max_steps: int | None = None
     only_success: bool = True
+    max_demo_mib: float = 2048.0  # a demo file decompressing to more is refused (shared folders)
 
 
 @dataclass

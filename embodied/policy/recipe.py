@@ -51,6 +51,7 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
         cameras=[camera] if camera else [],
         images=camera is not None,
         only_success=cfg.data.only_success,
+        max_mib=cfg.data.max_demo_mib,
     )
     if not episodes:
         raise DataError(f"{root}: no successful demos to train on (data.only_success is true)")
