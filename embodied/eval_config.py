@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from embodied.records import parse_episode_ids
 from vlx.config import ConfigError, apply_overrides, from_dict, read_yaml_with_extends
 
 INSTRUCTION_MODES = ("paraphrases", "canonical")
@@ -83,8 +84,6 @@ HELP = {
 def _validate(c: HarnessConfig) -> None:
     """Every check of the config's own values (the task list is checked against the benchmark
     by the harness). Raises ``ConfigError`` naming the key."""
-    from embodied.records import parse_episode_ids
-
     for key in ("episodes", "num_envs", "video_size"):
         if getattr(c, key) < 1:
             raise ConfigError(f"{key}: expected >= 1, got {getattr(c, key)}")

@@ -306,6 +306,7 @@ def test_video_paths_stay_in_the_run_folder(tmp_path):
     assert p.parent == (tmp_path / "videos").resolve() and p.name == "_.._etc_x_ep3_success.mp4"
 
 
+@pytest.mark.slow  # deflating 384 MiB of zeros at level 9 takes ~10 s on 2 cores
 def test_npz_decompression_bomb_is_refused(tmp_path):
     """0.4 MiB on disk, 384 MiB decompressed: refused from the zip directory, nothing inflated."""
     import zipfile
@@ -328,3 +329,17 @@ def test_npz_decompression_bomb_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"decompresses to 384.0 MiB, over the limit of 256 MiB") as e:
         load_episode(p, max_mib=256)
     assert "\n" not in str(e.value)
+
+
+def test_cli_exits_nonzero_when_the_planner_endpoint_is_down(tmp_path, capsys):
+    from embodied.cli import main
+    from embodied.planners import PLANNERS
+
+    if "refusing-test" not in PLANNERS:
+        PLANNERS.register("refusing-test", RefusedPlanner)
+    argv = ["embodied", "eval", "--benchmark", "metaworld-mt1:reach-v3", "--planner", "refusing-test"]
+    argv += ["--episodes", "5", "--max-planner-failures", "2", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: planner endpoint http://127.0.0.1:9/v1/chat/completions: 2 consecutive")
+    assert not (tmp_path / "run" / "summary.md").exists()
