@@ -6,9 +6,12 @@ frames encoded in the writer's thread while the next one renders).
 
     python benchmarks/bench_embodied_video.py [--frames 20] [--rounds 3] [--size 128]
 
-Both sides replay the same seeded episode (a Franka Kitchen rollout of the scripted
-controller, and a Meta-World reach one) and write an mp4 of it; rounds alternate old/new
-(order flipping each round) and the medians are compared, with the spread over rounds.
+Set-up (env, renderer and first frame) is timed apart from the frames after it (steps,
+renders and encoding, up to the closed file); a 227-frame video (the issue's Kitchen example)
+is projected from both. Both sides replay the same seeded episode (a Franka Kitchen rollout
+of the scripted controller, and a Meta-World reach one) and write an mp4 of it; rounds
+alternate old/new (order flipping each round) and the medians are compared, with the spread
+over rounds.
 Target (issue 15): >= 4x frames/s.
 """
 
@@ -68,22 +71,36 @@ def old_replay(bench, record: dict, size: int, path: Path) -> int:
 
     env.reset(seed=record["seed"])
     frames = [render()]
+    t_first = time.perf_counter()
     for a in record["actions"]:
         env.step(np.asarray(a, np.float32))
         frames.append(render())
     renderer.close()
     env.close()
     old_write_mp4(frames, path)
-    return len(frames)
+    return len(frames), t_first
 
 
-def new_replay(bench, record: dict, size: int, path: Path) -> int:
+class _Stamp:
+    """A writer proxy that notes when the first frame arrives (the end of the set-up)."""
+
+    def __init__(self, w):
+        self.w, self.t_first = w, None
+
+    def write(self, f):
+        self.w.write(f)
+        if self.t_first is None:
+            self.t_first = time.perf_counter()
+
+
+def new_replay(bench, record: dict, size: int, path: Path) -> tuple[int, float]:
     from embodied.report import replay_episode
     from vlx.io.mp4 import Mp4Writer
 
     with Mp4Writer(path, fps=30, preset="veryfast") as w:
-        replay_episode(bench, record, size=size, shadows=False, writer=w)
-    return w.frames
+        stamp = _Stamp(w)
+        replay_episode(bench, record, size=size, shadows=False, writer=stamp)
+    return w.frames, stamp.t_first
 
 
 def record_actions(bench, task: str, n: int, seed: int = 0) -> dict:
@@ -122,7 +139,10 @@ def main() -> None:
         f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), MUJOCO_GL={os.environ.get('MUJOCO_GL')}, "
         f"{args.size}x{args.size}, {args.frames + 1} frames per video, {args.rounds} interleaved rounds (+1 warm-up)"
     )
-    print(f"{'benchmark':<16}{'path':<6}{'median frames/s':>16}{'min':>8}{'max':>8}")
+    print(
+        f"{'benchmark':<16}{'path':<6}{'set-up s':>10}{'frames/s after set-up':>23}{'min':>7}{'max':>7}"
+        f"{'227-frame video s':>19}"
+    )
     for name in args.benchmarks.split(","):
         bench = build_benchmark(name)
         task = bench.tasks()[0].name if name == "kitchen" else "reach-v3"
@@ -134,18 +154,24 @@ def main() -> None:
         for k, fn in sides.items():  # warm-up: first GL context, codec start
             fn(tmp / f"{name}_{k}_warm.mp4")
         rates: dict[str, list[float]] = {k: [] for k in sides}
+        setups: dict[str, list[float]] = {k: [] for k in sides}
         for r in range(args.rounds):
             for k in list(sides) if r % 2 == 0 else list(sides)[::-1]:
                 t0 = time.perf_counter()
-                n = sides[k](tmp / f"{name}_{k}_{r}.mp4")
-                rates[k].append(n / (time.perf_counter() - t0))
+                n, t_first = sides[k](tmp / f"{name}_{k}_{r}.mp4")
+                t1 = time.perf_counter()
+                setups[k].append(t_first - t0)
+                rates[k].append((n - 1) / (t1 - t_first))  # steps, renders and encoding of the rest
         med = {k: statistics.median(v) for k, v in rates.items()}
+        setup = {k: statistics.median(v) for k, v in setups.items()}
+        video = {k: setup[k] + 226 / med[k] for k in sides}  # the issue's 227-frame Kitchen video
         for k, v in rates.items():
-            print(f"{name:<16}{k:<6}{med[k]:>16.2f}{min(v):>8.2f}{max(v):>8.2f}")
+            print(f"{name:<16}{k:<6}{setup[k]:>10.2f}{med[k]:>23.2f}{min(v):>7.2f}{max(v):>7.2f}{video[k]:>19.1f}")
         ratios = [b / a for a, b in zip(rates["old"], rates["new"])]
         print(
-            f"{name:<16}speed-up new/old (medians) {med['new'] / med['old']:.1f}x; per round "
-            f"{min(ratios):.1f}-{max(ratios):.1f}x (target >= 4x)"
+            f"{name:<16}speed-up new/old: frames/s after set-up {med['new'] / med['old']:.1f}x (per round "
+            f"{min(ratios):.1f}-{max(ratios):.1f}x); a 227-frame video {video['old'] / video['new']:.1f}x "
+            "(target >= 4x)"
         )
 
 

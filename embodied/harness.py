@@ -16,6 +16,7 @@ ends the plan; optionally re-plan from execution feedback, up to ``max_replans``
 An env that raises mid-episode ends that episode as ``status: env_error`` (counted, reported).
 After ``max_planner_failures`` consecutive connection failures the run stops
 (``PlannerUnavailable``, naming the endpoint); the episode in progress is not recorded.
+Planner calls (deadline, failure kinds, the failure count) are ``embodied.planner_calls``.
 
 A record (one JSON line): episode_id ("task/episode"), task, task_index, episode, seed,
 instruction, instruction_index, ground_truth and subgoals, plans (one per planning call:
@@ -39,8 +40,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Generator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,17 +54,14 @@ from embodied.instructions import (
     expected_plans,
     load_instruction_file,
 )
+from embodied.planner_calls import PlannerCaller, PlannerUnavailable, plan_error_kind
 from embodied.records import RecordWriter, episode_chosen, load_all_records, parse_episode_ids, rank_file, read_records
 from embodied.run_identity import claim_run_folder, default_out, fingerprint, is_secret_option
-from embodied.types import PLANNER_ERROR_KINDS, Plan, PlanError, PlanErrorKind, PlanStep
+from embodied.types import Plan, PlanErrorKind, PlanStep
 from vlx.config import ConfigError
 from vlx.data.errors import DataError
 
 Request = tuple[str, Any]  # ("reset", seed) | ("step", action)
-
-
-class PlannerUnavailable(RuntimeError):
-    """The planner's endpoint refused ``max_planner_failures`` calls in a row."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +122,6 @@ class Harness:
         r, w = _dist()
         self.rank = r if rank is None else rank
         self.world_size = w if world_size is None else world_size
-        self._pool = ThreadPoolExecutor(max_workers=1)
-        self._connection_failures = 0
         self.max_skill_steps = cfg.max_skill_steps or getattr(self.benchmark, "skill_max_steps", None)
         self.video_ids = parse_episode_ids(cfg.video_episodes)
         self.tasks = self._resolve_tasks()
@@ -152,6 +146,10 @@ class Harness:
         digest = self.fingerprint["sha256"]
         out = cfg.out or default_out(self.benchmark.name, self.fingerprint["fields"]["planner"], digest)
         self.out = claim_run_folder(out, self.fingerprint, new=cfg.new)
+        endpoint = getattr(planner, "url", None) or cfg.planner_args.get("base_url") or cfg.planner
+        self.caller = PlannerCaller(
+            planner, self.specs, cfg.planner_timeout_s, cfg.max_planner_failures, endpoint, where=str(self.out)
+        )
 
     # -- what to run
     def _resolve_tasks(self) -> list[TaskSpec]:
@@ -195,73 +193,7 @@ class Harness:
 
     # -- planner calls: every failure is a counted plan, never a crash
     def call_planner(self, unit: EpisodeUnit, observation: Any) -> tuple[Plan, str]:
-        if hasattr(self.planner, "set_ground_truth"):
-            self.planner.set_ground_truth(list(unit.ground_truth))
-        t0 = time.perf_counter()
-        fut = self._pool.submit(self.planner.plan, unit.instruction, observation, self.specs)
-        try:
-            plan = fut.result(timeout=self.cfg.planner_timeout_s)
-        except FutureTimeout:
-            # The stuck call keeps its thread; a fresh pool keeps the run going.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = ThreadPoolExecutor(max_workers=1)
-            plan, status = self._failed_plan(f"planner timed out after {self.cfg.planner_timeout_s}s", t0), "timeout"
-            plan.error_kind = "timeout"
-        except Exception as e:  # noqa: BLE001  any planner failure is data, not a crash
-            plan = self._failed_plan(f"planner raised {type(e).__name__}: {str(e)[:200]}", t0)
-            plan.error_kind, status = _exception_kind(e), "exception"
-        else:
-            if not isinstance(plan, Plan) or not all(isinstance(s, PlanStep) for s in getattr(plan, "steps", [None])):
-                detail = f"planner returned {type(plan).__name__}, not a Plan of PlanSteps"
-                plan, status = self._failed_plan(detail, t0), "garbage"
-                plan.error_kind = "parse_error"
-            else:
-                status = "ok"
-                if not plan.latency_s:
-                    plan.latency_s = time.perf_counter() - t0
-        self._count_connection(plan)
-        return plan, status
-
-    def _count_connection(self, plan: Plan) -> None:
-        if getattr(plan, "error_kind", None) != "connection":
-            self._connection_failures = 0
-            return
-        self._connection_failures += 1
-        n = self.cfg.max_planner_failures
-        if n is not None and self._connection_failures >= n:
-            endpoint = (
-                getattr(self.planner, "url", None)
-                or getattr(self.planner, "base_url", None)
-                or self.cfg.planner_args.get("base_url")
-                or self.cfg.planner
-            )
-            raise PlannerUnavailable(
-                f"planner endpoint {endpoint}: {n} consecutive connection failures; run stopped "
-                f"(episodes recorded so far are kept in {self.out}; rerun the same command to resume)"
-            )
-
-    @staticmethod
-    def _error_kind(plan: Plan, errors: list[PlanError]) -> str | None:
-        """The plan's failure column: the planner's own ``error_kind``, else hallucination
-        (a skill or object that does not exist) or parse_error, else None."""
-        kind = getattr(plan, "error_kind", None)
-        if kind is not None:
-            return kind if kind in PLANNER_ERROR_KINDS else "parse_error"
-        kinds = {e.kind for e in errors}
-        if kinds & {PlanErrorKind.HALLUCINATED_SKILL, PlanErrorKind.HALLUCINATED_OBJECT}:
-            return "hallucination"
-        if PlanErrorKind.PARSE in kinds:
-            return "parse_error"
-        return None
-
-    @staticmethod
-    def _failed_plan(detail: str, t0: float) -> Plan:
-        return Plan(
-            steps=[],
-            raw_text="",
-            errors=[PlanError(PlanErrorKind.PARSE, None, detail)],
-            latency_s=time.perf_counter() - t0,
-        )
+        return self.caller.call(unit.instruction, observation, list(unit.ground_truth))
 
     # -- one episode, as a generator of env requests
     def episode(self, unit: EpisodeUnit, env: Any, skills: Any = None) -> Generator[Request, Any, dict]:
@@ -299,7 +231,7 @@ class Harness:
                 pobs = {"state": state, "completed_skills": sorted(completed), "feedback": list(feedback)}
                 plan, pstatus = self.call_planner(unit, pobs)
                 errors = classify_plan_errors(plan, self.specs, ground_truth=list(unit.ground_truth))
-                kind = self._error_kind(plan, errors)
+                kind = plan_error_kind(plan, errors)
                 valid = [(i, s) for i, s in enumerate(plan.steps) if not validate_step(s, self.specs, i)]
                 executable = (
                     not any(e.kind == PlanErrorKind.PARSE for e in plan.errors)
@@ -439,20 +371,7 @@ class Harness:
         )
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _exception_kind(e: BaseException) -> str:
-    """The failure column of a planner exception: the planner's own ``error_kind`` attribute
-    when it has one, else by type (refused/reset connections, timeouts), else parse_error."""
-    kind = getattr(e, "error_kind", None)
-    if kind in PLANNER_ERROR_KINDS:
-        return kind
-    if isinstance(e, TimeoutError):
-        return "timeout"
-    if isinstance(e, ConnectionError):
-        return "connection"
-    return "parse_error"
+        self.caller.close()
 
 
 def evaluate(

@@ -25,7 +25,7 @@ TAXONOMY = [k.value for k in PlanErrorKind]
 _HALLUCINATED = {PlanErrorKind.HALLUCINATED_SKILL.value, PlanErrorKind.HALLUCINATED_OBJECT.value}
 
 
-def plan_error_kind(p: dict) -> str | None:
+def recorded_error_kind(p: dict) -> str | None:
     """A recorded plan's failure column (``error_kind``; derived for records written before
     the harness stored it)."""
     if "error_kind" in p:
@@ -41,7 +41,7 @@ def plan_error_kind(p: dict) -> str | None:
 
 
 def planner_errors(plans: Sequence[dict]) -> dict[str, int]:
-    c = Counter(plan_error_kind(p) for p in plans)
+    c = Counter(recorded_error_kind(p) for p in plans)
     return {k: int(c.get(k, 0)) for k in PLANNER_ERROR_KINDS}
 
 
