@@ -101,6 +101,18 @@ def create_model_and_transforms(
     return model, val.with_train(True), val
 
 
+def get_transforms(name_or_path: str | Path, **overrides: Any) -> tuple[ImagePreprocess, ImagePreprocess]:
+    """(preprocess_train, preprocess_val) of a preset or checkpoint, without building the model."""
+    name = str(name_or_path)
+    if is_preset(name):
+        val = _preset_preprocess(read_preset(name)["preprocess"])
+    else:
+        checkpoint_kind(name)
+        val = ImagePreprocess.from_pretrained(name)
+    val = _with_overrides(val, overrides)
+    return val.with_train(True), val
+
+
 def get_tokenizer(name_or_path: str | Path, **kwargs: Any) -> HFTokenizer:
     """The tokenizer that goes with ``name_or_path``: a preset's own (MiniLM, its max length),
     or the checkpoint's, keeping its max length (``model_max_length``, capped at the text
