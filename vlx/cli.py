@@ -105,12 +105,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = run_eval(
             args.model,
             args.data,
-            args.task,
-            args.classnames,
-            args.templates,
-            args.device,
-            args.batch_size,
-            args.workers,
+            task=args.task,
+            classnames=args.classnames,
+            templates=args.templates,
+            device=args.device,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            images=args.images,
         )
         _write_report(result, Path(args.out or "eval.json"))
         return 0
@@ -202,7 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default=None, help="the JSON report (default: OUTPUT_DIR/eval.json, or ./eval.json)")
     _model_data_args(p)
-    p.add_argument("--task", default="auto", help="auto (from the data's layout), zeroshot, retrieval")
+    p.add_argument(
+        "--task",
+        default="auto",
+        help="auto (from the data's layout), zeroshot, retrieval, sugarcrepe (--data = its data/ dir of "
+        "category JSONs, --images = COCO val2017), aro (--data = visual_genome_relation.json or "
+        "visual_genome_attribution.json, --images default: images/ beside it)",
+    )
+    p.add_argument("--images", default=None, help="image root for --task sugarcrepe / aro")
     p.add_argument(
         "--templates", default=None, help="prompt templates file, one per line with {} (default: 'a photo of a {}.')"
     )

@@ -15,13 +15,19 @@ from vlx.data.errors import DataError
 from vlx.data.preprocess import ImagePreprocess
 from vlx.utils import autocast_context
 
+Box = tuple[float, float, float, float]
+
 
 class ImagePaths(Dataset):
     """Items ``(uint8 (3, H, W) or None, index)``: None for an unreadable file, so the main
-    process can name it in a one-line error instead of a worker traceback."""
+    process can name it in a one-line error instead of a worker traceback. ``boxes``: an
+    optional (left, top, right, bottom) crop per image, applied before the preprocessing."""
 
-    def __init__(self, paths: Sequence[str | Path], preprocess: ImagePreprocess):
+    def __init__(
+        self, paths: Sequence[str | Path], preprocess: ImagePreprocess, boxes: Sequence[Box | None] | None = None
+    ):
         self.paths, self.preprocess = [Path(p) for p in paths], preprocess
+        self.boxes = list(boxes) if boxes is not None else None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -29,6 +35,8 @@ class ImagePaths(Dataset):
     def __getitem__(self, i: int):
         try:
             with Image.open(self.paths[i]) as img:
+                if self.boxes is not None and self.boxes[i] is not None:
+                    img = img.convert("RGB").crop(self.boxes[i])
                 return self.preprocess.uint8(img), i
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
             return None, i
@@ -47,10 +55,11 @@ def image_batches(
     batch_size: int = 64,
     num_workers: int = 2,
     start: int = 0,
+    boxes: Sequence[Box | None] | None = None,
 ) -> Iterator[tuple[torch.Tensor, list[int]]]:
     """Yields (uint8 (B, 3, H, W), indices) in order from ``start``; an unreadable image is a
     DataError naming it."""
-    ds = ImagePaths(list(paths)[start:], preprocess)
+    ds = ImagePaths(list(paths)[start:], preprocess, None if boxes is None else list(boxes)[start:])
     dl = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
     for x, idx in dl:
         if x is None:

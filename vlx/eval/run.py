@@ -12,7 +12,7 @@ from vlx.data.errors import DataError
 from vlx.factory import create_model_and_transforms, get_tokenizer
 from vlx.utils import pick_device
 
-TASKS = ("auto", "zeroshot", "retrieval")
+TASKS = ("auto", "zeroshot", "retrieval", "sugarcrepe", "aro")
 
 
 def infer_task(data: str | Path) -> str:
@@ -42,7 +42,11 @@ def run_eval(
     device: str = "auto",
     batch_size: int = 64,
     num_workers: int = 2,
+    images: str | None = None,
 ) -> dict:
+    """``images``: the image root for sugarcrepe (COCO val2017, required) and aro (default:
+    ``images/`` beside the JSON)."""
+    from vlx.eval.compositional import evaluate_aro, evaluate_sugarcrepe
     from vlx.eval.retrieval import evaluate_retrieval_pairs
     from vlx.eval.zeroshot import DEFAULT_TEMPLATES, evaluate_zeroshot, read_templates
 
@@ -56,6 +60,12 @@ def run_eval(
     if task == "zeroshot":
         tmpl = read_templates(templates) if templates else list(DEFAULT_TEMPLATES)
         result = evaluate_zeroshot(model, pre, tok, data, classnames=classnames, templates=tmpl, **kw)
+    elif task == "sugarcrepe":
+        if images is None:
+            raise ConfigError("eval --task sugarcrepe: --images (the COCO val2017 image directory) is required")
+        result = evaluate_sugarcrepe(model, pre, tok, data, images, **kw)
+    elif task == "aro":
+        result = evaluate_aro(model, pre, tok, data, images, **kw)
     else:
         result = evaluate_retrieval_pairs(model, pre, tok, data, **kw)
     return {"model": str(name_or_path), "data": str(data), **result}
