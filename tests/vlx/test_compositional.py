@@ -45,13 +45,14 @@ def bench(tmp_path_factory):
         {"image_id": "2300", "image_path": "2300.jpg", "bbox_x": 10, "bbox_y": 5, "bbox_w": 60, "bbox_h": 50,
          "true_caption": "the cat is on the car", "false_caption": "the car is on the cat", "relation_name": "on"},
         {"image_id": "2301", "image_path": "2301.jpg", "bbox_x": 0, "bbox_y": 0, "bbox_w": 100, "bbox_h": 80,
-         "true_caption": "the dog is left of the bird", "false_caption": "the bird is left of the dog", "relation_name": "left of"},
+         "true_caption": "the dog is left of the bird", "false_caption": "the bird is left of the dog",
+         "relation_name": "left of"},
         {"image_id": "2302", "image_path": "2302.jpg", "bbox_x": 30, "bbox_y": 20, "bbox_w": 40, "bbox_h": 30,
          "true_caption": "the bird is on the dog", "false_caption": "the dog is on the bird", "relation_name": "on"},
     ]  # fmt: skip
     (aro / "visual_genome_relation.json").write_text(json.dumps(rel))
-    att = [{**{k: v for k, v in r.items() if k != "relation_name"}, "attributes": ["red", "big"],
-            "true_caption": "the red cat and the big car", "false_caption": "the big cat and the red car"} for r in rel]  # fmt: skip
+    swap = {"true_caption": "the red cat and the big car", "false_caption": "the big cat and the red car"}
+    att = [{**{k: v for k, v in r.items() if k != "relation_name"}, "attributes": ["red", "big"], **swap} for r in rel]
     (aro / "visual_genome_attribution.json").write_text(json.dumps(att))
     return root, save_tiny_clip(root / "clip", seed=7)
 
