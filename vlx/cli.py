@@ -166,6 +166,15 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return qs.run(args)
 
 
+def cmd_data_shards(args: argparse.Namespace) -> int:
+    from vlx.data.shard_writer import write_shards
+
+    r = write_shards(args.source, args.out, args.per_shard, args.classnames, args.template)
+    n, bad = r["samples"], r["failed_to_decode"]
+    print(f"{n} samples in {len(r['shards'])} shards -> {r['out']} ({bad} unreadable left out)")
+    return 0
+
+
 def _model_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model", default=None, help="a vlx preset (tiny, B-32, B-16) or a local CLIP/SigLIP checkpoint dir"
@@ -221,6 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (rerun the same command to resume)")
     p.add_argument("--shard-size", type=int, default=4096)
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("data", help="data tools")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("shards", help="image folder or JSONL/CSV pairs -> WebDataset shards (img2dataset layout)")
+    q.add_argument("source", help="a directory of class folders, or a .jsonl/.csv/.tsv of image-caption pairs")
+    q.add_argument("--out", required=True)
+    q.add_argument("--per-shard", type=int, default=1000, help="samples per tar shard")
+    q.add_argument("--classnames", default=None, help="class names file for an image folder")
+    q.add_argument("--template", default="{}", help="caption of an image-folder sample, {} = class name")
+    q.set_defaults(func=cmd_data_shards)
 
     p = sub.add_parser("recipes", help="list registered recipes")
     p.set_defaults(func=cmd_recipes)

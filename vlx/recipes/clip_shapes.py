@@ -9,6 +9,7 @@ pre-training loss (FLYP: InfoNCE for CLIP, the sigmoid loss with its bias for Si
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,8 @@ from torch import nn
 from vlx.data.image_text import ImageTextDataset, make_image_text_collate
 from vlx.data.negatives import swap_arguments
 from vlx.data.shapes import generate_shapes_world
+from vlx.data.transforms import pil_to_tensor
+from vlx.data.webdataset import ShardStream
 from vlx.encoders import EncoderConfig, cache_if_frozen
 from vlx.factory import get_tokenizer, get_transforms
 from vlx.losses import build_loss
@@ -43,6 +46,10 @@ class ImageTextDataConfig:
     n_test: int = 200
     render_size: int = 64
     data_seed: int = 0
+    # Train from WebDataset shards (a directory, brace pattern or list; img2dataset layout,
+    # see vlx.data.webdataset) instead of train_file; evaluation still reads test_file.
+    shards: str | None = None
+    shuffle_buffer: int = 1000
 
 
 @dataclass
@@ -165,12 +172,20 @@ class CaptionIdDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.base[i]
         item["caption_id"] = self.caption_ids[i]
-        if self.swap_negatives and not item.get("negative"):
-            item["negative"] = swap_arguments(item["caption"])
-        rel = self.base.records[i].get("relation")
-        # image dim to mirror for the relation-swapped scene: 3 = width, 2 = height, 0 = none
-        item["flip_axis"] = 3 if rel in ("left of", "right of") else 2 if rel in ("above", "below") else 0
-        return item
+        return complete_item(item, self.base.records[i].get("relation"), self.swap_negatives)
+
+
+def complete_item(item: dict[str, Any], relation: str | None, swap_negatives: bool) -> dict[str, Any]:
+    """Add the Structure-CLIP swap negative (when asked and missing) and ``flip_axis``: the image
+    dim to mirror for the relation-swapped scene (3 = width, 2 = height, 0 = none)."""
+    if swap_negatives and not item.get("negative"):
+        item["negative"] = swap_arguments(item["caption"])
+    item["flip_axis"] = 3 if relation in ("left of", "right of") else 2 if relation in ("above", "below") else 0
+    return item
+
+
+def _stream_item(item: dict[str, Any], swap_negatives: bool) -> dict[str, Any]:
+    return complete_item(item, item.pop("relation", None), swap_negatives)
 
 
 @torch.no_grad()
@@ -262,8 +277,18 @@ def build_clip_shapes(cfg: ClipShapesConfig) -> Task:
     dual.text_encoder = cache_if_frozen(dual.text_encoder)  # a frozen tower: once per distinct caption
     model = ContrastiveImageText(dual, cfg.objective)
     kw = dict(cache=cfg.data.cache_images, transform=transform)
-    train = ImageTextDataset(root / cfg.data.train_file, cfg.data.image_size, **kw)
     test = ImageTextDataset(root / cfg.data.test_file, cfg.data.image_size, **kw)
+    if cfg.data.shards:
+        train_dataset = ShardStream(
+            cfg.data.shards,
+            transform or partial(pil_to_tensor, size=cfg.data.image_size),
+            shuffle_buffer=cfg.data.shuffle_buffer,
+            seed=cfg.train.seed,
+            item_fn=partial(_stream_item, swap_negatives=cfg.objective.swap_negatives),
+        )
+    else:
+        train = ImageTextDataset(root / cfg.data.train_file, cfg.data.image_size, **kw)
+        train_dataset = CaptionIdDataset(train, cfg.objective.swap_negatives)
     base_collate = make_image_text_collate(tokenizer)
 
     def collate(items):
@@ -275,7 +300,7 @@ def build_clip_shapes(cfg: ClipShapesConfig) -> Task:
 
     return Task(
         model=model,
-        train_dataset=CaptionIdDataset(train, cfg.objective.swap_negatives),
+        train_dataset=train_dataset,
         collate_fn=collate,
         evaluate=lambda m, device: evaluate_retrieval(m, test, tokenizer, device, cfg.eval_batch_size),
     )

@@ -79,6 +79,21 @@ class Trainer:
             old[sig] = signal.signal(sig, handler)
         return old
 
+    def _map_loader(self, task: Task, sampler: ResumableSampler, device: torch.device, epoch: int) -> DataLoader:
+        cfg = self.cfg
+        return DataLoader(
+            task.train_dataset,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            collate_fn=task.collate_fn,
+            num_workers=cfg.num_workers,
+            drop_last=cfg.drop_last,
+            pin_memory=device.type == "cuda",
+            # Its own generator, so making a loader never draws from the global RNG
+            # (a resumed run creates its loader at a different moment).
+            generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch),
+        )
+
     def fit(self) -> dict[str, Any]:
         cfg, task = self.cfg, self.task
         device = pick_device(cfg.device)
@@ -185,18 +200,19 @@ class Trainer:
         try:
             while step < total_steps and not self._stop.is_set():
                 sampler.set_epoch(epoch, start=micro_in_epoch * cfg.batch_size)
-                loader = DataLoader(
-                    task.train_dataset,
-                    batch_size=cfg.batch_size,
-                    sampler=sampler,
-                    collate_fn=task.collate_fn,
-                    num_workers=cfg.num_workers,
-                    drop_last=cfg.drop_last,
-                    pin_memory=device.type == "cuda",
-                    # Its own generator, so making a loader never draws from the global RNG
-                    # (a resumed run creates its loader at a different moment).
-                    generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch),
-                )
+                if hasattr(task.train_dataset, "epoch_loader"):  # a stream (shards): it splits and resumes itself
+                    loader = task.train_dataset.epoch_loader(
+                        epoch,
+                        cfg.batch_size,
+                        task.collate_fn,
+                        rank=rank,
+                        world=world,
+                        num_workers=cfg.num_workers,
+                        skip_batches=micro_in_epoch,
+                        pin_memory=device.type == "cuda",
+                    )
+                else:
+                    loader = self._map_loader(task, sampler, device, epoch)
                 it = iter(loader)
                 epoch_done = True
                 for _ in range(steps_per_epoch - micro_in_epoch // cfg.grad_accum):
@@ -237,6 +253,8 @@ class Trainer:
                         record = {"step": step, "epoch": epoch, "lr": lr}
                         record.update({k: sum(v) / len(v) for k, v in window.items()})
                         record["samples_per_s"] = samples_window / max(dt, 1e-9)
+                        if hasattr(task.train_dataset, "stats"):  # skipped-sample counters (all ranks)
+                            record.update(task.train_dataset.stats())
                         logger.log(record, step)
                         bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}")
                         window, t_window, samples_window = {}, time.perf_counter(), 0
