@@ -22,7 +22,7 @@ import torch
 from vlx.config import ConfigError, from_dict
 from vlx.data.preprocess import ImagePreprocess
 from vlx.models.clip import CLIP
-from vlx.models.dual_encoder import DualEncoderConfig, build_dual_encoder, load_dual_encoder
+from vlx.models.dual_encoder import DualEncoderConfig, build_dual_encoder, load_dual_encoder, preset_preprocess
 from vlx.models.presets import is_preset, list_presets, read_preset
 from vlx.models.pretrained import checkpoint_kind, text_max_length
 from vlx.tokenizers import HFTokenizer, TokenizerConfig, build_tokenizer
@@ -33,13 +33,6 @@ PREPROCESS_OVERRIDES = ("image_size", "image_mean", "image_std")
 def list_models() -> list[str]:
     """The preset names (any local CLIP/SigLIP directory works as well)."""
     return list_presets()
-
-
-def _preset_preprocess(pre: dict[str, Any]) -> ImagePreprocess:
-    s = int(pre["image_size"])
-    return ImagePreprocess(
-        resize="exact", size=(s, s), crop=None, mean=tuple(pre["mean"]), std=tuple(pre["std"]), shortest_edge=None
-    )
 
 
 def _with_overrides(pre: ImagePreprocess, kw: dict[str, Any]) -> ImagePreprocess:
@@ -85,7 +78,7 @@ def create_model_and_transforms(
         cfg = from_dict(DualEncoderConfig, model_data, where=f"vlx/model_configs/{name}.json", prefix="model")
         dual = build_dual_encoder(cfg)
         dual.source = ("preset", name)
-        val = _preset_preprocess(data["preprocess"])
+        val = dual.preprocess = preset_preprocess(data["preprocess"])
     else:
         if overrides:
             raise ConfigError(
@@ -93,7 +86,7 @@ def create_model_and_transforms(
                 f"{sorted(overrides)} cannot be overridden (only {', '.join(PREPROCESS_OVERRIDES)})"
             )
         dual = load_dual_encoder(name)  # checks the directory first: one-line errors
-        val = ImagePreprocess.from_pretrained(name)
+        val = dual.preprocess
     val = _with_overrides(val, pre_kw)
     model = CLIP(dual).eval()
     if device is not None:
@@ -105,7 +98,7 @@ def get_transforms(name_or_path: str | Path, **overrides: Any) -> tuple[ImagePre
     """(preprocess_train, preprocess_val) of a preset or checkpoint, without building the model."""
     name = str(name_or_path)
     if is_preset(name):
-        val = _preset_preprocess(read_preset(name)["preprocess"])
+        val = preset_preprocess(read_preset(name)["preprocess"])
     else:
         checkpoint_kind(name)
         val = ImagePreprocess.from_pretrained(name)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,9 +135,15 @@ class ImagePreprocess:
     def __call__(self, img: Image.Image) -> torch.Tensor:
         return self.normalize(self.uint8(img))
 
-    def batch(self, images: list[Image.Image]) -> torch.Tensor:
-        """list of PIL images -> (B, 3, H, W) float32 (one float pass for the whole batch)."""
-        return self.normalize(torch.stack([self.uint8(im) for im in images]))
+    def batch(self, images: list[Image.Image], threads: int | None = None) -> torch.Tensor:
+        """list of PIL images -> (B, 3, H, W) float32: the per-image geometry in a thread pool
+        (PIL releases the GIL while resizing; ``threads`` default: the CPU count, 1 = serial),
+        then one float pass for the whole batch. Same result as calling it image by image."""
+        n = min(len(images), threads or os.cpu_count() or 1)
+        if n <= 1 or self.train:  # random crops draw from torch's RNG: keep their order fixed
+            return self.normalize(torch.stack([self.uint8(im) for im in images]))
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            return self.normalize(torch.stack(list(pool.map(self.uint8, images))))
 
     @classmethod
     def from_hf_config(cls, cfg: dict[str, Any], where: str = PREPROCESSOR_FILE) -> ImagePreprocess:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlx.config import ConfigError, from_dict
+from vlx.data.preprocess import ImagePreprocess
 from vlx.encoders import EncoderConfig, build_image_encoder, build_text_encoder
 from vlx.models.presets import is_preset, list_presets, read_preset
 from vlx.models.pretrained import load_pretrained_parts
@@ -112,6 +113,9 @@ class DualEncoder(nn.Module):
         self.embed_dim = embed_dim
         self.max_logit_scale = max_logit_scale
         self.source: tuple[str, str | None] = ("config", None)  # set by load_dual_encoder
+        # The image transform the model expects (a preset's or the checkpoint's
+        # preprocessor_config.json), set by load_dual_encoder; None for config-built models.
+        self.preprocess: ImagePreprocess | None = None
         if image_proj is None:
             image_proj = nn.Linear(image_encoder.output_dim, embed_dim, bias=False)
             nn.init.normal_(image_proj.weight, std=image_encoder.output_dim**-0.5)
@@ -192,13 +196,17 @@ def build_dual_encoder(cfg: DualEncoderConfig) -> DualEncoder:
 def load_dual_encoder(name_or_path: str | Path) -> DualEncoder:
     """A vlx preset (random init, its own defaults) or a local HF ``CLIPModel`` /
     ``SiglipModel`` directory (the checkpoint's towers, projections, scale and bias; see
-    ``vlx.models.pretrained``). Sets ``.source`` to ``("preset" | "clip" | "siglip", name)``."""
+    ``vlx.models.pretrained``). Sets ``.source`` to ``("preset" | "clip" | "siglip", name)`` and
+    ``.preprocess`` to the ImagePreprocess the model expects (siblings that feed tensors read
+    its ``mean``, ``std`` and ``output_size``); a checkpoint without preprocessor_config.json
+    is a one-line ConfigError."""
     name = str(name_or_path)
     if is_preset(name):
         data = read_preset(name)
         cfg = from_dict(DualEncoderConfig, data["model"], where=f"vlx/model_configs/{name}.json", prefix="model")
         model = build_dual_encoder(cfg)
         model.source = ("preset", name)
+        model.preprocess = preset_preprocess(data["preprocess"])
         return model
     if not Path(name).expanduser().exists():
         raise ConfigError(
@@ -218,4 +226,13 @@ def load_dual_encoder(name_or_path: str | Path) -> DualEncoder:
     with torch.no_grad():
         model.log_logit_scale.fill_(parts.log_logit_scale)
     model.source = (parts.kind, name)
+    model.preprocess = ImagePreprocess.from_pretrained(name)
     return model
+
+
+def preset_preprocess(pre: dict) -> ImagePreprocess:
+    """vlx's own default for a preset: straight resize to its square size, its mean/std."""
+    s = int(pre["image_size"])
+    return ImagePreprocess(
+        resize="exact", size=(s, s), crop=None, mean=tuple(pre["mean"]), std=tuple(pre["std"]), shortest_edge=None
+    )
