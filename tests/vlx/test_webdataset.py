@@ -165,19 +165,19 @@ def test_two_gloo_ranks_see_every_sample_exactly_once_per_epoch(tmp_path):
 
 
 class KeyModel(torch.nn.Module):
-    def __init__(self):
+    def __init__(self, crash_after=None):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(3))
+        self.crash_after, self.calls = crash_after, 0
 
     def forward(self, batch):
+        self.calls += 1
+        if self.crash_after is not None and self.calls > self.crash_after:
+            raise RuntimeError("simulated crash")
         return {"loss": ((batch["images"].mean((2, 3)) - self.w) ** 2).mean()}
 
 
-def collate_images(items, crash_after=None, calls=[0]):  # noqa: B006 - a counter shared by calls
-    calls[0] += 1
-    if crash_after is not None and calls[0] > crash_after:
-        calls[0] = 0
-        raise RuntimeError("simulated crash")
+def collate_images(items):  # runs in the loader workers (full batches) and the main process
     return {"images": torch.stack([it["image"] for it in items])}
 
 
@@ -186,7 +186,7 @@ def test_trainer_trains_from_shards_and_resumes_exactly(tmp_path):
 
     def run(out, crash_after=None, **kw):
         stream = ShardStream(shards, TRANSFORM, shuffle_buffer=4, seed=0)
-        task = Task(model=KeyModel(), train_dataset=stream, collate_fn=partial(collate_images, crash_after=crash_after))
+        task = Task(model=KeyModel(crash_after), train_dataset=stream, collate_fn=collate_images)
         cfg = TrainConfig(output_dir=str(out), batch_size=4, epochs=2, lr=0.05, log_every=1, progress=False,
                           tensorboard=False, num_workers=2, **kw)  # fmt: skip
         return Trainer(cfg, task).fit()

@@ -7,9 +7,9 @@ shards r, r + W, ...; DataLoader worker w of K takes every K-th of those. So wit
 each shard is read by exactly one worker of one rank.
 
 Order. Each worker shuffles its samples with a buffer (``shuffle_buffer`` samples) seeded by
-(seed, epoch, rank, worker) and yields them in chunks; the main process cuts the stream into
-batches of exactly ``batch_size`` (so per-worker remainders never make short batches) and
-applies the recipe's collate function. The stream of batches is therefore a deterministic
+(seed, epoch, rank, worker) and collates full batches of ``batch_size`` itself; its last
+partial batch goes to the main process, which merges such remainders into full batches, so
+every batch has exactly ``batch_size`` samples. The stream of batches is therefore a deterministic
 function of (shards, seed, epoch, rank, world size, workers).
 
 Epoch length. ``len()`` is ``W x`` the smallest rank's sample count (from the shards'
@@ -138,14 +138,14 @@ class ShardStream(IterableDataset):
         transform: Callable[[Image.Image], torch.Tensor],
         shuffle_buffer: int = 1000,
         seed: int = 0,
-        chunk: int = 32,
         item_fn: Callable[[dict], dict] | None = None,
     ):
         self.urls = expand_shards(shards)
-        self.transform, self.shuffle_buffer, self.seed, self.chunk = transform, shuffle_buffer, seed, chunk
+        self.transform, self.shuffle_buffer, self.seed = transform, shuffle_buffer, seed
         self.item_fn = item_fn
         self.counts_per_shard = [shard_count(u) for u in self.urls]
         self._epoch, self._pass, self._rank, self._world = 0, 0, 0, 1
+        self._batch_size, self._collate = 1, list
         self._stats = dict.fromkeys(COUNTERS, 0)
 
     # -- splitting -------------------------------------------------------------------------
@@ -167,7 +167,7 @@ class ShardStream(IterableDataset):
         return world * min(self.per_rank_counts(world))
 
     # -- worker side -----------------------------------------------------------------------
-    def __iter__(self) -> Iterator[tuple[list[dict], dict[str, int]]]:
+    def __iter__(self) -> Iterator[tuple[str, Any, dict[str, int]]]:
         from webdataset.tariterators import tarfile_samples
 
         info = get_worker_info()
@@ -188,21 +188,24 @@ class ShardStream(IterableDataset):
                     if item is not None:
                         yield self.item_fn(item) if self.item_fn else item
 
-        buf: list[dict] = []
-        out: list[dict] = []
-        for item in samples():
-            buf.append(item)
-            if len(buf) >= self.shuffle_buffer:
-                out.append(buf.pop(rng.randrange(len(buf))))
-            if len(out) >= self.chunk:
-                yield out, _take(counts)
-                out = []
-        rng.shuffle(buf)
-        out += buf
-        for s in range(0, len(out), self.chunk):
-            yield out[s : s + self.chunk], _take(counts)
-        if any(counts.values()):
-            yield [], _take(counts)
+        def shuffled() -> Iterator[dict]:
+            buf: list[dict] = []
+            for item in samples():
+                buf.append(item)
+                if len(buf) >= self.shuffle_buffer:
+                    yield buf.pop(rng.randrange(len(buf)))
+            rng.shuffle(buf)
+            yield from buf
+
+        # Full batches are collated here in the worker (one shared tensor per field instead of
+        # one per sample); the worker's remainder goes to the main process to be merged.
+        batch: list[dict] = []
+        for item in shuffled():
+            batch.append(item)
+            if len(batch) == self._batch_size:
+                yield "full", self._collate(batch), _take(counts)
+                batch = []
+        yield "rest", batch, _take(counts)
 
     # -- main process ----------------------------------------------------------------------
     def epoch_loader(
@@ -220,17 +223,23 @@ class ShardStream(IterableDataset):
         ``skip_batches`` are read and dropped (resume). Never ends: when the rank's shards
         run out it starts another shuffled pass over them."""
         self._rank, self._world, self._epoch = rank, world, epoch
+        self._batch_size, self._collate = batch_size, collate_fn
         pending: list[dict] = []
         n = 0
         self._pass = 0
         while True:
             loader = DataLoader(self, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
             got = False
-            for items, delta in loader:
+            for kind, payload, delta in loader:
                 for k, v in delta.items():
                     self._stats[k] += v
-                pending += items
-                got = got or bool(items)
+                if kind == "full":
+                    got, n = True, n + 1
+                    if n > skip_batches:
+                        yield payload
+                    continue
+                pending += payload
+                got = got or bool(payload)
                 while len(pending) >= batch_size:
                     batch, pending = pending[:batch_size], pending[batch_size:]
                     n += 1
