@@ -1,5 +1,6 @@
-"""The ``embodied_policy`` config and model builder, apart from the recipe so that the
-runner (``embodied.policy.skill``) and the recipe both import them without a circle."""
+"""Config of the plan-conditioned policy recipe (``embodied_policy``) and the model built from
+it; shared by the training recipe (``embodied.policy.recipe``) and the harness skills that
+load a trained run (``embodied.policy.skill``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class PolicyDataConfig:
     seed: int = 0
     max_steps: int | None = None
     only_success: bool = True
+    max_demo_mib: float = 2048.0  # a demo file decompressing to more is refused (shared folders)
 
 
 @dataclass

@@ -10,12 +10,7 @@ from typing import Any
 
 import torch
 
-from embodied.policy.config import (  # noqa: F401  (re-exported: the recipe's public names)
-    PolicyConfig,
-    PolicyDataConfig,
-    PolicyEvalConfig,
-    build_policy_model,
-)
+from embodied.policy.config import PolicyConfig, PolicyDataConfig, PolicyEvalConfig, build_policy_model
 from vlx.train.recipe import Task, register_recipe
 
 
@@ -56,6 +51,7 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
         cameras=[camera] if camera else [],
         images=camera is not None,
         only_success=cfg.data.only_success,
+        max_mib=cfg.data.max_demo_mib,
     )
     if not episodes:
         raise DataError(f"{root}: no successful demos to train on (data.only_success is true)")
@@ -73,7 +69,7 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
         }
         if cfg.eval.episodes <= 0:
             return out
-        from embodied.policy.skill import PolicyRunner, evaluate_policy
+        from embodied.policy.skill import PolicyRunner, evaluate_policy  # heavy (sim); on use
 
         runner = PolicyRunner(m, cache, device, camera=cfg.model.camera)
         res = evaluate_policy(
