@@ -23,6 +23,7 @@ import torch
 
 from embodied.planners.base import enumerate_groundings, step_text
 from embodied.types import Plan, PlanError, PlanErrorKind, PlanStep, SkillSpec
+from vlx.config import ConfigError
 
 # An affordance estimate: (observation, skills) -> per-skill score in [0, 1], as a mapping
 # (keyed by skill name or by a grounding's ``step_text``; missing = 1) or a sequence aligned
@@ -156,9 +157,9 @@ class SayCanPlanner:
         device: str = "cpu",
     ):
         if mode not in ("clauses", "greedy"):
-            raise ValueError(f"SayCanPlanner: mode must be 'clauses' or 'greedy', got {mode!r}")
+            raise ConfigError(f"planner 'saycan': key 'mode': expected 'clauses' or 'greedy', got {mode!r}")
         if max_steps is not None and max_steps < 1:
-            raise ValueError(f"SayCanPlanner: max_steps must be >= 1 or None, got {max_steps}")
+            raise ConfigError(f"planner 'saycan': key 'max_steps': expected >= 1 or None, got {max_steps}")
         self.affordance = affordance or uniform_affordance
         self.paraphrases = {k: list(v) for k, v in (paraphrases or {}).items()}
         self.mode = mode
