@@ -81,6 +81,10 @@ class OpenAIPlanner:
     system_prompt: optional system message.
     max_reply_bytes: a longer reply is cut off and counted as a parse error.
     allow_insecure_http: allow sending the key over plain http to a non-loopback host.
+    mode: "generate" (chat completions, a JSON plan) or "score" (LM scoring of every
+        admissible step through ``/completions`` with echo + logprobs; see openai_score).
+    score_norm: score mode's "sum" (SayCan) or "mean" (per token) of the log-probabilities.
+    max_steps: score mode's cap on plan length.
     """
 
     def __init__(
@@ -100,8 +104,17 @@ class OpenAIPlanner:
         call_timeout_s: float | None = None,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         allow_insecure_http: bool = False,
+        mode: str = "generate",
+        score_norm: str = "sum",
+        max_steps: int = 8,
     ):
         who = f"planner {type(self).NAME!r}"
+        if mode not in ("generate", "score"):
+            raise ConfigError(f"{who}: key 'mode': expected 'generate' or 'score', got {mode!r}")
+        if score_norm not in ("sum", "mean"):
+            raise ConfigError(f"{who}: key 'score_norm': expected 'sum' or 'mean', got {score_norm!r}")
+        if max_steps < 1:
+            raise ConfigError(f"{who}: key 'max_steps': expected >= 1, got {max_steps}")
         if api_key_env is not None:
             key = os.environ.get(api_key_env)
             if not key:
@@ -116,8 +129,9 @@ class OpenAIPlanner:
         if max_reply_bytes < 1:
             raise ConfigError(f"{who}: max_reply_bytes: expected >= 1, got {max_reply_bytes}")
         base = base_url.rstrip("/")
-        suffix = type(self).PATH
+        suffix = "/completions" if mode == "score" else "/chat/completions"
         self.url = base if base.endswith(suffix) else base + suffix
+        self.mode, self.score_norm, self.max_steps = mode, score_norm, max_steps
         self.model = model
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
@@ -136,7 +150,6 @@ class OpenAIPlanner:
         self._lock = threading.Lock()
 
     NAME = "openai"
-    PATH = "/chat/completions"
 
     def __repr__(self) -> str:
         return (
@@ -257,6 +270,10 @@ class OpenAIPlanner:
         return scrub.plan(plan)
 
     def _plan(self, instruction: str, observation: Any, skills: Sequence[SkillSpec]) -> Plan:
+        if self.mode == "score":
+            from embodied.planners.openai_score import plan_by_scoring
+
+            return plan_by_scoring(self, instruction, skills)
         body: dict[str, Any] = {
             "model": self.model,
             "messages": self.messages(instruction, skills),
