@@ -81,7 +81,7 @@ def test_request_deadline_holds_against_a_slow_drip(behave):
             p.plan("go", None, SKILLS)
         took = time.monotonic() - t0
     assert e.value.error_kind == "timeout"
-    assert 0.9 < took < 1.6, took  # the request's deadline, not per socket read
+    assert 0.9 < took < 3.0, took  # the request's 1 s deadline (slack for busy CPUs), not the drip's 20 s
 
 
 def test_call_deadline_bounds_retries_and_no_request_after_it():
@@ -95,7 +95,7 @@ def test_call_deadline_bounds_retries_and_no_request_after_it():
         time.sleep(0.5)
         n = len(srv.requests)
         sent = [r["t"] for r in srv.requests]
-    assert e.value.error_kind == "timeout" and took < 1.3, took
+    assert e.value.error_kind == "timeout" and took < 2.0, took  # 10 retries would take > 4 s
     assert 1 <= n <= 3 and all(t < end for t in sent)  # 0.4 + 0.3 + 0.4 > 1.0: at most 2 fit
 
 
@@ -293,7 +293,7 @@ print("REPORT", time.monotonic(), flush=True)
         t_exit = time.monotonic()
     assert out.returncode == 0, out.stderr[-2000:]
     t_report = float(out.stdout.split("REPORT")[1])
-    assert t_exit - t_report < 3.0, (t_exit - t_report, t_exit - t0)
+    assert t_exit - t_report < 4.0, (t_exit - t_report, t_exit - t0)  # was 90 s before the cancel
     assert len(srv.requests) == 2
 
 
