@@ -125,3 +125,21 @@ def run_features(args: argparse.Namespace) -> int:
     load = VideoLoadConfig(sampler=SamplerConfig("uniform", args.num_frames), size=args.size)
     print(json.dumps(extract_features(records, load, encode, args.out, args.shard_size)))
     return 0
+
+
+def add_video_parser(subparsers) -> None:
+    """``vlx video merge-lora RUN --out DIR``."""
+    p = subparsers.add_parser("video", help="video LLM tools (merge-lora)")
+    sub = p.add_subparsers(dest="video_command", required=True)
+    m = sub.add_parser("merge-lora", help="a video_llava run (LoRA folded in) as one plain Hugging Face directory")
+    m.add_argument("run", help="run dir, checkpoints dir or checkpoint dir of a video_llava run")
+    m.add_argument("--out", required=True, help="output directory (loads with <Class>.from_pretrained)")
+    m.add_argument("--config", default=None, help="the run's config (default: config.yaml next to the checkpoint)")
+    m.set_defaults(func=run_merge_lora)
+
+
+def run_merge_lora(args: argparse.Namespace) -> int:
+    from video.export import merge_lora_run
+
+    merge_lora_run(args.run, args.out, args.config)
+    return 0

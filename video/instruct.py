@@ -115,19 +115,27 @@ def load_instructions(file: str | Path, video_root: str | Path | None = None, ex
 
 
 class InstructDataset(Dataset):
-    """Decoded clips + their conversations. Bad or missing videos are skipped and counted
-    by :class:`video.datasets.VideoDataset` (``skip_bad``), never a crash mid-epoch."""
+    """Decoded clips + their conversations, one item per conversation. Each distinct video
+    is decoded by one :class:`video.datasets.VideoDataset` (so ``cache`` holds it once
+    however many conversations use it); a bad or missing video is skipped and counted there
+    (``skip_bad``) and the item becomes a conversation of the next good video, never a crash
+    mid-epoch."""
 
     def __init__(self, records: list[dict], load: VideoLoadConfig, skip_bad: bool = True, cache: bool = False):
-        self.base = VideoDataset(records, load, pairs=False, skip_bad=skip_bad, cache=cache)
         self.records = records
+        videos: dict[str, int] = {}
+        self.video_of = [videos.setdefault(r["video"], len(videos)) for r in records]
+        self.first_record = {v: i for i, v in reversed(list(enumerate(self.video_of)))}
+        unique = [{"video": p, "video_id": Path(p).stem} for p in videos]
+        self.base = VideoDataset(unique, load, pairs=False, skip_bad=skip_bad, cache=cache)
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.records)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        item = self.base[i]
-        rec = self.records[item["video_index"]]
+        item = self.base[self.video_of[i]]
+        v = item["video_index"]
+        rec = self.records[i if v == self.video_of[i] else self.first_record[v]]
         return {"frames": item["frames"], "turns": rec["turns"], "where": rec["where"]}
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
@@ -148,9 +156,16 @@ def instruct_collate(model, max_length: int = 256):
     padded; ``model.encode_conversation`` puts labels on the answers only. Rows longer than
     ``max_length`` lose their last tokens (the placeholder, at the start, stays)."""
     pad = model.tokenizer.pad_token_id or 0
+    encoded: dict[tuple, tuple[list[int], list[int]]] = {}  # each conversation is rendered once
+
+    def encode(it: dict) -> tuple[list[int], list[int]]:
+        key = (it["where"], tuple(it["turns"]))
+        if key not in encoded:
+            encoded[key] = model.encode_conversation(it["turns"], it["where"])
+        return encoded[key]
 
     def collate(items: list[dict]) -> dict[str, Any]:
-        rows = [model.encode_conversation(it["turns"], it["where"]) for it in items]
+        rows = [encode(it) for it in items]
         rows = [(ids[:max_length], lab[:max_length]) for ids, lab in rows]
         L = max(len(r[0]) for r in rows)
         ids = torch.full((len(rows), L), pad, dtype=torch.long)

@@ -1,6 +1,7 @@
 """Registers video's recipes and CLI commands with the vlx core (entry point `vlx.plugins`)."""
 
 import video.recipes  # noqa: F401  registers video_retrieval, video_captioning, video_qa
+import video.recipes_llava  # noqa: F401  registers video_llava
 from video import cli as _cli
 from vlx.cli import register_command, register_quickstart
 
@@ -26,3 +27,8 @@ def _quickstart(args) -> int:
 register_quickstart(
     "video", _quickstart, priority=-1, help="moving shapes: temporal vs meanP retrieval, tiny captioner CIDEr-D"
 )
+
+
+@register_command("video")
+def add_video_parser(subparsers):
+    _cli.add_video_parser(subparsers)

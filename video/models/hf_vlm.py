@@ -198,8 +198,10 @@ class HFVideoLLM(nn.Module):
         return {"loss": loss}
 
     @torch.no_grad()
-    def generate(self, frames: torch.Tensor, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[str]:
-        """Greedy answers, one per clip: frames uint8 (B, T, H, W, 3), prompts B questions."""
+    def generate_ids(
+        self, frames: torch.Tensor, prompts: Sequence[str], max_new_tokens: int | None = None
+    ) -> torch.Tensor:
+        """Greedy new token ids (B, <= max_new_tokens) for clips uint8 (B, T, H, W, 3) and B questions."""
         rows = [self.encode_prompt(p) for p in prompts]
         L = max(map(len, rows))
         pad = self.tokenizer.pad_token_id or 0
@@ -219,8 +221,11 @@ class HFVideoLLM(nn.Module):
             pad_token_id=pad,
             **self.visual.generate_kwargs(ids),
         )
-        if self.family == "qwen2_vl":
-            out = out[:, ids.shape[1] :]
+        return out[:, ids.shape[1] :] if self.family == "qwen2_vl" else out
+
+    def generate(self, frames: torch.Tensor, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[str]:
+        """Greedy answers, one per clip (see :meth:`generate_ids`)."""
+        out = self.generate_ids(frames, prompts, max_new_tokens)
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
