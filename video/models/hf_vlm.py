@@ -271,4 +271,10 @@ def load_hf_video_llm(cfg: HFVideoLLMConfig, cuda: bool = False) -> HFVideoLLM:
             target_modules=cfg.lora.target_modules,
         )
         hf = inject_adapter_in_model(lc, hf)
+        # peft leaves only the adapters trainable; the projector (and an unfrozen vision
+        # tower) train beside them, as in PLLaVA.
+        vision = hf.model.visual if hasattr(hf.model, "visual") else hf.model.vision_tower
+        vision.requires_grad_(not cfg.freeze_vision)
+        if hasattr(hf.model, "multi_modal_projector"):
+            hf.model.multi_modal_projector.requires_grad_(not cfg.freeze_projector)
     return HFVideoLLM(hf, tok, arch, path, cfg)
