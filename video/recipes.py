@@ -27,6 +27,7 @@ from video.pooling import TemporalPoolingConfig
 from vlx.encoders import EncoderConfig
 from vlx.models.dual_encoder import DualEncoderConfig
 from vlx.tokenizers import TokenizerConfig, build_tokenizer
+from vlx.train.build import freeze_unused
 from vlx.train.recipe import RecipeConfig, Task, register_recipe
 
 SHAPES_ROOT = "data/moving_shapes"
@@ -178,6 +179,10 @@ def build_video_retrieval(cfg: VideoRetrievalConfig) -> Task:
                 f"{cfg.data.features_dir}: no features for {len(test.missing)} test videos, e.g. {test.missing[0]!r}"
             )
     model = build_video_clip(cfg.model)
+    if cfg.data.features_dir:
+        # Cached image-tower features: the tower itself never runs, so it is frozen (DDP
+        # would otherwise find its parameters without a gradient).
+        freeze_unused(model, ["dual.image_encoder.*"])
     collate = _tokenize_collate(tokenizer)
     if cfg.data.hard_negative_groups:
         train, collate = HardNegativeGroups(train), collate_groups(collate)

@@ -86,6 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from vlx.train.checkpoint import load_model_weights
+    from vlx.train.evaluate import evaluate_task
     from vlx.utils import pick_device
 
     recipe, cfg = load_recipe_config(args.config, args.set)
@@ -95,8 +96,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 2
     device = pick_device(cfg.train.device)
     load_model_weights(task.model, args.ckpt)
-    task.model.to(device).eval()
-    result = task.evaluate(task.model, device)
+    task.model.to(device)
+    # the same call, precision and autocast as the evaluation at the end of training
+    result = evaluate_task(task, task.model, device, cfg.train.precision)
     out = Path(args.out) if args.out else Path(cfg.train.output_dir) / "eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
