@@ -139,7 +139,7 @@ def add_video_parser(subparsers) -> None:
 
 
 def run_merge_lora(args: argparse.Namespace) -> int:
-    from video.export import merge_lora_run
+    from video.recipes_llava import merge_lora_run
 
-    merge_lora_run(args.run, args.out, args.config)
+    merge_lora_run(args.run, args.out, args.config or str(find_run_config(args.run)))
     return 0

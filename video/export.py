@@ -1,8 +1,8 @@
-"""``vlx video merge-lora RUN --out DIR``: a ``video_llava`` run (LoRA or full fine-tune) as
-one plain Hugging Face directory: LoRA adapters folded into the weights (peft's
-``merge``), saved with ``save_pretrained`` beside the base checkpoint's tokenizer, image
-processor settings and chat template, so that ``<Class>.from_pretrained(DIR)`` reloads it
-without peft or vlx."""
+"""A fine-tuned video LLM as one plain Hugging Face directory (``vlx video merge-lora``, the
+FSDP export of ``video_llava``): LoRA adapters folded into the weights (peft's ``merge``),
+saved with ``save_pretrained`` beside the base checkpoint's tokenizer, image processor
+settings and chat template, so that ``<Class>.from_pretrained(DIR)`` reloads it without
+peft or vlx."""
 
 from __future__ import annotations
 
@@ -44,26 +44,14 @@ def merge_lora_modules(model: nn.Module) -> int:
     return n
 
 
-def merge_lora_run(run: str | Path, out: str | Path, config: str | None = None) -> Path:
-    """Loads the run's config and latest checkpoint, merges, writes ``out``."""
-    from video.cli import find_run_config
-    from video.recipes_llava import build_model
-    from vlx.cli import load_recipe_config
-    from vlx.config import ConfigError
-    from vlx.train.checkpoint import load_model_weights
-
-    cfg_path = config or str(find_run_config(str(run)))
-    _, cfg = load_recipe_config(cfg_path, [])
-    if cfg.recipe != "video_llava":
-        raise ConfigError(f"{cfg_path}: recipe {cfg.recipe!r} is not video_llava")
-    model = build_model(cfg)
-    load_model_weights(model, run)
+def write_hf_dir(model, out: str | Path, base: str | Path) -> Path:
+    """Merges ``model.hf``'s LoRA layers (in place) and writes it with ``save_pretrained``
+    plus the base checkpoint's input files."""
     merged = merge_lora_modules(model.hf)
     out = Path(out)
     model.hf.save_pretrained(out)
-    base = Path(cfg.model.path)
     for f in INPUT_FILES:
-        if (base / f).is_file():
-            shutil.copy2(base / f, out / f)
+        if (Path(base) / f).is_file():
+            shutil.copy2(Path(base) / f, out / f)
     print(f"[video] merged {merged} LoRA layer(s); wrote {out} ({type(model.hf).__name__})")
     return out

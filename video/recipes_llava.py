@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from video.datasets import AnnotationConfig, VideoDataset, load_annotations
+from video.export import write_hf_dir
 from video.instruct import InstructDataset, instruct_collate, load_instructions
 from video.io import SamplerConfig, VideoLoadConfig
 from video.models.hf_vlm import HFVideoLLMConfig, load_hf_video_llm
@@ -170,4 +171,47 @@ def build_video_llava(cfg: VideoLLaVAConfig) -> Task:
         collate_fn=instruct_collate(model, d.max_length),
         evaluate=lambda m, device: evaluate_video_llava(m, tests, device, cfg, out_dir),
         on_epoch_end=train.on_epoch_end,
+        gradient_checkpointing=lambda m: m.hf.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        ),
+        shard_modules=shard_units,
+        export=lambda sd, out: export_state_dict(cfg, sd, out),
     )
+
+
+def shard_units(model) -> list:
+    """FSDP units: each LM decoder layer and the projector. The vision tower stays with the
+    root unit (which also keeps the embeddings, final norm and LM head): wrapped on its
+    own, transformers' hidden-state capture returns no ``hidden_states`` (FSDP2 swaps the
+    module's class)."""
+    m = model.hf.model
+    units = list(m.language_model.layers)
+    if hasattr(m, "multi_modal_projector"):
+        units.append(m.multi_modal_projector)
+    return units
+
+
+def export_state_dict(cfg: VideoLLaVAConfig, state_dict: dict, out_dir: Path) -> None:
+    """The Task's export hook after an FSDP run: the trainer's ``model.safetensors`` and,
+    beside it, the plain HF directory ``hf/`` (LoRA merged)."""
+    from vlx.train.fsdp import default_export
+
+    default_export(state_dict, out_dir)
+    model = build_model(cfg)
+    model.load_state_dict(state_dict)
+    write_hf_dir(model, Path(out_dir) / "hf", cfg.model.path)
+
+
+def merge_lora_run(run: str | Path, out: str | Path, config: str) -> Path:
+    """``vlx video merge-lora``: the run's config (``config``) and latest checkpoint -> a
+    plain HF directory ``out``."""
+    from vlx.cli import load_recipe_config
+    from vlx.config import ConfigError
+    from vlx.train.checkpoint import load_model_weights
+
+    _, cfg = load_recipe_config(config, [])
+    if cfg.recipe != "video_llava":
+        raise ConfigError(f"{config}: recipe {cfg.recipe!r} is not video_llava")
+    model = build_model(cfg)
+    load_model_weights(model, run)
+    return write_hf_dir(model, out, cfg.model.path)

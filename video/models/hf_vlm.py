@@ -72,6 +72,10 @@ class HFVideoLLMConfig:
     # "auto": bf16 weights for a frozen or LoRA LM on CUDA, fp32 otherwise.
     dtype: Literal["auto", "fp32", "bf16"] = "auto"
     max_new_tokens: int = 24
+    # "token": mean over every answer token of the batch (HF's / LLaVA's loss); "sample":
+    # mean over samples of each sample's token mean. Only "sample" is the same number
+    # however a batch is split over ranks (each rank divides by its own token count).
+    loss_reduction: Literal["token", "sample"] = "token"
 
 
 def read_architecture(path: str | Path) -> str:
@@ -192,9 +196,17 @@ class HFVideoLLM(nn.Module):
         vis = self.visual_tokens(batch["frames"])
         ids, embeds, mask, labels = self._merge(vis, batch["input_ids"], batch["attention_mask"], batch["labels"])
         logits = self.hf(inputs_embeds=embeds, attention_mask=mask, **self._lm_kwargs(ids, mask)).logits
-        loss = nn.functional.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
-        )
+        tok = nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+            labels[:, 1:].reshape(-1),
+            ignore_index=-100,
+            reduction="none",
+        ).view(labels.shape[0], -1)
+        n = (labels[:, 1:] != -100).sum(1)
+        if self.cfg.loss_reduction == "sample":
+            loss = (tok.sum(1) / n.clamp_min(1)).mean()
+        else:
+            loss = tok.sum() / n.sum().clamp_min(1)
         return {"loss": loss}
 
     @torch.no_grad()
@@ -229,6 +241,25 @@ class HFVideoLLM(nn.Module):
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
+def freeze_unused_vision(m: nn.Module, config) -> None:
+    """Freezes what ``vision_feature_layer`` never reads (later encoder layers, the
+    post-layernorm, a pooling head): parameters that would get no gradient (and no
+    optimizer state, which FSDP's sharded resume requires)."""
+    tower = getattr(m, "vision_tower", None)
+    layer = getattr(config, "vision_feature_layer", None)
+    vm = getattr(tower, "vision_model", tower)
+    layers = getattr(getattr(vm, "encoder", None), "layers", None)
+    if tower is None or layer is None or layers is None:
+        return
+    n = len(layers)
+    used = max((i if i >= 0 else n + 1 + i) for i in ([layer] if isinstance(layer, int) else layer))
+    for blk in list(layers)[used:]:  # hidden_states[i] is the output of layer i-1
+        blk.requires_grad_(False)
+    for name in ("post_layernorm", "head"):
+        if hasattr(vm, name):
+            getattr(vm, name).requires_grad_(False)
+
+
 def _dtype(cfg: HFVideoLLMConfig, cuda: bool) -> torch.dtype:
     if cfg.dtype == "bf16" or (cfg.dtype == "auto" and cuda and (cfg.freeze_lm or cfg.lora.enabled)):
         return torch.bfloat16
@@ -251,6 +282,8 @@ def load_hf_video_llm(cfg: HFVideoLLMConfig, cuda: bool = False) -> HFVideoLLM:
     m = hf.model
     if cfg.freeze_vision:
         (m.visual if hasattr(m, "visual") else m.vision_tower).requires_grad_(False)
+    if not cfg.freeze_vision:
+        freeze_unused_vision(m, hf.config)
     if cfg.freeze_projector and hasattr(m, "multi_modal_projector"):
         m.multi_modal_projector.requires_grad_(False)
     if cfg.freeze_lm or cfg.lora.enabled:
