@@ -71,3 +71,18 @@ def test_merge_lora_reloads_and_generates_same_tokens(lora_run, tmp_path):
     assert (la - lb).abs().max() > 1e-3  # the adapter changed the model
     assert (la - merged.logits(frames, ids, mask)).abs().max() < 1e-4
     assert main(["video", "merge-lora", str(tmp_path / "nope"), "--out", str(out)]) == 2  # one-line error
+
+
+@pytest.mark.slow
+def test_accelerate_entry_point_cpu(tmp_path, shapes_dir):
+    """The accelerate loop (DeepSpeed's entry point; plain accelerate on the CPU here)."""
+    from transformers import LlavaForConditionalGeneration
+
+    from video.train_accelerate import main as acc_main
+
+    out = tmp_path / "acc"
+    sets = [f"train.output_dir={out}", f"data.shapes_root={shapes_dir}", "train.max_steps=2", "train.device=cpu"]
+    sets += ["train.batch_size=4", "tiny_size={width: 32, hidden: 64}"]
+    assert acc_main(["configs/video/llava_tiny.yaml", *[a for s in sets for a in ("--set", s)]]) == 0
+    m = LlavaForConditionalGeneration.from_pretrained(str(out / "hf"), local_files_only=True)
+    assert m.config.vocab_size > 10
