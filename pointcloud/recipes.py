@@ -234,10 +234,10 @@ def described_by_loss(
     ClipLoss with caption ids: ids make an equivalence relation, so "a box" would be a
     negative for every box image captioned "a red box" -- pushing shape out of the text
     embedding, the opposite of what prompted zero-shot by shape needs."""
-    from vlx.losses.clip import gather_batch, multi_positive_nce
+    from vlx.losses.clip import gather_batch, multi_positive_nce, pairwise_logits
 
     img, txt, shape, image_color, caption_color = gather_batch(img, txt, shape, image_color, caption_color)
-    logits = logit_scale * img @ txt.T  # rows images, columns captions
+    logits = pairwise_logits(img, txt, logit_scale)  # rows images, columns captions; float32
     pos = (shape[:, None] == shape[None, :]) & (
         (caption_color[None, :] < 0) | (caption_color[None, :] == image_color[:, None])
     )
