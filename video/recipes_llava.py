@@ -12,6 +12,7 @@ captions and QA written as one VideoInstruct-format file (``instruct_train.json`
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,9 @@ def moving_shapes_instructions(cfg: VideoLLaVADataConfig) -> Path:
             {"video_id": e["video_name"], "q": e["Q"], "a": e["A"]}
             for e in json.loads((root / "qa_train.json").read_text())
         ]
-        out.write_text(json.dumps(entries, indent=1))
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")  # atomic: ranks may write it at once
+        tmp.write_text(json.dumps(entries, indent=1))
+        tmp.replace(out)
     return out
 
 

@@ -259,7 +259,8 @@ def build_tiny_vlm(
     (tmp / "chat_template.jinja").write_text(CHAT_TEMPLATE)
     if kind == "pllava":
         to_pllava_layout(tmp, pooling_shape, num_frames)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
+    if out.exists():  # another process (rank) built it meanwhile: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.replace(out)
     return out
