@@ -85,4 +85,4 @@ def test_accelerate_entry_point_cpu(tmp_path, shapes_dir):
     sets += ["train.batch_size=4", "tiny_size={width: 32, hidden: 64}"]
     assert acc_main(["configs/video/llava_tiny.yaml", *[a for s in sets for a in ("--set", s)]]) == 0
     m = LlavaForConditionalGeneration.from_pretrained(str(out / "hf"), local_files_only=True)
-    assert m.config.vocab_size > 10
+    assert m.config.text_config.vocab_size > 10
