@@ -15,7 +15,9 @@ Two visual paths (``pooling``):
   ``vision_feature_layer`` (PLLaVA: -2, before the post-layernorm) with its
   ``vision_feature_select_strategy`` ("default" drops CLS), then
   :class:`video.pooling.PLLaVAPooling` (project then ``AdaptiveAvgPool3d`` to ``(t, h, w)``,
-  PLLaVA's frame repetition); no any-resolution tiles, no newline tokens.
+  PLLaVA's frame repetition); no any-resolution tiles, no newline tokens. Qwen2-VL: its
+  tower and patch merger (its projector) on the repeated frames, then the same 3D pool, with
+  M-RoPE positions over the pooled grid.
 
 The ``<video>`` convention: the text given to :meth:`HFVideoLLM.encode_conversation` holds
 the literal ``<video>`` once, where the clip goes (LLaVA-Video-178K / VideoChatGPT data);
@@ -106,7 +108,8 @@ class HFVideoLLM(nn.Module):
         self.pllava: PLLaVAPooling | None = None
         if cfg.pooling == "pllava":
             if self.family == "qwen2_vl":
-                raise ConfigError("model.pooling: pllava is not implemented for Qwen2-VL; use pooling: native")
+                if cfg.pooling_order != "project_then_pool":
+                    raise ConfigError("model.pooling_order: Qwen2-VL's merger projects; only project_then_pool applies")
             shape = cfg.pool_shape or list(getattr(hf.config, "pooling_shape", None) or [16, 12, 12])
             reps = cfg.repeat_to_frames
             if reps is None:
@@ -122,8 +125,27 @@ class HFVideoLLM(nn.Module):
         """frames uint8 (B, T, H, W, 3) -> (B, V, D_lm) in the LM's dtype."""
         if self.pllava is None:
             return self.visual.native(frames)
+        if self.family == "qwen2_vl":
+            return self._qwen_pllava(frames)
         feats = self.visual.select_features(frames)  # (B, T, N, Dv)
         return self.pllava(feats.to(self.hf.dtype), self.hf.model.multi_modal_projector)
+
+    def _qwen_pllava(self, frames: torch.Tensor) -> torch.Tensor:
+        """Qwen2-VL: its vision tower + patch merger (the projector) on PLLaVA-repeated
+        frames, then the 3D pool over the merged (t, h, w) grid; the M-RoPE grid is set to
+        the pooled one (in patch units: h and w times the merge size)."""
+        from video.pooling import pllava_repeat_frames
+
+        p = self.pllava
+        if p.num_frames:
+            frames = pllava_repeat_frames(frames, p.num_frames)
+        vis = self.visual.native(frames)  # (B, t*h'*w', D), merged tokens in (t, h', w') order
+        m = self.media.qwen["merge_size"]
+        t, h, w = (int(v) for v in self.visual._grid_thw[0])
+        pooled = p.pool(vis.reshape(vis.shape[0], t, h // m, w // m, -1)).flatten(1, 3)
+        pt, ph, pw = p.pool.output_size
+        self.visual._grid_thw = torch.tensor([[pt, ph * m, pw * m]] * vis.shape[0], device=vis.device)
+        return pooled
 
     # -- text ------------------------------------------------------------------------------
     def render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
