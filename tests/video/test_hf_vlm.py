@@ -115,7 +115,7 @@ def test_pllava_checkpoint_dir_loads(ckpts):
     assert x.shape == (1, 2, 3, 32, 32)
 
 
-@pytest.mark.parametrize("kind", ["llava", "llava_next_video", "qwen2_vl"])
+@pytest.mark.parametrize("kind", FIVE)
 def test_pllava_pooling_trains_and_generates(ckpts, kind):
     torch.manual_seed(0)
     shape = [1, 1, 1] if kind == "qwen2_vl" else [2, 2, 2]  # Qwen2-VL: 4 frames = 2 temporal patches, 2x2 merged
