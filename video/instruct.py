@@ -107,7 +107,7 @@ def load_instructions(file: str | Path, video_root: str | Path | None = None, ex
                 where,
             )
         path = Path(vid)
-        full = path if path.is_absolute() else _video_path(root, vid, ext)
+        full = path if path.is_absolute() else _video_path(root, vid, ext, where)
         out.append({"video": str(full), "video_id": path.stem, "turns": turns, "where": where})
     if not out:
         raise DataError(f"{file}: no entries")
