@@ -51,7 +51,10 @@ def old_trainer_class():
 
 
 def make_run(data: Path, out: Path, steps: int, batch: int, workers: int, device: str, precision: str):
-    from vlx.cli import load_recipe_config
+    try:  # where the structure work moves it
+        from vlx.train.recipe import load_recipe_config
+    except ImportError:
+        from vlx.cli import load_recipe_config
 
     overrides = [
         f"data.root={data}",

@@ -31,7 +31,6 @@ from vlx.data.errors import DataError
 from vlx.encoders.base import EncoderConfig
 from vlx.models.dual_encoder import DualEncoderConfig, build_dual_encoder
 from vlx.tokenizers import TokenizerConfig, build_tokenizer
-from vlx.train.build import freeze_unused
 from vlx.train.recipe import RecipeConfig, Task, register_recipe
 
 
@@ -160,9 +159,10 @@ def build_classify(cfg: ClassifyConfig) -> Task:
     test = PointCloudDataset.from_primitives(root, "test")
     torch.manual_seed(cfg.train.seed)
     model = PointClassifier(build_point_encoder(cfg.encoder), len(train.class_names))
-    # Classification reads the pooled feature only; the per-token projection (for Text4Point)
-    # gets no gradient: frozen, so DDP finds no parameter without a gradient.
-    freeze_unused(model, ["encoder.token_proj.*"])
+    # The classifier reads only the pooled output: the encoder's per-token projection (used
+    # by Text4Point) gets no gradient here, which DDP without find_unused_parameters rejects.
+    if hasattr(model.encoder, "token_proj"):
+        model.encoder.token_proj.requires_grad_(False)
 
     @torch.no_grad()
     def evaluate(m, device) -> dict:

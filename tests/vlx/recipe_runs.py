@@ -111,6 +111,7 @@ def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) ->
             s += ["model.vision.kwargs={image_size: 32}"]
         else:
             s += ["model.dual.image.kwargs={image_size: 32}"]
+            s += ["train.batch_size=2"]  # batches of caption groups (6 groups in 16 videos)
     elif recipe == "embodied_policy":
         s += [
             f"data.demos={data}/demos",
@@ -125,29 +126,46 @@ def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) ->
     return s
 
 
-def run_config(
-    config: str, data: Path, out: Path, steps: int = 3, evaluate: bool = True, extra: list[str] = ()
-) -> dict[str, Any]:
-    """Build ``config`` through the CLI's path and train it; returns the per-step losses and
-    the evaluation result."""
-    from vlx.cli import load_recipe_config
+def build_config(config: str, data: Path, out: Path, steps: int = 3, extra: list[str] = ()):
+    """``config`` through the CLI's path up to the Task: (typed config, task). Generates the
+    recipe's tiny data under ``data`` when missing."""
+    try:  # where the structure work moves it
+        from vlx.train.recipe import load_recipe_config
+    except ImportError:
+        from vlx.cli import load_recipe_config
+
+    recipe, cfg = load_recipe_config(str(ROOT / config), [*overrides(config, data, out, steps), *extra])
+    return cfg, recipe.build(cfg)
+
+
+def train_built(config: str, cfg, task, data: Path, evaluate: bool = True) -> dict[str, Any]:
+    """Train a built config; returns the per-step losses and the evaluation result."""
     from vlx.config import to_dict
     from vlx.train import Trainer
     from vlx.train.logging import read_jsonl
 
-    recipe, cfg = load_recipe_config(str(ROOT / config), [*overrides(config, data, out, steps), *extra])
-    task = recipe.build(cfg)
     if not evaluate:
         task.evaluate = None
+    out = Path(cfg.train.output_dir)
     result = Trainer(cfg.train, task, config_dict=to_dict(cfg)).fit()
     rows = read_jsonl(out / "metrics.jsonl") if (out / "metrics.jsonl").is_file() else []
     loss = {r["step"]: r["loss"] for r in rows if "loss" in r}
     if config == TEACHER:  # the teacher of the 3D recipes
         teacher = data / "runs" / "teacher"
         teacher.parent.mkdir(parents=True, exist_ok=True)
-        if not teacher.exists():
+        try:
             teacher.symlink_to(out)
+        except FileExistsError:
+            pass
     return {"config": config, "loss": loss, "eval": result}
+
+
+def run_config(
+    config: str, data: Path, out: Path, steps: int = 3, evaluate: bool = True, extra: list[str] = ()
+) -> dict[str, Any]:
+    """Build ``config`` through the CLI's path and train it for ``steps``."""
+    cfg, task = build_config(config, data, out, steps, extra)
+    return train_built(config, cfg, task, data, evaluate)
 
 
 if __name__ == "__main__":  # python tests/vlx/recipe_runs.py DATA OUT [CONFIG ...]: timing aid

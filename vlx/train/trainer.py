@@ -385,8 +385,8 @@ class Trainer:
     def _epoch(self, run: _Run) -> None:
         cfg, task = self.cfg, self.task
         run.sampler.set_epoch(run.epoch, start=run.micro_in_epoch * cfg.batch_size)
-        if hasattr(task.train_dataset, "set_epoch"):  # reaches the main process's copy only
-            task.train_dataset.set_epoch(run.epoch)
+        # The epoch reaches the dataset through the sampler's indices (EpochIndex), in the
+        # main process and in every (persistent) worker alike; no set_epoch call is needed.
         run.loader.generator.manual_seed(cfg.seed * 7919 + run.epoch)
         it = iter(run.loader)
         epoch_done = True
