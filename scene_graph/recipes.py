@@ -40,6 +40,10 @@ class SceneDataConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     skip_bad: bool = False  # skip (and count) bad annotations instead of failing
     cache_graphs: bool = True  # keep built graphs in <root>/graphs_<hash>.pt for later runs
+    # Candidate objects: "gt" the annotated instances (ScanRefer's GT boxes), "pred" the boxes of
+    # a predicted-proposal file (see scene_graph.data.proposals), matched to targets by IoU.
+    proposals: Literal["gt", "pred"] = "gt"
+    proposal_file: str | None = None  # relative to root; required when proposals is "pred"
     max_train: int | None = None
     max_val: int | None = None
 
@@ -73,13 +77,37 @@ def make_store(cfg: SceneDataConfig) -> SceneStore:
     return SceneStore(Path(cfg.root) / cfg.scans, cfg.graph)
 
 
+def _scans_fingerprint(scans: Path) -> list:
+    """Names, sizes and modification times of the scene files: a changed scene changes the key."""
+    if not scans.is_dir():
+        return []
+    return sorted(
+        (str(f.relative_to(scans)), st.st_size, st.st_mtime_ns)
+        for f in scans.glob("*/*")
+        if f.is_file() and (st := f.stat())
+    )
+
+
 def _cache_path(cfg: SceneDataConfig) -> Path:
+    """``<root>/graphs_<md5>.pt``; the key covers everything that changes the graphs: the graph
+    and relation settings, ``data.scans``, the proposals used, the room generator's settings
+    when rooms are generated, the cache format and the scene files themselves."""
     import hashlib
 
+    from scene_graph.data.dataset import CACHE_FORMAT
     from vlx.config import to_dict
 
-    key = hashlib.md5(json.dumps(to_dict(cfg.graph), sort_keys=True).encode()).hexdigest()[:10]
-    return Path(cfg.root) / f"graphs_{key}.pt"
+    key = {
+        "format": CACHE_FORMAT,
+        "graph": to_dict(cfg.graph),
+        "scans": cfg.scans,
+        "proposals": cfg.proposals,
+        "proposal_file": cfg.proposal_file,
+        "rooms": to_dict(cfg.rooms) if cfg.generate else None,
+        "files": _scans_fingerprint(Path(cfg.root) / cfg.scans),
+    }
+    digest = hashlib.md5(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.root) / f"graphs_{digest}.pt"
 
 
 def load_splits(cfg: SceneDataConfig, answer_vocab=None) -> tuple[ReferralDataset, ReferralDataset]:

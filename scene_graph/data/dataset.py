@@ -7,6 +7,7 @@ sample that is counted (``dataset.skipped``) and reported by the evaluation.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -21,6 +22,8 @@ from scene_graph.data.annotations import Referral, is_view_dependent
 from scene_graph.data.scannet import load_scannet_scene
 from vlx.data.errors import DataError
 
+CACHE_FORMAT = 2  # bump when the stored graph layout changes
+
 
 class SceneStore:
     """Loads ScanNet-layout scenes under ``root`` and builds their graphs once (per instance)."""
@@ -34,15 +37,42 @@ class SceneStore:
         self._graphs: dict[str, Data | DataError] = {}
 
     def save(self, path: str | Path) -> None:
-        """Write the built graphs (not the failures) to ``path`` so later runs skip the building."""
-        torch.save({k: g for k, g in self._graphs.items() if isinstance(g, Data)}, Path(path))
+        """Write the built graphs (not the failures) to ``path`` so later runs skip the building.
+
+        Only plain tensors, strings and lists are stored (``Data.to_dict()``), so :meth:`load`
+        can read the file with ``weights_only=True``; written to a temporary file and renamed,
+        so a kill mid-write leaves either the old file or none.
+        """
+        p = Path(path)
+        graphs = {k: dict(g.to_dict()) for k, g in self._graphs.items() if isinstance(g, Data)}
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        try:
+            torch.save({"format": CACHE_FORMAT, "graphs": graphs}, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def load(self, path: str | Path) -> bool:
-        """Read graphs saved by :meth:`save`; False when ``path`` does not exist."""
+        """Read graphs saved by :meth:`save`; False when ``path`` does not exist.
+
+        The file is read with ``weights_only=True``: a file that needs arbitrary unpickling
+        (e.g. one planted in a shared dataset folder) is refused with a DataError, never run.
+        """
         p = Path(path)
         if not p.is_file():
             return False
-        self._graphs.update(torch.load(p, weights_only=False))
+        try:
+            blob = torch.load(p, weights_only=True)
+        except Exception as e:  # pickle.UnpicklingError for disallowed globals, RuntimeError for torn files
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(
+                f"{p}: not a scene-graph cache of plain tensors (refused to unpickle: {first}); delete it to rebuild"
+            ) from None
+        if not isinstance(blob, dict) or blob.get("format") != CACHE_FORMAT or not isinstance(blob.get("graphs"), dict):
+            raise DataError(f"{p}: not a scene-graph cache (format {CACHE_FORMAT}); delete it to rebuild")
+        self._graphs.update({k: Data.from_dict(d) for k, d in blob["graphs"].items()})
         return True
 
     def get(self, scene_id: str) -> Data:
