@@ -44,6 +44,14 @@ class SceneDataConfig:
     # a predicted-proposal file (see scene_graph.data.proposals), matched to targets by IoU.
     proposals: Literal["gt", "pred"] = "gt"
     proposal_file: str | None = None  # relative to root; required when proposals is "pred"
+    # ScanRefer's unique/multiple: "scanrefer" (the target's class once among the split's
+    # annotated objects of the scene; classes are ScanRefer's 18 via label_map when given, else
+    # the raw object_name) or "scene" (vlx's variant: its raw label once among all the scene's objects).
+    unique_rule: Literal["scanrefer", "scene"] = "scanrefer"
+    label_map: str | None = None  # scannetv2-labels.combined.tsv, relative to root
+    # referit3d's default filters for Nr3D / Sr3D csv files (mentions_target_class, <= 24 tokens).
+    referit3d_filters: bool = True
+    max_tokens: int = 24
     max_train: int | None = None
     max_val: int | None = None
 
@@ -74,7 +82,19 @@ def _prepare(cfg: SceneDataConfig) -> Path:
 
 
 def make_store(cfg: SceneDataConfig) -> SceneStore:
-    return SceneStore(Path(cfg.root) / cfg.scans, cfg.graph)
+    """The scene store of ``cfg``: annotated instances, or predicted proposals (``proposals: pred``)."""
+    scans = Path(cfg.root) / cfg.scans
+    proposals = None
+    if cfg.proposals == "pred":
+        if not cfg.proposal_file:
+            raise ConfigError("data.proposal_file: required when data.proposals is 'pred'")
+        from scene_graph.data.proposals import read_proposals
+
+        known = {d.name for d in scans.iterdir() if d.is_dir()} | {f.stem for f in scans.glob("*.npz")}
+        proposals = read_proposals(Path(cfg.root) / cfg.proposal_file, known)
+    elif cfg.proposals != "gt":
+        raise ConfigError(f"data.proposals: expected 'gt' or 'pred', got {cfg.proposals!r}")
+    return SceneStore(scans, cfg.graph, proposals=proposals)
 
 
 def _scans_fingerprint(scans: Path) -> list:
@@ -121,13 +141,31 @@ def load_splits(cfg: SceneDataConfig, answer_vocab=None) -> tuple[ReferralDatase
     return train, val
 
 
+def read_annotations(cfg: SceneDataConfig, path: Path):
+    """The annotations of one file in ``cfg.format`` (referit3d's filters as configured)."""
+    if cfg.format == "referit3d":
+        return read_referit3d_csv(
+            path,
+            mentions_target_class_only=cfg.referit3d_filters,
+            max_tokens=cfg.max_tokens if cfg.referit3d_filters else None,
+        )
+    return READERS[cfg.format](path)
+
+
 def load_split(cfg: SceneDataConfig, which: str, store: SceneStore, answer_vocab=None) -> ReferralDataset:
     root = Path(cfg.root)
-    refs = READERS[cfg.format](root / getattr(cfg, f"{which}_file"))
+    refs = read_annotations(cfg, root / getattr(cfg, f"{which}_file"))
     limit = cfg.max_train if which == "train" else cfg.max_val
     if limit is not None:
         refs = refs[:limit]
-    return ReferralDataset(refs, store, answer_vocab=answer_vocab, skip_bad=cfg.skip_bad)
+    classify = None
+    if cfg.label_map:
+        from scene_graph.data.labels import read_label_map
+
+        classify = read_label_map(root / cfg.label_map).scannet18
+    return ReferralDataset(
+        refs, store, answer_vocab=answer_vocab, skip_bad=cfg.skip_bad, unique_rule=cfg.unique_rule, classify=classify
+    )
 
 
 def _maybe_init(model: torch.nn.Module, path: str | None) -> None:
@@ -167,7 +205,7 @@ def evaluate_grounding(
             out = model(batch)
             pred = predict_objects(out["scores"], batch["node_batch"])
             pred_box.append(batch["box"][pred].cpu())
-            gt_box.append(batch["box"][batch["target"]].cpu())
+            gt_box.append(batch["gt_box"].cpu())
             correct.append((pred == batch["target"]).cpu())
             uniq.append(batch["unique"].cpu()), hard.append(batch["hard"].cpu()), vd.append(batch["view_dep"].cpu())
             if "answer_logits" in out and answer_names:
@@ -176,14 +214,14 @@ def evaluate_grounding(
                 if "answer_logits_gt_object" in out:
                     top1_gt += [[answer_names[j]] for j in out["answer_logits_gt_object"].argmax(-1).tolist()]
     model.train()
-    res = {"n": len(dataset), "skipped": len(dataset.skipped)}
+    res = {"n": len(dataset), "skipped": len(dataset.skipped), "proposals_pred": float(dataset.proposals == "pred")}
     if not len(dataset):
         return res
     # A uniform pick among the objects sharing the target's class (100% on "unique", 1/k on
     # "multiple"): the reference for a model that knows classes but neither relations nor
     # positions (absolute positions alone already beat it: "front"/"farthest" targets sit
     # near the room's edges).
-    share = [sum(l == it["graph"].label_names[it["target"]] for l in it["graph"].label_names) for it in dataset.items]
+    share = [it["same_class"] for it in dataset.items]
     res["class_oracle/overall"] = 100.0 * sum(1.0 / k for k in share) / len(share)
     res.update(grounding_accuracy(torch.cat(pred_box), torch.cat(gt_box), torch.cat(uniq)))
     res.update(
@@ -209,7 +247,7 @@ def _build(cfg: SceneGraphRecipeConfig, qa: bool) -> Task:
     tok = build_tokenizer(cfg.tokenizer)
     answer_vocab, names = None, None
     if qa:
-        refs = READERS[cfg.data.format](Path(cfg.data.root) / cfg.data.train_file)
+        refs = read_annotations(cfg.data, Path(cfg.data.root) / cfg.data.train_file)
         names = sorted({r.answers[0].lower() for r in refs if r.answers})
         answer_vocab = {a: k for k, a in enumerate(names)}
         cfg.model.num_answers = len(names)
