@@ -17,7 +17,7 @@ from scene_graph.data.annotations import read_referit3d_csv, read_scanqa, read_s
 from scene_graph.data.dataset import ReferralDataset, SceneStore, collate_referrals
 from scene_graph.data.rooms import RoomConfig, generate_rooms, rooms_ready
 from scene_graph.losses import PretrainLossConfig, SceneGraphPretrainer
-from scene_graph.metrics import candidate_accuracy, grounding_accuracy, qa_exact_match
+from scene_graph.metrics import candidate_accuracy, grounding_accuracy, qa_exact_match, qa_meteor
 from scene_graph.models import SceneModelConfig, build_scene_model, predict_objects
 from vlx.config import ConfigError
 from vlx.data.errors import DataError
@@ -63,6 +63,7 @@ class SceneGraphRecipeConfig(RecipeConfig):
     data: SceneDataConfig = field(default_factory=SceneDataConfig)
     init_from: str | None = None  # a checkpoint dir (e.g. of sg_pretrain) to start from
     eval_batch_size: int = 64
+    meteor: bool = True  # QA: ScanQA's METEOR through pycocoevalcap when Java is on the PATH
 
 
 @dataclass
@@ -190,7 +191,13 @@ def _maybe_init(model: torch.nn.Module, path: str | None) -> None:
 
 
 def evaluate_grounding(
-    model, dataset: ReferralDataset, collate, device, batch_size: int, answer_names: list[str] | None = None
+    model,
+    dataset: ReferralDataset,
+    collate,
+    device,
+    batch_size: int,
+    answer_names: list[str] | None = None,
+    meteor: bool = False,
 ) -> dict:
     """ScanRefer Acc@0.25/0.5 (Unique/Multiple/Overall), referit3d candidate accuracy
     (Easy/Hard/View-dep/View-indep), QA EM@1/EM@10 when the model answers, and the number
@@ -239,6 +246,10 @@ def evaluate_grounding(
             res.update(caption_metrics([t[0] for t in topk], answers))
         except ImportError:  # the core's caption metrics not installed: EM only
             pass
+        if meteor:
+            m = qa_meteor([t[0] for t in topk], answers)
+            res.update({k: v for k, v in m.items() if k == "METEOR"})
+            res["METEOR_available"] = float("METEOR" in m)  # the reason otherwise: qa_meteor's note
     return res
 
 
@@ -259,7 +270,7 @@ def _build(cfg: SceneGraphRecipeConfig, qa: bool) -> Task:
         model=model,
         train_dataset=train,
         collate_fn=collate,
-        evaluate=lambda m, device: evaluate_grounding(m, val, collate, device, cfg.eval_batch_size, names),
+        evaluate=lambda m, device: evaluate_grounding(m, val, collate, device, cfg.eval_batch_size, names, cfg.meteor),
     )
 
 

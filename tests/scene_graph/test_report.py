@@ -47,3 +47,29 @@ def test_no_summary_without_a_complete_pair_and_finished_runs_read_back(tmp_path
     _keep(tmp_path, results, "graph_seed0", r(90.0, 100.0, 88.0))
     assert _finished(tmp_path / "graph_seed0") == r(90.0, 100.0, 88.0)
     assert "graph_seed0" in (tmp_path / "report.md").read_text()
+
+
+def test_variants_sr3d_and_pred_get_their_own_tables(tmp_path):
+    def p(o25, o5):
+        return {"overall/Acc@0.25": o25, "overall/Acc@0.5": o5, "multiple/Acc@0.25": o25, "multiple/Acc@0.5": o5,
+                "unique/Acc@0.25": 100.0, "n": 40}  # fmt: skip
+
+    results = {
+        "graph_seed0": r(98.0, 100.0, 97.0),
+        "noedges_seed0": r(56.0, 98.0, 52.0),
+        "sr3d_graph_seed0": r(80.0, 100.0, 75.0),
+        "sr3d_noedges_seed0": r(50.0, 100.0, 45.0),
+        "pred_graph_seed0": p(70.0, 40.0),
+        "pred_noedges_seed0": p(50.0, 30.0),
+        "pred_graph_seed1": p(72.0, 44.0),
+        "pred_noedges_seed1": p(48.0, 30.0),
+    }
+    _write(tmp_path, results)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Variant sr3d: expressions and graph edges from the sr3d relation set" in md
+    assert "| overall/Acc@0.25 | 80.0 ± 0.0 | 50.0 ± 0.0 |" in md
+    assert "## Variant pred: predicted proposals" in md
+    assert "| overall/Acc@0.5 | 42.0 ± 2.8 | 30.0 ± 0.0 |" in md
+    assert "Graph - no edges (overall Acc@0.25): +22.0 ± 2.8; smallest +20.0." in md
+    js = json.loads((tmp_path / "report.json").read_text())
+    assert js["pred_graph_vs_noedges"]["seeds"] == ["0", "1"] and js["graph_vs_noedges"]["seeds"] == ["0"]
