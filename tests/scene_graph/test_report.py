@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from scene_graph.report import _finished, _keep, _write, seed_summary
 
 
@@ -73,3 +75,31 @@ def test_variants_sr3d_and_pred_get_their_own_tables(tmp_path):
     assert "Graph - no edges (overall Acc@0.25): +22.0 ± 2.8; smallest +20.0." in md
     js = json.loads((tmp_path / "report.json").read_text())
     assert js["pred_graph_vs_noedges"]["seeds"] == ["0", "1"] and js["graph_vs_noedges"]["seeds"] == ["0"]
+
+
+@pytest.mark.slow
+def test_report_runs_the_sr3d_and_pred_variants_end_to_end(tmp_path):
+    from types import SimpleNamespace
+
+    from scene_graph.report import run_report
+
+    tiny = [
+        f"data.root={tmp_path / 'rooms'}",
+        "data.rooms.n_train=6",
+        "data.rooms.n_val=3",
+        "data.rooms.points_per_object=16",
+        "train.max_steps=2",
+        "train.batch_size=2",
+        "train.progress=false",
+        "model.dim=32",
+        "eval_batch_size=8",
+    ]
+    args = SimpleNamespace(out=str(tmp_path / "out"), config_dir=None, set=tiny, only=["sr3d", "pred"], threads=1,
+                           jobs=1, seeds=[0], finetune_epochs=1)  # fmt: skip
+    assert run_report(args) == 0
+    js = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert js["pred_graph_seed0"]["proposals_pred"] == 1.0 and js["sr3d_graph_seed0"]["proposals_pred"] == 0.0
+    assert (tmp_path / "rooms" / "proposals_noisy.npz").is_file() and (tmp_path / "rooms_sr3d" / "meta.json").is_file()
+    assert json.loads((tmp_path / "rooms_sr3d" / "meta.json").read_text())["config"]["relations"] == "sr3d"
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Variant sr3d" in md and "## Variant pred" in md
