@@ -84,12 +84,13 @@ def test_no_alignment_line_means_identity(tmp_path):
     assert not bool(z["has_alignment"]) and np.allclose(z["boxes"][0], [1, 0.5, 0.25, 2, 1, 0.5])
 
 
+@pytest.mark.slow  # spawns two worker processes that import torch
 def test_bad_scenes_are_skipped_and_listed_and_runs_resume(tmp_path):
     scans = make_scannet(tmp_path)
     make_scannet(tmp_path, "scene0001_00")
     (scans / "scene0001_00" / "scene0001_00.aggregation.json").unlink()
     make_scannet(tmp_path, "scene0002_00", labels=("office chair", "unicorn"))
-    res = build_scannet(scans, tmp_path / "out", workers=2, progress=False)
+    res = build_scannet(scans, tmp_path / "out", workers=2, progress=False)  # two spawned processes
     assert res.built == ["scene0000_00"]
     assert set(res.skipped) == {"scene0001_00", "scene0002_00"}
     assert res.skipped["scene0001_00"].endswith("scene0001_00.aggregation.json: file not found")
@@ -127,3 +128,18 @@ def test_writer_reader_roundtrip(tmp_path):
     assert np.allclose(s.axis_alignment, ALIGN)
     agg = json.loads((tmp_path / "sceneX" / "sceneX.aggregation.json").read_text())
     assert agg["segmentsFile"] == "scannet.sceneX_vh_clean_2.0.010000.segs.json"
+
+
+def test_cli_build_scannet(tmp_path, capsys):
+    from vlx.cli import main
+
+    scans = make_scannet(tmp_path)
+    make_scannet(tmp_path, "scene0001_00")
+    (scans / "scene0001_00" / "scene0001_00.aggregation.json").unlink()
+    assert (
+        main(["scene-graph", "build-scannet", "--scans", str(scans), "--out", str(tmp_path / "o"), "--workers", "1"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "built 1, already built 0, skipped 1" in out and "skipped scene0001_00: " in out
+    assert (tmp_path / "o" / "scene0000_00.npz").is_file()
