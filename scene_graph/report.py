@@ -201,6 +201,8 @@ def run_report(args) -> int:
         for s in seeds
         for name in ("graph", "noedges")
     ]
+    # seed by seed, so an interrupted report already holds a complete pair of every variant
+    jobs.sort(key=lambda job: job[0].rsplit("_seed", 1)[-1] if "_seed" in job[0] else "")
     if "pretrain" in only:
         jobs.append(("pretrain", cdir / RUNS["pretrain"], base))
     if "qa" in only:
