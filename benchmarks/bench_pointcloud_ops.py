@@ -1,6 +1,6 @@
 """Side-by-side timings of pointcloud's dispatched ops against the libraries they compete with.
 
-    python benchmarks/bench_pointcloud_ops.py [--batch 16] [--points 8192] [--repeat 3]
+    python benchmarks/bench_pointcloud_ops.py [--batch 16] [--points 8192] [--repeat 3] [--device cuda]
 
 FPS (16 x 8192 -> 1024) and kNN (k=16, every point queries its cloud) against open3d's C++
 (legacy ``farthest_point_down_sample``; ``core.nns.NearestNeighborSearch``), scipy's
@@ -20,7 +20,6 @@ OpenMP team spins at every barrier; measured 30x slower steps here under load).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import time
 
@@ -28,16 +27,39 @@ import numpy as np
 import torch
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()  # GPU rows: time the kernels, not their queueing
+
+
 def best_of(fn, repeat: int) -> tuple[float, float]:
     """(best wall seconds, best process CPU seconds) over ``repeat`` runs after a warm-up."""
     fn()  # warm-up (imports, allocator, thread pools)
+    _sync()
     wall, cpu = [], []
     for _ in range(repeat):
         t, c = time.perf_counter(), time.process_time()
         fn()
+        _sync()
         wall.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     return min(wall), min(cpu)
+
+
+def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Wall seconds of each function per round, the functions alternating inside each round
+    (so load changes hit both alike); one warm-up call each first."""
+    for fn in fns.values():
+        fn()
+    _sync()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            _sync()
+            times[k].append(time.perf_counter() - t)
+    return times
 
 
 def main() -> None:
@@ -51,6 +73,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
+    ap.add_argument(
+        "--device", default="cpu", help="where vlx's ops and torch/pytorch3d rows run (cuda: the GPU rows of gpu_check)"
+    )
     a = ap.parse_args()
     import os
 
@@ -64,8 +89,9 @@ def main() -> None:
     from pointcloud import ops, projection
 
     torch.manual_seed(0)
-    pts = ops.normalize_points(torch.rand(a.batch, a.points, 3) * 2 - 1)
-    arr = pts.numpy()
+    host = ops.normalize_points(torch.rand(a.batch, a.points, 3) * 2 - 1)
+    arr = host.numpy()  # the host libraries' input
+    pts = host.to(a.device)  # vlx's (and torch/pytorch3d's) input
     rows: list[tuple[str, str, tuple[float, float]]] = []
 
     # ---- FPS
@@ -80,11 +106,14 @@ def main() -> None:
     rows.append(
         (
             "fps",
-            "torch loop (vectorised over batch)",
+            "torch batched (4 kernels a step)",
             best_of(lambda: ops.farthest_point_sample(pts, a.samples, backend="torch"), a.repeat),
         )
     )
-    if importlib.util.find_spec("pytorch3d"):
+    fps_old_new = interleaved(
+        {"old": lambda: ops._fps_loop(pts, a.samples), "new": lambda: ops._fps_torch(pts, a.samples)}, a.repeat
+    )
+    if ops.pytorch3d_problem(pts.device) is None:  # installed and working on this device
         from pytorch3d.ops import sample_farthest_points
 
         rows.append(("fps", "pytorch3d", best_of(lambda: sample_farthest_points(pts, K=a.samples), a.repeat)))
@@ -112,7 +141,7 @@ def main() -> None:
         )
     )
     rows.append(("knn", "torch cdist+topk", best_of(lambda: ops.knn(pts, pts, a.k, backend="torch"), a.repeat)))
-    if importlib.util.find_spec("pytorch3d"):
+    if ops.pytorch3d_problem(pts.device) is None:  # installed and working on this device
         from pytorch3d.ops import knn_points
 
         rows.append(("knn", "pytorch3d", best_of(lambda: knn_points(pts, pts, K=a.k), a.repeat)))
@@ -128,7 +157,7 @@ def main() -> None:
     # open3d's camera: x right, y down, z forward; ours: x right, y up, depth forward.
     flip = np.diag([1.0, -1.0, 1.0])
     extr = []
-    for m in mats.numpy().astype(np.float64):
+    for m in mats.cpu().numpy().astype(np.float64):
         E = np.eye(4)
         E[:3, :3] = flip @ m
         E[2, 3] = dist
@@ -184,7 +213,7 @@ def main() -> None:
     load_after = os.getloadavg()
     print(
         f"\n{a.batch} clouds x {a.points} points; FPS -> {a.samples}; kNN k={a.k}; {a.views} views at {S}x{S}; "
-        f"torch threads={torch.get_num_threads()}; cores={os.cpu_count()}; "
+        f"torch threads={torch.get_num_threads()}; cores={os.cpu_count()}; device={a.device}; "
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}"
     )
     print(f"{'op':6s} {'implementation':58s} {'wall s':>9s} {'cpu s':>9s}")
@@ -207,6 +236,12 @@ def main() -> None:
     for op in ("fps", "knn"):
         ratio(op, lambda o, n, op=op: o == op and not n.startswith("OURS") and not n.startswith("torch"))
     ratio("depth", lambda o, n: o == "depth" and n.startswith("open3d"))
+    per_round = sorted(o / n for o, n in zip(fps_old_new["old"], fps_old_new["new"]))
+    summary["fps_torch_old_over_new"] = per_round[len(per_round) // 2]
+    print(
+        f"fps torch backend: previous loop / batched, interleaved rounds: median {per_round[len(per_round) // 2]:.2f}x "
+        f"(min {per_round[0]:.2f}, max {per_round[-1]:.2f}, {len(per_round)} rounds)"
+    )
     if a.out:
         with open(a.out, "w") as fh:
             json.dump(

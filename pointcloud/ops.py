@@ -11,7 +11,9 @@ FPS         open3d (legacy C++ FPS), torch             pytorch3d, torch
 kNN         open3d NNS, scipy cKDTree, torch           pytorch3d, torch
 ==========  =========================================  ======================================
 
-The vectorised ``torch`` backend runs everywhere and is the fallback. All backends return
+The vectorised ``torch`` backend runs everywhere and is the fallback. pytorch3d is used only
+after a probe on the device passes (``pytorch3d_problem``: a CPU-only build imports fine and
+fails at its first CUDA op); ``backend_parity_check`` compares the backends on a device. All backends return
 the same answer (tests compare each with a naive loop). Results keep the input's device;
 distances returned by ``knn`` come from the backend, and are recomputed in torch from the
 indices when an input requires grad, so they carry gradients whatever backend found the
@@ -21,13 +23,14 @@ callers that already did).
 Public API (used by pointcloud.encoders and scene_graph):
 ``validate_points``, ``farthest_point_sample``, ``knn``, ``ball_query``, ``group_points``,
 ``gather_points``, ``normalize_points``, ``random_rotation``, ``random_scale``, ``jitter``,
-``random_point_dropout``, ``available_backends``.
+``random_point_dropout``, ``available_backends``, ``pytorch3d_problem``, ``backend_parity_check``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -56,13 +59,49 @@ _AUTO = {
 _SUPPORTED = {"fps": {"torch", "open3d", "pytorch3d"}, "knn": {"torch", "open3d", "scipy", "pytorch3d"}}
 
 
+_PROBED: dict[str, str | None] = {}  # device -> None (works) or why pytorch3d does not
+
+
+def pytorch3d_problem(device: str | torch.device) -> str | None:
+    """None when pytorch3d imports and runs its FPS and kNN on ``device``, else why not (one
+    line). Cached per device: a CPU-only build, or one compiled for another CUDA, imports
+    fine and fails only at the first op, so ``find_spec`` alone is not enough."""
+    key = str(torch.device(device))
+    if key not in _PROBED:
+        if not _HAS["pytorch3d"]:
+            _PROBED[key] = "pytorch3d is not installed"
+        else:
+            try:
+                from pytorch3d.ops import knn_points, sample_farthest_points
+
+                x = torch.rand(1, 8, 3, device=device)
+                idx = sample_farthest_points(x, K=2, random_start_point=False)[1]
+                res = knn_points(x, x, K=2, return_sorted=True)
+                if idx.shape != (1, 2) or not bool((res.idx[0, :, 0] == torch.arange(8, device=device)).all()):
+                    raise RuntimeError("wrong results on a tiny cloud")
+                _PROBED[key] = None
+            except Exception as e:  # any failure means: use the torch fallback
+                _PROBED[key] = (
+                    f"pytorch3d fails on {key}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                )
+                warnings.warn(f"{_PROBED[key]}; using the torch backend", stacklevel=3)
+    return _PROBED[key]
+
+
+def _usable(backend: str, device: torch.device) -> bool:
+    if backend == "pytorch3d":
+        return pytorch3d_problem(device) is None
+    return _HAS[backend]
+
+
 def available_backends(op: Literal["fps", "knn"], device: str | torch.device = "cpu") -> list[str]:
-    """Backends importable here that can run ``op`` for tensors on ``device`` (CPU-only
-    libraries still run on CUDA tensors through a host copy, but are not chosen by auto)."""
-    dev = torch.device(device).type
-    order = _AUTO.get((op, dev), ("torch",))
+    """Backends that run ``op`` for tensors on ``device`` here (CPU-only libraries still run
+    on CUDA tensors through a host copy, but are not chosen by auto; pytorch3d is listed
+    only when its probe on ``device`` passes, see ``pytorch3d_problem``)."""
+    dev = torch.device(device)
+    order = _AUTO.get((op, dev.type), ("torch",))
     rest = sorted(_SUPPORTED[op] - set(order))
-    return [b for b in (*order, *rest) if _HAS[b]]
+    return [b for b in (*order, *rest) if _usable(b, dev)]
 
 
 def _pick(op: str, backend: str, device: torch.device) -> str:
@@ -73,14 +112,21 @@ def _pick(op: str, backend: str, device: torch.device) -> str:
             raise ImportError(f"{op}: backend {backend!r} is not installed")
         return backend
     for b in _AUTO.get((op, device.type), ("torch",)):
-        if _HAS[b]:
+        if _usable(b, device):
             return b
     return "torch"
 
 
-def validate_points(points: torch.Tensor, name: str = "points", dims: int | None = 3) -> torch.Tensor:
+def validate_points(
+    points: torch.Tensor, name: str = "points", dims: int | None = 3, lazy: bool | None = None
+) -> torch.Tensor:
     """Raise a one-line DataError unless ``points`` is a non-empty, finite ``(B, N, dims)``
-    tensor; returns it unchanged. ``name`` says where the points came from (a file, a key)."""
+    tensor; returns it unchanged. ``name`` says where the points came from (a file, a key).
+
+    The finiteness test reads a device value back. ``lazy`` (default: True off the CPU)
+    queues it as an asynchronous device assertion instead, so a render does not wait for the
+    accelerator; a non-finite cloud then fails at the next synchronisation, without the
+    batch/point location."""
     if not isinstance(points, torch.Tensor):
         raise DataError(f"{name}: expected a torch.Tensor of shape (B, N, {dims or 'D'}), got {type(points).__name__}")
     if points.dim() != 3 or (dims is not None and points.shape[-1] != dims):
@@ -91,6 +137,9 @@ def validate_points(points: torch.Tensor, name: str = "points", dims: int | None
         raise DataError(f"{name}: expected floating-point coordinates, got {points.dtype}")
     # One reduction first: a finite sum means every coordinate is finite (NaN and inf propagate);
     # only a non-finite sum (or an overflow) pays for the elementwise check that locates it.
+    if lazy if lazy is not None else points.device.type != "cpu":
+        torch._assert_async(torch.isfinite(points.detach()).all(), f"{name}: non-finite coordinate (NaN/inf)")
+        return points
     if bool(torch.isfinite(points.detach().sum())):
         return points
     bad = ~torch.isfinite(points)
@@ -133,6 +182,26 @@ def farthest_point_sample(
 
 @torch.no_grad()
 def _fps_torch(points: torch.Tensor, m: int) -> torch.Tensor:
+    """Batched FPS: one step per sample over all B clouds at once, four kernels a step (gather
+    the new centres, their exact distances to every point, running min, argmax) and no host
+    sync: the picks stay on the device until the final concatenation. ``cdist`` without the
+    matmul form gives the same distances as the naive ``(p - c)^2`` sum (the matmul form's
+    cancellation would flip near-ties)."""
+    B, N, _ = points.shape
+    pts = points.float()
+    dist = torch.full((B, 1, N), float("inf"), device=points.device)
+    far = torch.zeros(B, 1, 1, dtype=torch.long, device=points.device)
+    picks = []
+    for _ in range(m):
+        picks.append(far)
+        c = pts.gather(1, far.expand(B, 1, 3))  # (B, 1, 3)
+        torch.minimum(dist, torch.cdist(c, pts, compute_mode="donot_use_mm_for_euclid_dist"), out=dist)
+        far = dist.argmax(2).view(B, 1, 1)
+    return torch.cat(picks, 1).view(B, m)
+
+
+def _fps_loop(points: torch.Tensor, m: int) -> torch.Tensor:
+    """The previous torch FPS (eight kernels a step), kept as the benchmark's baseline."""
     B, N, _ = points.shape
     pts = points.float()
     dist = torch.full((B, N), float("inf"), device=points.device)
@@ -172,13 +241,19 @@ def _fps_open3d(points: torch.Tensor, m: int) -> torch.Tensor:
 
 
 def knn(
-    query: torch.Tensor, points: torch.Tensor, k: int, backend: Backend = "auto", check: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
+    query: torch.Tensor,
+    points: torch.Tensor,
+    k: int,
+    backend: Backend = "auto",
+    check: bool = True,
+    return_dists: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """k nearest neighbours of every query point among ``points`` (any feature dim D).
 
     query: (B, M, D), points: (B, N, D), k <= N. Returns ``(dists (B, M, k), idx (B, M, k))``,
     Euclidean distances ascending; a query that is also a point finds itself first.
-    ``dists`` is differentiable w.r.t. both inputs.
+    ``dists`` is differentiable w.r.t. both inputs. ``return_dists=False`` returns
+    ``(None, idx)`` and skips the (B, M, k, D) neighbour gather that exact distances need.
     """
     if check:
         validate_points(query, "knn query", dims=None)
@@ -202,6 +277,8 @@ def knn(
         dists, idx = res.dists.clamp_min(0).sqrt().to(query.dtype), res.idx
     else:
         dists, idx = None, _knn_torch(query, points, k)
+    if not return_dists:
+        return None, idx
     # Distances are recomputed in torch from the indices only when they must carry gradients,
     # or when the backend has none exact enough (cdist's matmul form loses ~1e-3 near 0).
     if dists is None or (torch.is_grad_enabled() and (query.requires_grad or points.requires_grad)):
@@ -328,6 +405,13 @@ def rotation_matrices(angles: torch.Tensor, axis: Literal["x", "y", "z"]) -> tor
     return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
+def _draw(fn, shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """``fn(shape)`` (torch.rand / torch.randn) drawn on ``like``'s device in float32, or on
+    the generator's device then moved there when a generator of another device is given."""
+    dev = generator.device if generator is not None else like.device
+    return fn(shape, generator=generator, device=dev, dtype=torch.float32).to(like.device)
+
+
 def random_rotation(
     points: torch.Tensor, mode: Literal["z", "so3"] = "z", generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -335,10 +419,10 @@ def random_rotation(
     QR of a Gaussian matrix with the sign fixed, Mezzadri 2007). (B, N, 3) -> same."""
     B = points.shape[0]
     if mode == "z":
-        ang = torch.rand(B, generator=generator) * 2 * math.pi
+        ang = _draw(torch.rand, (B,), generator, points) * (2 * math.pi)
         R = rotation_matrices(ang, "z")
     elif mode == "so3":
-        q, r = torch.linalg.qr(torch.randn(B, 3, 3, generator=generator))
+        q, r = torch.linalg.qr(_draw(torch.randn, (B, 3, 3), generator, points))
         q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
         det = torch.linalg.det(q)
         q[:, :, 0] *= det.sign().unsqueeze(-1)
@@ -357,7 +441,7 @@ def random_scale(
 ) -> torch.Tensor:
     """Scale each cloud by factors drawn from U(low, high), per axis if ``anisotropic``."""
     B = points.shape[0]
-    s = torch.rand(B, 1, 3 if anisotropic else 1, generator=generator) * (high - low) + low
+    s = _draw(torch.rand, (B, 1, 3 if anisotropic else 1), generator, points) * (high - low) + low
     return points * s.to(points)
 
 
@@ -365,7 +449,7 @@ def jitter(
     points: torch.Tensor, sigma: float = 0.01, clip: float = 0.05, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Add clipped Gaussian noise per coordinate (PointNet's jitter)."""
-    noise = (torch.randn(points.shape, generator=generator) * sigma).clamp(-clip, clip)
+    noise = (_draw(torch.randn, tuple(points.shape), generator, points) * sigma).clamp(-clip, clip)
     return points + noise.to(points)
 
 
@@ -375,6 +459,30 @@ def random_point_dropout(
     """Drop a random fraction (up to ``max_ratio``) of each cloud's points by replacing them
     with the cloud's first point, so N stays fixed (PointNet++'s dropout augmentation)."""
     B, N, _ = points.shape
-    ratio = torch.rand(B, 1, generator=generator) * max_ratio
-    drop = (torch.rand(B, N, generator=generator) <= ratio).to(points.device)
+    ratio = _draw(torch.rand, (B, 1), generator, points) * max_ratio
+    drop = _draw(torch.rand, (B, N), generator, points) <= ratio
     return torch.where(drop.unsqueeze(-1), points[:, :1].expand_as(points), points)
+
+
+def backend_parity_check(
+    device: str | torch.device | None = None, batch: int = 4, n_points: int = 2048, samples: int = 256, k: int = 16
+) -> dict:
+    """Every FPS / kNN backend usable on ``device`` (default: cuda when available) against the
+    torch backend on one random batch, for scripts/gpu_check: ``{"device", "pytorch3d": None
+    or why it is not used, "fps": {backend: same index sets}, "knn": {backend: {"idx_agree":
+    fraction of equal neighbour indices, "max_dist_err": largest distance difference}}}``."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    g = torch.Generator().manual_seed(0)
+    pts = normalize_points(torch.rand(batch, n_points, 3, generator=g) * 2 - 1).to(dev)
+    out: dict = {"device": str(dev), "pytorch3d": pytorch3d_problem(dev), "fps": {}, "knn": {}}
+    ref_fps = farthest_point_sample(pts, samples, backend="torch")
+    for b in available_backends("fps", dev):
+        out["fps"][b] = bool(torch.equal(farthest_point_sample(pts, samples, backend=b).to(dev), ref_fps))
+    ref_d, ref_i = knn(pts, pts, k, backend="torch")
+    for b in available_backends("knn", dev):
+        d, i = knn(pts, pts, k, backend=b)
+        out["knn"][b] = {
+            "idx_agree": float((i.to(dev) == ref_i).float().mean()),
+            "max_dist_err": float((d.to(dev) - ref_d).abs().max()),
+        }
+    return out

@@ -55,38 +55,47 @@ _CANONICAL = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
 
 # float32 holds every integer below 2^24 exactly: the most image rows depth_maps stacks at once.
 _MAX_FLOAT_ROWS = 2**24
-_SAME_SIZE_INT = {
-    torch.float32: torch.int32,
-    torch.float64: torch.int64,
-    torch.float16: torch.int16,
-    torch.bfloat16: torch.int16,
-}
+_SAME_SIZE_INT = {torch.float32: torch.int32, torch.float64: torch.int64}
 
 
-def view_matrices(views: str | Sequence[tuple[float, float]]) -> torch.Tensor:
-    """(V, 3, 3) world -> camera (image x, image y, depth) matrices for a named view set or
-    a list of (azimuth, elevation) degrees."""
+def view_matrices(views: str | Sequence[tuple[float, float]] | torch.Tensor) -> torch.Tensor:
+    """(V, 3, 3) world -> camera (image x, image y, depth) matrices for a named view set, a
+    list of (azimuth, elevation) degrees, or a (V, 2) tensor of them (its device kept: per-
+    sample cameras need no host round trip; float32 at least)."""
     if isinstance(views, str):
         if views not in VIEW_SETS:
             raise KeyError(f"unknown view set {views!r}; known: {sorted(VIEW_SETS)}")
         views = VIEW_SETS[views]
-    ang = torch.tensor(views, dtype=torch.float32)
+    if isinstance(views, torch.Tensor):
+        ang = views.to(torch.promote_types(views.dtype, torch.float32))
+    else:
+        ang = torch.tensor(views, dtype=torch.float32)
     if ang.dim() != 2 or ang.shape[1] != 2:
         raise ValueError(f"views: expected (azimuth, elevation) pairs, got shape {tuple(ang.shape)}")
     az, el = torch.deg2rad(ang[:, 0]), torch.deg2rad(ang[:, 1])
     # Turn the object by -azimuth about z, then tilt by elevation about the image x axis.
-    return _CANONICAL @ rotation_matrices(el, "x") @ rotation_matrices(-az, "z")
+    return _CANONICAL.to(ang) @ rotation_matrices(el, "x") @ rotation_matrices(-az, "z")
 
 
 def jitter_views(
     mats: torch.Tensor, batch: int, degrees: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Per-sample camera jitter: (V, 3, 3) -> (B, V, 3, 3), each view perturbed by small random
-    rotations (uniform in +-degrees about each axis), as in CLIP2Point's two renders."""
-    V = mats.shape[0]
-    a = (torch.rand(3, batch * V, generator=generator) * 2 - 1) * math.radians(degrees)
+    """Per-sample camera jitter: (V, 3, 3) or (B, V, 3, 3) -> (B, V, 3, 3), each view of each
+    sample perturbed by small random rotations (uniform in +-degrees about each axis), as in
+    CLIP2Point's two renders. Drawn on ``mats``' device and dtype (or on the generator's
+    device, then moved, when a generator of another device is given)."""
+    V = mats.shape[-3]
+    dev = generator.device if generator is not None else mats.device
+    a = torch.rand(3, batch * V, generator=generator, device=dev, dtype=mats.dtype).to(mats.device)
+    a = (a * 2 - 1) * math.radians(degrees)
     R = rotation_matrices(a[0], "x") @ rotation_matrices(a[1], "y") @ rotation_matrices(a[2], "z")
-    return (R.view(batch, V, 3, 3) @ mats.unsqueeze(0)).contiguous()
+    return (R.view(batch, V, 3, 3) @ mats).contiguous()
+
+
+def geometry_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half/bf16 inputs, float64 kept: the projections' integer pixel and row
+    arithmetic needs 24 mantissa bits (bf16 has 8)."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def _camera_coords(points: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
@@ -127,8 +136,11 @@ def project_points(
     points (B, N, 3); mats (V, 3, 3) or (B, V, 3, 3). Returns ``pix`` LongTensor (B, V, N),
     the flat pixel index ``row * W + col``, and ``depth`` (B, V, N) in [0, 2] (0 = nearest
     possible). ``margin`` < 1 leaves a border so the cloud does not touch the image edge.
+    Computed in float32 at least, with autocast off (see ``geometry_dtype``).
     """
-    pix, depth = _pixels(_camera_coords(points, mats), image_size, margin)
+    with torch.autocast(points.device.type, enabled=False):
+        pts = points.to(geometry_dtype(points.dtype))
+        pix, depth = _pixels(_camera_coords(pts, mats), image_size, margin)
     return pix.permute(1, 0, 2), depth.permute(1, 0, 2)
 
 
@@ -158,13 +170,14 @@ def depth_maps(
     near: float = 1.0,
     far: float = 0.2,
     margin: float = 0.9,
+    check: bool = True,
 ) -> torch.Tensor:
     """CLIP2Point depth images. points (B, N, 3) -> (B, V, H, W): foreground in [far, near]
     (each view's nearest point = ``near``, farthest = ``far``), background 0.
 
     ``views``: a VIEW_SETS name, (azimuth, elevation) pairs, or matrices (V|B,V, 3, 3).
-    ``jitter_degrees`` > 0 perturbs every sample's cameras independently. With
-    ``normalize=False`` the points must already lie in the unit sphere.
+    ``jitter_degrees`` > 0 perturbs every sample's cameras independently (shared or per-sample
+    matrices). With ``normalize=False`` the points must already lie in the unit sphere.
 
     Speed (this is the hot path of pre-training): the per-view min-max normalisation uses
     each view's depth range over all its points, so brightness is a decreasing function of
@@ -174,34 +187,41 @@ def depth_maps(
     pixel scale, the image row offset of every (cloud, view) and the camera matrices are
     folded into one batched affine matmul; pixel coordinates are >= 0 (clouds lie in the
     unit sphere, inside the margin), so the integer cast is the floor.
+
+    Precision: the geometry runs in float32 (float64 kept) with autocast off, whatever the
+    caller's autocast; the images come back in that dtype. ``check`` validates the points
+    (``validate_points``; off the CPU the finiteness check does not wait for the device).
     """
-    validate_points(points)
-    pts = normalize_points(points) if normalize else points
-    B, N, _ = pts.shape
-    mats = views if isinstance(views, torch.Tensor) else view_matrices(views)
-    mats = mats.to(pts)
-    if jitter_degrees > 0:
-        if mats.dim() != 3:
-            raise ValueError("depth_maps: jitter needs shared (V, 3, 3) view matrices")
-        mats = jitter_views(mats, B, jitter_degrees, generator).to(pts)
-    V = mats.shape[-3]
-    S = image_size
-    if B * V * S >= _MAX_FLOAT_ROWS:  # the float row offsets stop being exact integers: chunk the clouds
+    if check:
+        validate_points(points)
+    with torch.autocast(points.device.type, enabled=False):
+        pts = points.to(geometry_dtype(points.dtype))
+        pts = normalize_points(pts) if normalize else pts
+        B = pts.shape[0]
+        mats = (views if isinstance(views, torch.Tensor) else view_matrices(views)).to(pts)
+        if jitter_degrees > 0:
+            if mats.dim() != 3 and not (mats.dim() == 4 and mats.shape[0] == B):
+                raise ValueError("depth_maps: jitter needs (V, 3, 3) or (B, V, 3, 3) view matrices")
+            mats = jitter_views(mats, B, jitter_degrees, generator)
+        S, V = image_size, mats.shape[-3]
+        if B * V * S < _MAX_FLOAT_ROWS:
+            return _depth_maps(pts, mats, S, near, far, margin, not normalize)
+        # beyond 2^24 stacked rows the float row offsets stop being exact integers: chunk the clouds
         step = max(1, (_MAX_FLOAT_ROWS - 1) // (V * S))
-        return torch.cat(
-            [
-                depth_maps(
-                    pts[s : s + step],
-                    mats if mats.dim() == 3 else mats[s : s + step],
-                    S,
-                    normalize=False,
-                    near=near,
-                    far=far,
-                    margin=margin,
-                )
-                for s in range(0, B, step)
-            ]
-        )
+        parts = [
+            _depth_maps(pts[s : s + step], mats if mats.dim() == 3 else mats[s : s + step], S, near, far, margin, False)
+            for s in range(0, B, step)
+        ]
+        return torch.cat(parts)
+
+
+def _depth_maps(
+    pts: torch.Tensor, mats: torch.Tensor, S: int, near: float, far: float, margin: float, check_bounds: bool
+) -> torch.Tensor:
+    """depth_maps' kernel on float32/64 points, autocast off. ``check_bounds``: raise unless
+    every pixel falls inside its image (one host sync; the normalize=False path only)."""
+    B, N, _ = pts.shape
+    V = mats.shape[-3]
     h = 0.5 * S
     # Rows (axis, view) of the affine camera: col = h*m*(R x) + h; row = -h*m*(R y) + h + (b*V + v)*S
     # (the row in a tall image stacking every (cloud, view)); depth = R z.
@@ -216,19 +236,16 @@ def depth_maps(
     cam = torch.baddbmm(bias.view(B, 3 * V, 1), A.expand(B, -1, -1), pts.transpose(1, 2)).view(B, 3, V, N)
     flat = cam[:, 1].to(torch.int64)  # (B, V, N) row in the tall image
     torch.add(cam[:, 0].to(torch.int64), flat, alpha=S, out=flat)  # flat pixel index into (B, V, S, S)
-    # Per (cloud, axis, view) ranges over the points: amin and amax separately are ~20x faster
+    # Per (cloud, view) depth ranges over the points: amin and amax separately are ~20x faster
     # than aminmax on the CPU (vectorised reductions; aminmax is not).
-    lo, hi = cam.amin(-1, keepdim=True), cam.amax(-1, keepdim=True)  # (B, 3, V, 1)
-    if not normalize:  # the pixels must fall inside the image (true for clouds in the unit sphere)
+    if check_bounds:  # clouds in the unit sphere land inside the margin
         img_row = torch.arange(B * V, device=pts.device, dtype=pts.dtype).view(B, V, 1) * S
-        if (
-            float(lo[:, 0].min()) < 0
-            or float(hi[:, 0].max()) >= S
-            or float((lo[:, 1] - img_row).min()) < 0
-            or float((hi[:, 1] - img_row).max()) >= S
-        ):
+        col_lo, col_hi = cam[:, 0].amin(-1, keepdim=True), cam[:, 0].amax(-1, keepdim=True)
+        row_lo, row_hi = cam[:, 1].amin(-1, keepdim=True) - img_row, cam[:, 1].amax(-1, keepdim=True) - img_row
+        inside = (torch.minimum(col_lo, row_lo) >= 0) & (torch.maximum(col_hi, row_hi) < S)
+        if not bool(inside.all()):
             raise ValueError("depth_maps: with normalize=False the points must lie in the unit sphere")
-    lo, hi = lo[:, 2], hi[:, 2]
+    lo, hi = cam[:, 2].amin(-1, keepdim=True), cam[:, 2].amax(-1, keepdim=True)  # (B, V, 1)
     k = (far - near) / (hi - lo).clamp_min(1e-6)
     bright = torch.addcmul(near - lo * k, cam[:, 2], k)
     itype = _SAME_SIZE_INT.get(pts.dtype)
@@ -318,13 +335,15 @@ def realistic_projection(
     8 bins x 224^2 floats is 257 MB).
     """
     validate_points(points)
-    pts = normalize_points(points) if normalize else points
-    mats = (views if isinstance(views, torch.Tensor) else view_matrices(views)).to(pts.device)
-    out = []
-    for s in range(0, pts.shape[0], chunk):
-        p = pts[s : s + chunk]
-        m = mats[s : s + chunk] if mats.dim() == 4 else mats
-        grid = densify_and_smooth(quantize_grid(p, m, image_size, depth_bins), pool, sigma)
-        out.append(grid.amax(1).view(p.shape[0], -1, image_size, image_size))
-    img = torch.cat(out)
-    return img / img.flatten(2).amax(-1).clamp_min(1e-6)[..., None, None]
+    with torch.autocast(points.device.type, enabled=False):  # geometry in float32 (geometry_dtype)
+        pts = points.to(geometry_dtype(points.dtype))
+        pts = normalize_points(pts) if normalize else pts
+        mats = (views if isinstance(views, torch.Tensor) else view_matrices(views)).to(pts)
+        out = []
+        for s in range(0, pts.shape[0], chunk):
+            p = pts[s : s + chunk]
+            m = mats[s : s + chunk] if mats.dim() == 4 else mats
+            grid = densify_and_smooth(quantize_grid(p, m, image_size, depth_bins), pool, sigma)
+            out.append(grid.amax(1).view(p.shape[0], -1, image_size, image_size))
+        img = torch.cat(out)
+        return img / img.flatten(2).amax(-1).clamp_min(1e-6)[..., None, None]

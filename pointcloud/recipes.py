@@ -159,6 +159,10 @@ def build_classify(cfg: ClassifyConfig) -> Task:
     test = PointCloudDataset.from_primitives(root, "test")
     torch.manual_seed(cfg.train.seed)
     model = PointClassifier(build_point_encoder(cfg.encoder), len(train.class_names))
+    # The classifier reads only the pooled output: the encoder's per-token projection (used
+    # by Text4Point) gets no gradient here, which DDP without find_unused_parameters rejects.
+    if hasattr(model.encoder, "token_proj"):
+        model.encoder.token_proj.requires_grad_(False)
 
     @torch.no_grad()
     def evaluate(m, device) -> dict:
@@ -230,10 +234,10 @@ def described_by_loss(
     ClipLoss with caption ids: ids make an equivalence relation, so "a box" would be a
     negative for every box image captioned "a red box" -- pushing shape out of the text
     embedding, the opposite of what prompted zero-shot by shape needs."""
-    from vlx.losses.clip import gather_batch, multi_positive_nce
+    from vlx.losses.clip import gather_batch, multi_positive_nce, pairwise_logits
 
     img, txt, shape, image_color, caption_color = gather_batch(img, txt, shape, image_color, caption_color)
-    logits = logit_scale * img @ txt.T  # rows images, columns captions
+    logits = pairwise_logits(img, txt, logit_scale)  # rows images, columns captions; float32
     pos = (shape[:, None] == shape[None, :]) & (
         (caption_color[None, :] < 0) | (caption_color[None, :] == image_color[:, None])
     )

@@ -5,6 +5,7 @@ category is predicted from positions and relations, and masked words."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +65,13 @@ def color_names(rgb: Tensor) -> list[str]:
     return [list(PALETTE)[k] for k in torch.cdist(rgb, pal).argmin(-1).tolist()]
 
 
+def phrase_id(phrase: str) -> int:
+    """A stable 56-bit id of a phrase, the same in every process and batch, so ClipLoss can
+    gather object-phrase ids across ranks: equal phrases are positives wherever they are, and
+    no two different phrases share an id (a per-batch numbering would collide across ranks)."""
+    return int.from_bytes(hashlib.blake2b(phrase.encode(), digest_size=7).digest(), "little")
+
+
 def relation_text_loss(pair: Tensor, pos: Tensor, swapped: Tensor | None, logit_scale: Tensor) -> Tensor:
     """InfoNCE of object pairs against relation phrases, with each pair's argument-swapped
     phrase as an extra hard negative: pair, pos, swapped ``(R, E)`` unit vectors -> scalar.
@@ -117,9 +125,8 @@ class SceneGraphPretrainer(nn.Module):
         phrase = [f"{c} {l}".strip() for c, l in zip(colors, names)]
         n = len(phrase)
         objs = sorted(rng.sample(range(n), min(n, self.cfg.max_objects)))
-        uniq = {p: k for k, p in enumerate(sorted(set(phrase)))}
         b["obj_index"] = torch.tensor(objs)
-        b["obj_ids"] = torch.tensor([uniq[phrase[k]] for k in objs])
+        b["obj_ids"] = torch.tensor([phrase_id(phrase[k]) for k in objs], dtype=torch.long)
         t = self.tok([phrase[k] for k in objs])
         b["obj_input_ids"], b["obj_attention_mask"] = t["input_ids"], t["attention_mask"]
         # Relation phrases: one expressible relation per sampled edge whose two phrases differ

@@ -19,7 +19,7 @@ def knn_edge_index(x: torch.Tensor, k: int) -> torch.Tensor:
     neighbours j (itself included, as in the reference implementation) in feature space."""
     B, N, C = x.shape
     # Feature-space kNN (C up to a few hundred) on small N: the torch backend's one cdist wins here.
-    _, idx = ops.knn(x.detach(), x.detach(), k, backend="torch" if C > 3 else "auto", check=False)
+    _, idx = ops.knn(x.detach(), x.detach(), k, backend="torch" if C > 3 else "auto", check=False, return_dists=False)
     offset = (torch.arange(B, device=x.device) * N).view(B, 1, 1)
     src = (idx + offset).reshape(-1)
     dst = (torch.arange(N, device=x.device).view(1, N, 1).expand(B, N, k) + offset).reshape(-1)

@@ -61,7 +61,7 @@ class PointTransformer(nn.Module):
         K = min(self.patch_size, points.shape[1])
         idx = ops.farthest_point_sample(points.detach(), G, check=False)
         centers = ops.gather_points(points, idx)
-        _, nbr = ops.knn(centers.detach(), points.detach(), K, check=False)
+        _, nbr = ops.knn(centers.detach(), points.detach(), K, check=False, return_dists=False)
         return centers, ops.group_points(points, centers, nbr)
 
     def forward(self, points: torch.Tensor) -> EncoderOutput:

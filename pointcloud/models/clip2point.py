@@ -62,13 +62,10 @@ class Clip2PointPretrainer(nn.Module):
         return self
 
     def render(self, points: torch.Tensor, views: torch.Tensor, jitter: float) -> torch.Tensor:
-        """points (B, N, 3), views (B, 2) -> depth (B, 1, S, S) from each sample's own camera."""
-        mats = torch.stack([projection.view_matrices([tuple(v)]) for v in views.tolist()]).to(
-            points.device
-        )  # (B, 1, 3, 3)
-        if jitter > 0:
-            mats = torch.stack([projection.jitter_views(m, 1, jitter)[0] for m in mats])
-        return projection.depth_maps(points, mats, self.image_size)
+        """points (B, N, 3), views (B, 2) -> depth (B, 1, S, S) from each sample's own camera,
+        every sample's camera jittered independently. All on the points' device."""
+        mats = projection.view_matrices(views.to(points.device)).unsqueeze(1)  # (B, 1, 3, 3)
+        return projection.depth_maps(points, mats, self.image_size, jitter_degrees=jitter)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pts, views = batch["points"], batch["views"]

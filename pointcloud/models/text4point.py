@@ -33,6 +33,8 @@ class Text4PointPretrainer(nn.Module):
         self.token_proj = nn.Linear(point_encoder.output_dim, E, bias=False)
         self.image_size, self.patch_size = image_size, patch_size
         self.token_weight = token_weight
+        # the token ids (row offset + patch) are unique within a rank's batch only
+        self.token_loss = ClipLoss(id_scope="local")
         self.loss = ClipLoss()
         self.log_scale = nn.Parameter(torch.tensor(2.6593))  # log(1/0.07), CLIP's init
 
@@ -48,8 +50,8 @@ class Text4PointPretrainer(nn.Module):
     def correspondences(self, centers: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         """centers (B, G, 3), views (B, 2) -> index (B, G) of the image patch token (CLS = 0)
         that each centre projects to, with the cameras the renders were made with."""
-        mats = torch.stack([projection.view_matrices([tuple(v)]) for v in views.tolist()]).to(centers.device)
-        pix, _ = projection.project_points(centers, mats, self.image_size)  # (B, 1, G)
+        mats = projection.view_matrices(views.to(centers.device)).unsqueeze(1)  # (B, 1, 3, 3)
+        pix, _ = projection.project_points(centers, mats, self.image_size)  # (B, 1, G), float32 geometry
         row, col = pix[:, 0] // self.image_size, pix[:, 0] % self.image_size
         grid = self.image_size // self.patch_size
         return 1 + (row // self.patch_size) * grid + col // self.patch_size
@@ -68,7 +70,7 @@ class Text4PointPretrainer(nn.Module):
         tok = F.normalize(self.token_proj(out.tokens), dim=-1).reshape(B * G, -1)
         ids = (torch.arange(B, device=pts.device).view(B, 1) * img_tokens.shape[1] + patch).reshape(-1)
         scale = self.log_scale.exp().clamp(max=100)
-        token_loss = self.loss(tok, target, scale, ids=ids)
+        token_loss = self.token_loss(tok, target, scale, ids=ids)
         global_loss = self.loss(F.normalize(self.proj(out.pooled), dim=-1), img_embed, scale)
         return {
             "loss": global_loss + self.token_weight * token_loss,

@@ -146,3 +146,21 @@ def test_primitives_regenerated_when_config_changes(tmp_path):
     cfg.n_points, cfg.generate = 32, False
     with pytest.raises(DataError, match="config asks for"):
         ensure_primitives(cfg)
+
+
+def test_pc_classify_trains_every_parameter_it_optimises(tmp_path):
+    """DDP (find_unused_parameters=False) needs a gradient for every trainable parameter: the
+    encoder's token projection, which the classifier never reads, is frozen there."""
+    from pointcloud.recipes import ClassifyConfig, PrimitivesConfig, build_classify, collate_points
+
+    cfg = ClassifyConfig(
+        data=PrimitivesConfig(
+            root=str(tmp_path / "p"), n_train_per_class=1, n_test_per_class=1, n_points=64, render_size=16
+        ),
+        n_points=64,
+    )
+    task = build_classify(cfg)
+    batch = collate_points([task.train_dataset[i] for i in range(4)])
+    task.model(batch)["loss"].backward()
+    missing = [n for n, p in task.model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []

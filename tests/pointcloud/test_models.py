@@ -77,6 +77,12 @@ def test_text4point_correspondences_and_loss(teacher):
     # Front view: image x = world x, image y = world z (up). Top-left and bottom-right patches.
     idx = model.correspondences(centers, torch.tensor([[0.0, 0.0]]))
     assert idx.tolist() == [[1 + 0, 1 + 15]]
+    # under bf16 autocast the pixel -> patch map is the float32 one (geometry kept in float32)
+    many = torch.rand(4, 64, 3, generator=torch.Generator().manual_seed(2)) * 1.6 - 0.8
+    views = batch()["views"]
+    ref = model.correspondences(many, views)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(model.correspondences(many, views), ref)
     out = model(batch())
     assert torch.isfinite(out["loss"]) and out["token"] > 0
     out["loss"].backward()

@@ -135,3 +135,90 @@ def test_bad_input_is_clear(bad, msg):
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown backend"):
         ops.knn(torch.rand(1, 4, 3), torch.rand(1, 4, 3), 2, backend="faiss")
+
+
+def test_batched_fps_equals_the_step_loop_and_naive():
+    """The four-kernel batched FPS picks the same points as the previous loop and the naive
+    float64 reference, on clouds big enough for near-ties."""
+    pts = torch.rand(2, 2048, 3, generator=torch.Generator().manual_seed(5))
+    new, old = ops._fps_torch(pts, 256), ops._fps_loop(pts, 256)
+    assert torch.equal(new, old)  # same pick order
+    assert new[0].sort().values.tolist() == naive_fps(pts[0].numpy().astype(np.float64), 256)
+
+
+def test_knn_without_distances(clouds):
+    d, i = ops.knn(clouds, clouds, 5, backend="torch", return_dists=False)
+    assert d is None and torch.equal(i, ops.knn(clouds, clouds, 5, backend="torch")[1])
+
+
+def _fake_pytorch3d(monkeypatch, works: bool):
+    """A stand-in pytorch3d: ``works`` answers like the real ops (through the torch backend),
+    else fails the way a CPU-only build does on a CUDA tensor."""
+    import sys
+    import types
+    from collections import namedtuple
+
+    calls = []
+
+    def fps(x, K, random_start_point=False):
+        calls.append("fps")
+        if not works:
+            raise RuntimeError("Not compiled with GPU support")
+        return None, ops._fps_torch(x, K)
+
+    def knn_points(q, p, K, return_sorted=True):
+        d, i = ops.knn(q, p, K, backend="torch")
+        return namedtuple("KNN", "dists idx")(d.square(), i)
+
+    mod, sub = types.ModuleType("pytorch3d"), types.ModuleType("pytorch3d.ops")
+    sub.sample_farthest_points, sub.knn_points = fps, knn_points
+    mod.ops = sub
+    monkeypatch.setitem(sys.modules, "pytorch3d", mod)
+    monkeypatch.setitem(sys.modules, "pytorch3d.ops", sub)
+    monkeypatch.setitem(ops._HAS, "pytorch3d", True)
+    monkeypatch.setattr(ops, "_PROBED", {})
+    return calls
+
+
+def test_pytorch3d_is_probed_not_just_found(monkeypatch, clouds):
+    # installed but broken (a CPU-only build): the probe fails once, auto falls back to torch
+    calls = _fake_pytorch3d(monkeypatch, works=False)
+    with pytest.warns(UserWarning, match="pytorch3d fails on cpu: RuntimeError: Not compiled"):
+        assert "pytorch3d" not in ops.available_backends("fps", "cpu")
+    assert ops.available_backends("knn", "cpu") == ["open3d", "scipy", "torch"]
+    assert calls == ["fps"]  # cached: one probe per device
+    # a CUDA tensor's auto choice is never a pytorch3d that fails its probe (here: no CUDA at all)
+    with pytest.warns(UserWarning, match="pytorch3d fails on cuda"):
+        assert ops._pick("fps", "auto", torch.device("cuda")) == "torch"
+    assert ops._pick("knn", "auto", torch.device("cuda")) == "torch"
+
+
+def test_pytorch3d_that_works_is_used_and_matches_torch(monkeypatch, clouds):
+    _fake_pytorch3d(monkeypatch, works=True)
+    assert ops.pytorch3d_problem("cpu") is None and "pytorch3d" in ops.available_backends("fps", "cpu")
+    report = ops.backend_parity_check("cpu", batch=2, n_points=256, samples=32, k=4)
+    assert report["pytorch3d"] is None and report["fps"]["pytorch3d"] is True
+    assert report["knn"]["pytorch3d"]["idx_agree"] == 1.0 and report["knn"]["pytorch3d"]["max_dist_err"] < 1e-5
+
+
+def test_backend_parity_check_here():
+    report = ops.backend_parity_check("cpu", batch=2, n_points=512, samples=64, k=8)
+    # pytorch3d (no wheel for this platform) is compared only where its probe passes
+    assert (report["pytorch3d"] is None) == ("pytorch3d" in report["fps"])
+    if not ops._HAS["pytorch3d"]:
+        assert report["pytorch3d"] == "pytorch3d is not installed"
+    assert set(report["fps"]) == set(ops.available_backends("fps")) and all(report["fps"].values())
+    for b, r in report["knn"].items():
+        assert r["idx_agree"] > 0.999 and r["max_dist_err"] < 1e-5, b
+
+
+def test_augmentations_follow_the_points_device():
+    pts = torch.zeros(2, 5, 3, device="meta")
+    for out in (
+        ops.random_rotation(pts),
+        ops.random_rotation(pts, "so3"),
+        ops.random_scale(pts),
+        ops.jitter(pts),
+        ops.random_point_dropout(pts),
+    ):
+        assert out.device.type == "meta" and out.shape == pts.shape

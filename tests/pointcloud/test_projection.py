@@ -123,3 +123,47 @@ def test_depth_maps_integer_zbuffer_equals_float_amax(cloud, dtype):
     assert fast.dtype == dtype and torch.equal(fast, slow.detach())
     slow.sum().backward()
     assert slow_in.grad is not None and torch.isfinite(slow_in.grad).all()
+
+
+def test_jitter_views_draws_on_the_matrices_device():
+    # "meta" stands in for an accelerator: a CPU draw multiplied with these would raise.
+    mats = P.view_matrices("clip2point_6").to("meta")
+    out = P.jitter_views(mats, 3, 10.0)
+    assert out.device.type == "meta" and out.shape == (3, 6, 3, 3)
+    per_sample = P.jitter_views(out, 3, 10.0)  # (B, V, 3, 3) in: each sample jittered again
+    assert per_sample.device.type == "meta" and per_sample.shape == (3, 6, 3, 3)
+    # a CPU generator still works for matrices elsewhere (drawn there, then moved)
+    assert P.jitter_views(mats, 2, 10.0, torch.Generator().manual_seed(0)).device.type == "meta"
+
+
+@pytest.mark.parametrize("in_dtype", [torch.float32, torch.bfloat16])
+def test_projections_under_bf16_autocast_equal_float32(in_dtype):
+    """Under the trainer's bf16 autocast, the geometry still runs in float32: pixel indices
+    (row offsets up to B*V*S = 1280, beyond bf16's 256 exact integers), depth images and the
+    realistic projection equal the float32 results of the same input values."""
+    pts = ops.normalize_points(torch.rand(4, 300, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1)
+    pts = pts.to(in_dtype)
+    ref_in = pts.float()
+    mats = P.view_matrices("clip2point_10")
+    ref = {
+        "depth": P.depth_maps(ref_in, "clip2point_10", 32),
+        "pix": P.project_points(ref_in, mats, 32),
+        "real": P.realistic_projection(ref_in, "clip2point_6", 16, chunk=2),
+    }
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = {
+            "depth": P.depth_maps(pts, "clip2point_10", 32),
+            "pix": P.project_points(pts, mats, 32),
+            "real": P.realistic_projection(pts, "clip2point_6", 16, chunk=2),
+        }
+    assert got["depth"].dtype == torch.float32 and torch.equal(got["depth"], ref["depth"])
+    assert torch.equal(got["pix"][0], ref["pix"][0]) and torch.equal(got["pix"][1], ref["pix"][1])
+    torch.testing.assert_close(got["real"], ref["real"], atol=1e-6, rtol=0)
+
+
+def test_lazy_finite_check_asserts_without_locating():
+    bad = torch.zeros(1, 4, 3)
+    bad[0, 2, 1] = float("inf")
+    with pytest.raises(RuntimeError, match="non-finite"):
+        ops.validate_points(bad, lazy=True)
+    assert ops.validate_points(torch.zeros(1, 4, 3), lazy=True).shape == (1, 4, 3)

@@ -3,7 +3,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from scene_graph.losses import PretrainLossConfig, SceneGraphPretrainer, color_names, mask_words, relation_text_loss
+from scene_graph.losses import (
+    PretrainLossConfig,
+    SceneGraphPretrainer,
+    color_names,
+    mask_words,
+    phrase_id,
+    relation_text_loss,
+)
 from scene_graph.models import GNNConfig, SceneModelConfig, build_scene_model
 
 
@@ -57,3 +64,21 @@ def test_pretrainer_objectives(room_dataset, tokenizer):
     assert pre.model.class_head.weight.grad.abs().sum() > 0 and pre.model.word_head.weight.grad.abs().sum() > 0
     # same seed, same batch
     assert torch.equal(pre.collate(room_dataset.items[:6], seed=0)["obj_mask"], b["obj_mask"])
+
+
+def test_object_phrase_ids_are_global(room_dataset, tokenizer):
+    """obj_ids mean the same phrase in every batch (as ClipLoss's gather across ranks needs):
+    two batches from different items give equal ids exactly for equal phrases."""
+    labels = sorted({l for it in room_dataset.items for l in it["graph"].label_names})
+    cfg = SceneModelConfig(dim=32, fusion_heads=2, gnn=GNNConfig(heads=2), num_classes=len(labels))
+    pre = SceneGraphPretrainer(build_scene_model(cfg), tokenizer, labels, PretrainLossConfig(max_objects=64))
+    phrases, ids = [], []
+    for items in (room_dataset.items[:3], room_dataset.items[3:6]):
+        b = pre.collate(items, seed=0)
+        phrases += [tuple(r[m.bool()].tolist()) for r, m in zip(b["obj_input_ids"], b["obj_attention_mask"])]
+        ids += b["obj_ids"].tolist()
+    assert len(set(phrases)) > 1
+    for p, i in zip(phrases, ids):
+        for q, j in zip(phrases, ids):
+            assert (p == q) == (i == j), (p, q)
+    assert phrase_id("red chair") == phrase_id("red chair") != phrase_id("blue chair")

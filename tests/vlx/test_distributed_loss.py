@@ -1,4 +1,5 @@
-"""The all-gather path with 2 processes (gloo on the CPU): each rank's loss equals the
+"""The all-gather path (and the local-rows paths: ClipLoss(local_loss=True), FILIP) with 2
+processes (gloo on the CPU): each rank's loss equals the
 single-process loss on the concatenated batch, each rank's local features get world_size x the
 matching slice of the single-process gradient, and DDP-style gradient averaging of a shared
 layer reproduces the single-process parameter gradient (the convention in vlx/losses/clip.py)."""
@@ -51,7 +52,31 @@ CASES = {
     "nt_xent": lambda L, a, b, sl, d: L.nt_xent(a, b, 0.3),
     # token features that depend on the towers' outputs, so gradients reach a and b
     "filip": lambda L, a, b, sl, d: filip_case(L, a, b, sl, d),
+    # local-rows FILIP in column chunks of one similarity row (checkpointed in the backward)
+    "filip_chunked": lambda L, a, b, sl, d: filip_case(L, a, b, sl, d, max_elements=1),
+    # open_clip's local_loss: own rows against gathered columns; same value and gradients
+    "clip_local": lambda L, a, b, sl, d: L.ClipLoss(local_loss=True)(a, b, 5.0),
+    "clip_local_ids": lambda L, a, b, sl, d: L.ClipLoss(local_loss=True)(a, b, 5.0, ids=d["ids"][sl]),
+    # ids unique only within a rank's batch (Text4Point's row offsets, per-batch phrase numbers)
+    "clip_batch_ids": lambda L, a, b, sl, d: batch_ids_case(L.ClipLoss, a, b, sl, d),
+    "clip_local_batch_ids": lambda L, a, b, sl, d: batch_ids_case(L.ClipLoss, a, b, sl, d, local_loss=True),
+    "soft_clip_batch_ids": lambda L, a, b, sl, d: batch_ids_case(L.SoftLabelClipLoss, a, b, sl, d, smoothing=0.2),
+    "siglip_batch_ids": lambda L, a, b, sl, d: batch_ids_case(L.SigLipLoss, a, b, sl, d, bias=-2.0),
 }
+
+# Per-rank ids numbered within each rank's batch; the single-process equivalent numbers them
+# apart. Read with one global numbering, rank 1's 0s and 1 would falsely match rank 0's.
+BATCH_IDS = ([0, 1, 0, 2, 1], [0, 0, 1])
+GLOBAL_IDS = [0, 1, 0, 2, 1, 10, 10, 11]
+
+
+def batch_ids_case(cls, a, b, sl, d, bias=None, **kw):
+    if sl.stop - sl.start == sum(SIZES):  # the single-process reference on the whole batch
+        ids, scope = torch.tensor(GLOBAL_IDS), "global"
+    else:
+        ids, scope = torch.tensor(BATCH_IDS[0 if sl.start == 0 else 1]), "local"
+    loss = cls(id_scope=scope, **kw)
+    return loss(a, b, 5.0, bias, ids=ids) if bias is not None else loss(a, b, 5.0, ids=ids)
 
 
 def trim(tokens, mask):
@@ -60,9 +85,9 @@ def trim(tokens, mask):
     return tokens[:, :n], mask[:, :n]
 
 
-def filip_case(L, a, b, sl, d):
+def filip_case(L, a, b, sl, d, **kw):
     tb, tb_mask = trim(d["tb"][sl] + b[:, None, :], d["tb_mask"][sl])
-    return L.FilipLoss()(d["ta"][sl] + a[:, None, :], tb, None, tb_mask, 3.0)
+    return L.FilipLoss(**kw)(d["ta"][sl] + a[:, None, :], tb, None, tb_mask, 3.0)
 
 
 def run_case(name, sl):
@@ -92,6 +117,18 @@ def worker(rank, port, queue):
         dist.all_reduce(gw)  # what DDP does: average the parameter gradients over ranks
         # plain lists: torch would share tensors through file descriptors that die with this process
         out[name] = (float(loss), ga.tolist(), (gw / WORLD).tolist())
+    # As under NCCL (no CPU tensors on the default group): sizes and token lengths travel over
+    # a separate gloo group created on first use; same numbers.
+    import vlx.losses.clip as C
+
+    real_backend = dist.get_backend
+    dist.get_backend = lambda group=None: "nccl"
+    try:
+        for name in ("clip_local_ids", "filip"):
+            loss, ga, _ = run_case(name, sl)
+            out[name + "_host_group"] = (float(loss), ga.tolist(), len(C._HOST_GROUPS))
+    finally:
+        dist.get_backend = real_backend
     queue.put((rank, out))
     dist.barrier()
     dist.destroy_process_group()
@@ -107,6 +144,14 @@ def test_all_gather_two_processes_match_single_process():
     full = slice(0, sum(SIZES))
     d = global_batch()  # the FILIP case really has ragged token lengths across the ranks
     assert [trim(d["tb"][s], d["tb_mask"][s])[0].shape[1] for s in (slice(0, 5), slice(5, 8))] == [2, 1]
+    # the batch-local ids really collide when read as global ones
+    import vlx.losses as L
+
+    a, b = F.normalize(d["za"][:, :4], dim=-1), F.normalize(d["zb"][:, :4], dim=-1)
+    collided = torch.tensor(BATCH_IDS[0] + BATCH_IDS[1])
+    assert float(L.ClipLoss()(a, b, 5.0, ids=collided)) != pytest.approx(
+        float(L.ClipLoss()(a, b, 5.0, ids=torch.tensor(GLOBAL_IDS))), abs=1e-3
+    )
     for name in CASES:
         loss, ga, gw = run_case(name, full)
         for rank in range(WORLD):
@@ -118,6 +163,10 @@ def test_all_gather_two_processes_match_single_process():
             assert torch.allclose(r_ga, WORLD * ga[start : start + SIZES[rank]], atol=1e-12), (name, rank)
             # after DDP averaging, the parameter gradient is the single-process one
             assert torch.allclose(r_gw, gw, atol=1e-12), (name, rank)
+    for rank in range(WORLD):
+        for name in ("clip_local_ids", "filip"):
+            h_loss, h_ga, n_groups = results[rank][name + "_host_group"]
+            assert n_groups == 1 and h_loss == results[rank][name][0] and h_ga == results[rank][name][1]
 
 
 def test_single_process_is_not_distributed():

@@ -301,3 +301,53 @@ def test_losses_keep_dtype_and_train_a_toy_model():
         loss.backward()
         opt.step()
     assert float(loss.detach()) < 0.5 * first
+
+
+@pytest.mark.parametrize("name", ["clip", "clip_ids", "siglip", "soft_clip", "filip", "intra", "nt_xent"])
+def test_losses_under_bf16_autocast_equal_float32(name):
+    """Features as a bf16 autocast step produces them; the loss under CPU bf16 autocast equals
+    the float32 loss of the same bf16 values (logits are not rounded to bf16: at scale 100 a
+    bf16 logit moves in steps of 0.5)."""
+    g = torch.Generator().manual_seed(3)
+    n = 12
+    a = F.normalize(torch.randn(n, 16, generator=g), dim=-1).bfloat16()
+    b = F.normalize(a.double() + 1.5 * torch.randn(n, 16, generator=g), dim=-1).bfloat16()
+    ta = F.normalize(torch.randn(n, 5, 16, generator=g), dim=-1).bfloat16()
+    tb = F.normalize(torch.randn(n, 3, 16, generator=g), dim=-1).bfloat16()
+    ids = torch.tensor([0, 1, 2, 0, 3, 4, 1, 5, 6, 7, 8, 9])
+    scale = torch.tensor(100.0, dtype=torch.float32)
+    calls = {
+        "clip": lambda a, b, ta, tb: ClipLoss()(a, b, scale),
+        "clip_ids": lambda a, b, ta, tb: ClipLoss()(a, b, scale, ids=ids),
+        "siglip": lambda a, b, ta, tb: SigLipLoss()(a, b, scale, torch.tensor(-10.0, dtype=torch.float32)),
+        "soft_clip": lambda a, b, ta, tb: SoftLabelClipLoss(0.1)(a, b, scale, ids=ids),
+        "filip": lambda a, b, ta, tb: FilipLoss()(ta, tb, None, None, scale),
+        "intra": lambda a, b, ta, tb: IntraModalLoss()(a, b, scale),
+        "nt_xent": lambda a, b, ta, tb: nt_xent(a, b, 0.01),
+    }
+    ref = calls[name](a.float(), b.float(), ta.float(), tb.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = calls[name](a, b, ta, tb)
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(float(ref), rel=1e-5, abs=1e-5)
+
+
+def test_filip_column_chunks_equal_one_block():
+    """FILIP in checkpointed column chunks (one similarity row each) = one block: value and grads."""
+    g = torch.Generator().manual_seed(4)
+    ta = F.normalize(torch.randn(6, 3, 8, generator=g), dim=-1).requires_grad_(True)
+    tb = F.normalize(torch.randn(6, 4, 8, generator=g), dim=-1).requires_grad_(True)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]]).bool()
+    out = []
+    for max_elements in (2**26, 1):
+        loss = FilipLoss(max_elements)(ta, tb, None, mask, 7.0)
+        ga, gb = torch.autograd.grad(loss, (ta, tb))
+        out.append((loss, ga, gb))
+    for x, y in zip(*out):
+        torch.testing.assert_close(x, y, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("cls", [ClipLoss, SigLipLoss, SoftLabelClipLoss])
+def test_id_scope_is_checked(cls):
+    with pytest.raises(ValueError, match="id_scope must be 'global' or 'local'"):
+        cls(id_scope="rank")

@@ -65,3 +65,44 @@ def test_cache_if_frozen_wraps_only_frozen_towers_once():
     wrapped = cache_if_frozen(frozen)
     assert isinstance(wrapped, FrozenTextCache) and wrapped.encoder is frozen
     assert cache_if_frozen(wrapped) is wrapped
+
+
+class CountsHostReads(torch.Tensor):
+    """Stands in for a tensor on an accelerator: counts every read back to the host (each one
+    a device synchronisation there); ``.cpu()`` hands back a plain tensor."""
+
+    reads = 0
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in ("cpu", "tolist", "item", "__bool__", "numpy", "__int__", "__float__"):
+            cls.reads += 1
+            if name == "cpu":
+                return args[0].as_subclass(torch.Tensor).clone()
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_cache_reads_each_batch_back_once():
+    cache = FrozenTextCache(tiny_text().eval())
+    rows = [[1, 5, 7, 2], [1, 9, 2], [1, 4, 4, 4, 8, 2], [1, 3, 2]]
+    ids, mask = batch(rows, 8)
+    first = cache(ids, mask)  # fills the cache
+    CountsHostReads.reads = 0
+    again = cache(ids.as_subclass(CountsHostReads), mask.as_subclass(CountsHostReads))
+    assert CountsHostReads.reads == 1  # one .cpu() of the batch, not one .tolist() per row
+    assert cache.hits == 4 and torch.equal(again.pooled.as_subclass(torch.Tensor), first.pooled)
+
+
+def test_text_mask_is_not_read_back_off_the_cpu():
+    """On an accelerator (here the meta device) the attention mask is never read on the host:
+    bidirectional text gets its mask, causal right-padded text the fused path."""
+    enc = tiny_text()
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]], device="meta")
+    keep = enc._attn_mask(mask, 3)
+    assert keep is not None and keep.shape == (2, 1, 1, 3) and keep.device.type == "meta"
+    enc.causal = True
+    assert enc._attn_mask(mask, 3) is None
+    # on the CPU the exact checks stay: an unpadded batch takes the fused path
+    enc.causal = False
+    assert enc._attn_mask(torch.ones(2, 3, dtype=torch.long), 3) is None

@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from vlx.encoders.base import EncoderOutput
 
@@ -51,10 +53,14 @@ class FrozenTextCache(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         real = attention_mask.bool()
-        if not bool((real[:, 1:] <= real[:, :-1]).all()):  # a real token after a pad
+        # One device -> host copy per batch: keys, lengths and the padding check all read it.
+        host = torch.stack([input_ids, real.to(input_ids.dtype)]).cpu()
+        ids_h, real_h = host[0], host[1].bool()
+        if not bool((real_h[:, 1:] <= real_h[:, :-1]).all()):  # a real token after a pad
             raise ValueError("FrozenTextCache: padding must be on the right of each row")
-        lengths = real.sum(1).tolist()
-        keys = [tuple(input_ids[b, :n].tolist()) for b, n in enumerate(lengths)]
+        lengths = real_h.sum(1).tolist()
+        rows_h = ids_h.tolist()
+        keys = [tuple(r[:n]) for r, n in zip(rows_h, lengths)]
         missing = [b for b, k in enumerate(keys) if k not in self._cache]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
@@ -65,16 +71,15 @@ class FrozenTextCache(nn.Module):
                 out = self.encoder(input_ids[rows, :width], attention_mask[rows, :width])
             for k, b in enumerate(missing):
                 self._cache[keys[b]] = (out.tokens[k, : lengths[b]].detach(), out.pooled[k].detach())
-        L = input_ids.shape[1]
-        tokens = None
-        pooled = []
-        for b, key in enumerate(keys):
+        toks, pooled = [], []
+        for key in keys:
             tok, pool = self._cache[key]
             self._cache.move_to_end(key)
-            if tokens is None:
-                tokens = tok.new_zeros(len(keys), L, tok.shape[-1])
-            tokens[b, : tok.shape[0]] = tok
+            toks.append(tok)
             pooled.append(pool)
+        L = input_ids.shape[1]
+        tokens = pad_sequence(toks, batch_first=True)  # (B, longest, D), zeros after each row
+        tokens = F.pad(tokens, (0, 0, 0, L - tokens.shape[1]))
         while len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)
         return EncoderOutput(pooled=torch.stack(pooled), tokens=tokens, mask=real)

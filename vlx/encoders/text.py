@@ -66,14 +66,23 @@ class TextTransformer(nn.Module):
         """(B, 1, 1|L, L) bool (True = attend), or None when SDPA's fused path gives the same
         real-token outputs: nothing padded, or causal attention over right-padded text (a real
         token only sees earlier positions, which are all real). Pad positions' outputs then
-        differ, but they are marked False in the returned mask and never pooled."""
+        differ, but they are marked False in the returned mask and never pooled.
+
+        Off the CPU nothing is read back to the host (that would wait for the device every
+        forward): causal text is taken as right-padded, as documented, under an asynchronous
+        device assertion, and bidirectional text always gets its mask."""
         if attention_mask is None:
             return None
         real = attention_mask.bool()
+        on_host = real.device.type == "cpu"
         if self.causal:
-            if bool((real[:, 1:] <= real[:, :-1]).all()):  # right padding (or none)
+            right = (real[:, 1:] <= real[:, :-1]).all()
+            if not on_host:
+                torch._assert_async(right, "TextTransformer: causal text must be right-padded")
                 return None
-        elif bool(real.all()):
+            if bool(right):
+                return None
+        elif on_host and bool(real.all()):
             return None
         keep = real[:, None, None, :]  # (B, 1, 1, L)
         if self.causal:

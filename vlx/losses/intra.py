@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vlx.losses.clip import gather_batch
+from vlx.losses.clip import gather_batch, pairwise_logits
 
 
 class IntraModalLoss(nn.Module):
@@ -40,7 +40,8 @@ class IntraModalLoss(nn.Module):
         keys_a = a if queue_a is None else torch.cat([a, queue_a.detach()])
         labels = torch.arange(a.shape[0], device=a.device)
         return (
-            F.cross_entropy(logit_scale * a @ keys_b.T, labels) + F.cross_entropy(logit_scale * b @ keys_a.T, labels)
+            F.cross_entropy(pairwise_logits(a, keys_b, logit_scale), labels)
+            + F.cross_entropy(pairwise_logits(b, keys_a, logit_scale), labels)
         ) / 2
 
 
@@ -55,8 +56,9 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch
         raise ValueError(f"nt_xent expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}")
     a, b = gather_batch(a, b)
     n = a.shape[0]
-    z = F.normalize(torch.cat([a, b]), dim=-1)
-    sim = z @ z.T / temperature  # (2N, 2N)
+    z = torch.cat([a, b])
+    z = F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=-1)
+    sim = pairwise_logits(z, z, 1.0 / temperature)  # (2N, 2N), float32 at least
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    target = torch.arange(2 * n, device=z.device).roll(n)  # row i's other view
     return F.cross_entropy(sim, target)

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vlx.losses.clip import gather_batch, positive_mask
+from vlx.losses.clip import IdScope, check_id_scope, gather_batch, pairwise_logits, positive_mask, scope_ids
 
 
 class SigLipLoss(nn.Module):
@@ -19,7 +19,12 @@ class SigLipLoss(nn.Module):
     N^2, as in the paper. Across ranks, features are all-gathered like ClipLoss (same scaling
     convention: every rank computes the global loss), instead of big_vision's ring of chunks:
     simpler, and the N x N logits are small next to the encoders at our batch sizes.
+    ``id_scope`` as in ClipLoss.
     """
+
+    def __init__(self, id_scope: IdScope = "global"):
+        super().__init__()
+        self.id_scope = check_id_scope("SigLipLoss", id_scope)
 
     def forward(
         self,
@@ -33,7 +38,8 @@ class SigLipLoss(nn.Module):
             raise ValueError(
                 f"SigLipLoss expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}"
             )
-        a, b, ids = gather_batch(a, b, ids)
-        logits = logit_scale * a @ b.T + logit_bias  # (N, N)
+        a, b, ids = gather_batch(a, b, scope_ids(ids, self.id_scope))
+        logits = pairwise_logits(a, b, logit_scale)  # (N, N), float32 at least
+        logits = logits + (logit_bias.to(logits.dtype) if isinstance(logit_bias, torch.Tensor) else logit_bias)
         sign = positive_mask(ids, logits.shape[0], logits.device).to(logits.dtype) * 2 - 1
         return -F.logsigmoid(sign * logits).sum() / logits.shape[0]

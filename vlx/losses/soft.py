@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from vlx.config import ConfigError
-from vlx.losses.clip import gather_batch, positive_mask
+from vlx.losses.clip import IdScope, check_id_scope, gather_batch, pairwise_logits, positive_mask, scope_ids
 
 
 def soft_targets(pos: torch.Tensor, smoothing: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -27,11 +27,13 @@ class SoftLabelClipLoss(nn.Module):
 
     SoftLabelClipLoss(smoothing in [0, 1)); forward(a (N, E), b (N, E), logit_scale, ids (N,) |
     None) -> 0-dim. ``smoothing=0`` is exactly ClipLoss. With ``ids``, equal ids are positives.
-    Gathered across ranks like ClipLoss.
+    Gathered across ranks like ClipLoss; ``id_scope`` as there. Logits and targets are
+    float32 (at least) under autocast, so every target row sums to 1.
     """
 
-    def __init__(self, smoothing: float = 0.1):
+    def __init__(self, smoothing: float = 0.1, id_scope: IdScope = "global"):
         super().__init__()
+        self.id_scope = check_id_scope("SoftLabelClipLoss", id_scope)
         if not 0.0 <= smoothing < 1.0:
             raise ConfigError(f"SoftLabelClipLoss: smoothing must be in [0, 1), got {smoothing}")
         self.smoothing = float(smoothing)
@@ -43,8 +45,8 @@ class SoftLabelClipLoss(nn.Module):
             raise ValueError(
                 f"SoftLabelClipLoss expects a and b of the same shape (N, E); got {tuple(a.shape)} and {tuple(b.shape)}"
             )
-        a, b, ids = gather_batch(a, b, ids)
-        logits = logit_scale * a @ b.T
+        a, b, ids = gather_batch(a, b, scope_ids(ids, self.id_scope))
+        logits = pairwise_logits(a, b, logit_scale)
         pos = positive_mask(ids, logits.shape[0], logits.device)
         t_ab, t_ba = soft_targets(pos, self.smoothing, logits.dtype), soft_targets(pos.T, self.smoothing, logits.dtype)
         l_ab = -(t_ab * logits.log_softmax(-1)).sum(-1).mean()
