@@ -19,6 +19,22 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${need[*]}"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# torchcodec (video decoding) loads FFmpeg 5's shared libraries (the names below are Debian
+# 12's). Optional: where apt has no such packages, video/ falls back to decord and PyAV.
+ff=()
+grep -q 'libavcodec.so.59' <<<"$libs" || ff+=(libavcodec59)
+grep -q 'libavformat.so.59' <<<"$libs" || ff+=(libavformat59)
+grep -q 'libavutil.so.57' <<<"$libs" || ff+=(libavutil57)
+grep -q 'libswscale.so.6' <<<"$libs" || ff+=(libswscale6)
+grep -q 'libswresample.so.4' <<<"$libs" || ff+=(libswresample4)
+grep -q 'libavdevice.so.59' <<<"$libs" || ff+=(libavdevice59)
+grep -q 'libavfilter.so.8' <<<"$libs" || ff+=(libavfilter8)
+if [ ${#ff[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "[setup] apt-get install ${ff[*]} (FFmpeg libraries for torchcodec)"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${ff[@]}" >/dev/null; } ||
+    echo "[setup] FFmpeg 5 libraries not installable here: video/ will decode with decord/PyAV instead of torchcodec"
+fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 VPY="$VENV/bin/python"

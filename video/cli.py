@@ -22,7 +22,7 @@ def find_run_config(ckpt: str) -> Path:
 
 def add_caption_parser(subparsers) -> None:
     p = subparsers.add_parser("caption", help="caption a video (or answer --prompt) with a trained video captioner")
-    p.add_argument("video", help="video file (mp4, avi, webm, ...)")
+    p.add_argument("video", nargs="+", help="video file(s) (mp4, avi, webm, ...); several are captioned in batches")
     p.add_argument(
         "--ckpt", required=True, help="checkpoint dir, checkpoints dir or run dir of a video_captioning/video_qa run"
     )
@@ -34,16 +34,20 @@ def add_caption_parser(subparsers) -> None:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=8, help="videos per generate call")
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, ...")
     p.set_defaults(func=run_caption)
 
 
 def run_caption(args: argparse.Namespace) -> int:
+    import torch
+
     from video.io import load_video
     from video.models.captioner import build_video_captioner
     from video.recipes import _eval_load
     from vlx.cli import load_recipe_config
     from vlx.train.checkpoint import load_model_weights
+    from vlx.utils import pick_device
 
     config = args.config or str(find_run_config(args.ckpt))
     _, cfg = load_recipe_config(config, [])
@@ -52,8 +56,9 @@ def run_caption(args: argparse.Namespace) -> int:
         return 2
     model = build_video_captioner(cfg.model)
     load_model_weights(model, args.ckpt)
-    model.to(args.device).eval()
-    frames, _ = load_video(args.video, _eval_load(cfg.data.load))
+    device = pick_device(args.device)
+    model.to(device).eval()
+    load = _eval_load(cfg.data.load)
     gen = {
         k: v
         for k, v in dict(
@@ -68,7 +73,14 @@ def run_caption(args: argparse.Namespace) -> int:
     if args.do_sample:
         gen["do_sample"] = True
     prompt = args.prompt if args.prompt is not None else cfg.prompt
-    print(model.generate(frames[None].to(args.device), [prompt], **gen)[0])
+    for s in range(0, len(args.video), args.batch_size):
+        paths = args.video[s : s + args.batch_size]
+        # uint8 frames go to the device as they are; the model normalises them there
+        frames = torch.stack([load_video(p, load)[0] for p in paths]).to(device)
+        with torch.no_grad():
+            out = model.generate(frames, [prompt] * len(paths), **gen)
+        for p, caption in zip(paths, out):
+            print(caption if len(args.video) == 1 else f"{p}\t{caption}")
     return 0
 
 
@@ -91,7 +103,9 @@ def add_features_parser(subparsers) -> None:
     p.add_argument("--num-frames", type=int, default=8)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--shard-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=16, help="videos per encoder call (all their frames at once)")
+    p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding ahead")
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, ...")
     p.set_defaults(func=run_features)
 
 
@@ -105,6 +119,7 @@ def run_features(args: argparse.Namespace) -> int:
     from video.io import SamplerConfig, VideoLoadConfig, frames_to_model
     from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
     from vlx.encoders import EncoderConfig, build_image_encoder
+    from vlx.utils import pick_device
 
     records = load_annotations(AnnotationConfig(args.format, args.annotation, args.video_root, args.split))
     enc = build_image_encoder(EncoderConfig(name=args.encoder, preset=args.preset, path=args.path))
@@ -117,11 +132,24 @@ def run_features(args: argparse.Namespace) -> int:
             if k.startswith(args.weights_prefix)
         }
         enc.load_state_dict(sd)
-    enc.to(args.device).eval()
+    device = pick_device(args.device)
+    enc.to(device).eval()
 
-    def encode(frames: torch.Tensor) -> torch.Tensor:
-        return enc(frames_to_model(frames, IMAGE_MEAN, IMAGE_STD).to(args.device)).pooled
+    def encode(frames: torch.Tensor) -> torch.Tensor:  # uint8 (N, H, W, 3) already on the device
+        x = frames_to_model(frames, IMAGE_MEAN, IMAGE_STD)  # normalised on the device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            return enc(x).pooled
 
     load = VideoLoadConfig(sampler=SamplerConfig("uniform", args.num_frames), size=args.size)
-    print(json.dumps(extract_features(records, load, encode, args.out, args.shard_size)))
+    res = extract_features(
+        records,
+        load,
+        encode,
+        args.out,
+        args.shard_size,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=device,
+    )
+    print(json.dumps(res))
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,17 +39,30 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
 
 
-def _video_path(root: Path, video_id: str, ext: str | None) -> Path:
-    """root/video_id[.ext]; with no ext, the first existing common extension (else .mp4, so
-    the error at load time names a concrete file)."""
+def inside_root(root: Path, rel: str, where: str) -> Path:
+    """root/rel, refused (one-line DataError naming ``where``) when ``rel`` is absolute or
+    climbs out of ``root`` with ``..``: annotation files come from other people, and a path
+    such as ``/etc/passwd`` must not be read as a video. The check is on the path as
+    written, so symbolic links inside the root (datasets on other disks) still work."""
+    root_n = os.path.normpath(os.path.abspath(root))
+    full = os.path.normpath(os.path.join(root_n, rel))
+    if full != root_n and not full.startswith(root_n + os.sep):
+        raise DataError(f"{where}: video path {rel!r} is outside the dataset root {root_n}")
+    return Path(full)
+
+
+def _video_path(root: Path, video_id: str, ext: str | None, where: str) -> Path:
+    """root/video_id[.ext] (kept inside root); with no ext, the first existing common
+    extension (else .mp4, so the error at load time names a concrete file)."""
     if ext is not None:
-        return root / f"{video_id}{ext}"
+        return inside_root(root, f"{video_id}{ext}", where)
     if Path(video_id).suffix.lower() in VIDEO_EXTS:
-        return root / video_id
+        return inside_root(root, video_id, where)
     for e in VIDEO_EXTS:
-        if (root / f"{video_id}{e}").exists():
-            return root / f"{video_id}{e}"
-    return root / f"{video_id}.mp4"
+        p = inside_root(root, f"{video_id}{e}", where)
+        if p.exists():
+            return p
+    return inside_root(root, f"{video_id}.mp4", where)
 
 
 def _need(obj: Any, key: str, where: str) -> Any:
@@ -81,7 +95,10 @@ def load_msrvtt(
     missing = [v for v in order if not caps[v]]
     if missing:
         raise DataError(f"{ann_file}: video {missing[0]!r} has no sentence ({len(missing)} such videos)")
-    return [{"video": str(_video_path(root, v, ext)), "video_id": v, "captions": caps[v]} for v in order]
+    return [
+        {"video": str(_video_path(root, v, ext, f"{ann_file}: video {v!r}")), "video_id": v, "captions": caps[v]}
+        for v in order
+    ]
 
 
 def load_msvd(
@@ -111,7 +128,10 @@ def load_msvd(
         if unknown:
             raise DataError(f"{split_file}: video id {unknown[0]!r} has no caption in {ann_file}")
         keep = wanted
-    return [{"video": str(_video_path(root, v, ext)), "video_id": v, "captions": caps[v]} for v in keep]
+    return [
+        {"video": str(_video_path(root, v, ext, f"{ann_file}: video {v!r}")), "video_id": v, "captions": caps[v]}
+        for v in keep
+    ]
 
 
 def load_webvid_csv(csv_file: str | Path, video_root: str | Path, ext: str = ".mp4") -> list[dict]:
@@ -131,9 +151,9 @@ def load_webvid_csv(csv_file: str | Path, video_root: str | Path, ext: str = ".m
             if not vid or not name:
                 raise DataError(f"{csv_file}: row {i + 2}: empty 'videoid' or 'name'")
             sub = (row.get("page_dir") or "").strip()
-            out.append(
-                {"video": str((root / sub if sub else root) / f"{vid}{ext}"), "video_id": vid, "captions": [name]}
-            )
+            rel = f"{sub}/{vid}{ext}" if sub else f"{vid}{ext}"
+            path = inside_root(root, rel, f"{csv_file}: row {i + 2}")
+            out.append({"video": str(path), "video_id": vid, "captions": [name]})
     return out
 
 
@@ -155,15 +175,14 @@ def load_video_qa(json_file: str | Path, video_root: str | Path, ext: str | None
         for name, val in (("video_id|video_name", vid), ("q|Q|question", q), ("a|A|answer", a)):
             if val is None:
                 raise DataError(f"{where}: missing key {name}")
-        out.append(
-            {"video": str(_video_path(root, str(vid), ext)), "video_id": str(vid), "question": str(q), "answer": str(a)}
-        )
+        path = _video_path(root, str(vid), ext, where)
+        out.append({"video": str(path), "video_id": str(vid), "question": str(q), "answer": str(a)})
     return out
 
 
 def load_jsonl(jsonl_file: str | Path, video_root: str | Path | None = None) -> list[dict]:
-    """One ``{"video": path, "caption": str | [str]}`` per line; relative paths are relative
-    to ``video_root`` (default: the jsonl's folder)."""
+    """One ``{"video": path, "caption": str | [str]}`` per line; paths are relative to
+    ``video_root`` (default: the jsonl's folder) and must stay inside it."""
     jsonl_file = Path(jsonl_file)
     if not jsonl_file.is_file():
         raise DataError(f"{jsonl_file}: annotation file not found")
@@ -181,8 +200,8 @@ def load_jsonl(jsonl_file: str | Path, video_root: str | Path | None = None) -> 
         caps = [cap] if isinstance(cap, str) else list(cap)
         if not caps or not all(isinstance(c, str) and c.strip() for c in caps):
             raise DataError(f"{jsonl_file}:{ln}: 'caption' must be a non-empty string or list of strings")
-        p = Path(video)
-        out.append({"video": str(p if p.is_absolute() else root / p), "video_id": p.stem, "captions": caps})
+        path = inside_root(root, str(video), f"{jsonl_file}:{ln}")
+        out.append({"video": str(path), "video_id": Path(str(video)).stem, "captions": caps})
     if not out:
         raise DataError(f"{jsonl_file}: no records")
     return out
@@ -219,11 +238,17 @@ class VideoDataset(Dataset):
     with ``video_index`` so several captions of a video are positives for one another
     (ClipLoss ``ids``); otherwise one item per video (first caption / the QA pair).
 
-    ``skip_bad=True``: a video that fails to decode is counted and replaced by the next good
-    one (so a run never stops on one bad file and never hides it: ``bad_report()`` gives the
-    count and files, and ``on_epoch_end`` prints it). ``cache=True`` keeps decoded uint8
-    frames in memory (deterministic samplers only; for small sets such as the tiny
-    recipes).
+    ``skip_bad=True``: a video that fails to decode is remembered and replaced by the next
+    good one, so a run never stops on one bad file and each bad file is tried once per epoch
+    (not once per item that lands on it). The memory is a flag per record in shared memory,
+    so DataLoader workers (persistent or not) see each other's finds and the main process
+    sees all of them: ``bad_report()`` gives the count and files, ``on_epoch_end`` prints
+    them and clears the flags. ``cache=True`` keeps decoded uint8 frames in memory
+    (deterministic samplers only; for small sets such as the tiny recipes).
+
+    Random samplers (TSN) draw from a generator seeded by (``seed``, item, epoch); the epoch
+    is shared with the workers too (``set_epoch``, or ``on_epoch_end`` moving to the next),
+    so persistent workers draw new frames every epoch.
 
     Item: ``{"frames": uint8 (T, H, W, 3), "timestamps": (T,), "video_index": int,
     "caption": str, ...}``."""
@@ -246,33 +271,48 @@ class VideoDataset(Dataset):
         for i, r in enumerate(records):
             n = len(r.get("captions", [None])) if pairs else 1
             self.items.extend((i, j) for j in range(n))
-        self.bad: dict[str, str] = {}  # path -> reason (this epoch)
-        self._epoch_calls = 0
+        # Shared with DataLoader workers (fork and spawn alike): bad flag per record, epoch.
+        self._bad_flags = torch.zeros(len(records), dtype=torch.uint8).share_memory_()
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self.reasons: dict[int, str] = {}  # record -> reason, for the failures seen in this process
+        self.decode_attempts = 0  # in this process
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
     def frames(self, ri: int, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cache and ri in self._frames:
             return self._frames[ri]
+        self.decode_attempts += 1
         out = load_video(self.records[ri]["video"], self.load, rng)
         if self.cache:
             self._frames[ri] = out
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        # The trainer's sampler may hand out indices that carry their epoch (``i.epoch``);
+        # otherwise the epoch shared through ``set_epoch`` / ``on_epoch_end``.
+        epoch = getattr(i, "epoch", None)
+        epoch = int(self._epoch.item()) if epoch is None else int(epoch)
+        i = int(i)
         for attempt in range(len(self.items)):
             k = (i + attempt) % len(self.items)
             ri, ci = self.items[k]
+            if self.skip_bad and self._bad_flags[ri]:
+                continue  # failed before in this epoch (in any worker)
             rec = self.records[ri]
-            # Per-(item, call) seed: TSN offsets vary between epochs, reproducibly.
-            rng = np.random.default_rng([self.seed, k, self._epoch_calls])
+            # Per-(item, epoch) seed: TSN offsets vary between epochs, reproducibly.
+            rng = np.random.default_rng([self.seed, k, epoch])
             try:
                 frames, ts = self.frames(ri, rng)
             except DataError as e:
                 if not self.skip_bad:
                     raise
-                self.bad[rec["video"]] = str(e)
+                self._bad_flags[ri] = 1
+                self.reasons[ri] = str(e)
                 continue
             item: dict[str, Any] = {"frames": frames, "timestamps": ts, "video_index": ri, "video_id": rec["video_id"]}
             if "captions" in rec:
@@ -280,22 +320,34 @@ class VideoDataset(Dataset):
             if "question" in rec:
                 item["question"], item["answer"] = rec["question"], rec["answer"]
             return item
-        raise DataError(f"all {len(self.records)} videos failed to decode, e.g. {next(iter(self.bad.items()))}")
+        example = next(iter(self.reasons.values()), "see the earlier skips")
+        raise DataError(f"all {len(self.records)} videos failed to decode, e.g. {example}")
 
     def bad_report(self) -> dict[str, Any]:
-        return {"bad_videos": len(self.bad), "bad_files": sorted(self.bad)}
+        bad = self._bad_flags.nonzero().flatten().tolist()
+        return {"bad_videos": len(bad), "bad_files": sorted(self.records[i]["video"] for i in bad)}
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
-        """Prints and returns the count of skipped videos, then starts a fresh count."""
+        """Prints and returns the count of skipped videos (from every worker), clears it and
+        moves the sampling epoch to ``epoch + 1``."""
         rep = self.bad_report()
         if rep["bad_videos"]:
-            print(
-                f"[video] epoch {epoch}: skipped {rep['bad_videos']} bad video(s): "
-                + "; ".join(self.bad[f] for f in rep["bad_files"][:5])
-            )
-        self.bad = {}
-        self._epoch_calls += 1
+            bad = self._bad_flags.nonzero().flatten().tolist()[:5]
+            shown = [self.reasons.get(i, f"{self.records[i]['video']}: failed in a loader worker") for i in bad]
+            print(f"[video] epoch {epoch}: skipped {rep['bad_videos']} bad video(s): " + "; ".join(shown))
+        self._bad_flags.zero_()
+        self.reasons = {}
+        self.set_epoch(epoch + 1)
         return {"bad_videos": rep["bad_videos"]}
+
+
+class _WithEpoch(int):
+    """An index that carries its epoch (as the trainer's sampler indices do)."""
+
+    def __new__(cls, value: int, epoch: int):
+        obj = super().__new__(cls, value)
+        obj.epoch = epoch
+        return obj
 
 
 def collate_video(items: list[dict]) -> dict[str, Any]:
@@ -338,7 +390,13 @@ class HardNegativeGroups(Dataset):
         return len(self.groups)
 
     def __getitem__(self, i: int) -> list[dict[str, Any]]:
+        epoch = getattr(i, "epoch", None)
+        if epoch is not None:  # pass the sampler's epoch on to the group's items
+            return [self.base[_WithEpoch(k, epoch)] for k in self.groups[int(i)]]
         return [self.base[k] for k in self.groups[i]]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
         return self.base.on_epoch_end(epoch)

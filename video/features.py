@@ -45,6 +45,25 @@ def _write_shard(out_dir: Path, n: int, tensors: dict[str, torch.Tensor]) -> Non
     os.replace(tmp, final)  # atomic: a kill leaves either no shard or a whole one
 
 
+class _Decode(Dataset):
+    """records -> (video_id, frames uint8 (T, H, W, 3), timestamps) or (video_id, None, reason),
+    so DataLoader workers decode ahead while the device encodes."""
+
+    def __init__(self, records: list[dict], load: VideoLoadConfig):
+        self.records, self.load = records, load
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        r = self.records[i]
+        try:
+            frames, ts = load_video(r["video"], self.load)
+        except DataError as e:
+            return r["video_id"], None, str(e)
+        return r["video_id"], frames, ts
+
+
 @torch.no_grad()
 def extract_features(
     records: list[dict],
@@ -54,9 +73,16 @@ def extract_features(
     shard_size: int = 64,
     skip_bad: bool = True,
     progress: bool = True,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """``encode(frames uint8 (T, H, W, 3)) -> (T, D)``. Returns counts (done, skipped as
-    already present, bad)."""
+    """``encode(frames uint8 (N, H, W, 3) on device) -> (N, D)``: called once per batch of
+    ``batch_size`` videos with all their frames (N = videos x T), so normalisation and the
+    encoder run on ``device``; ``num_workers`` DataLoader workers decode ahead. Returns
+    counts (done, skipped as already present, bad)."""
+    from torch.utils.data import DataLoader
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".tmp-*"):
@@ -66,28 +92,39 @@ def extract_features(
     todo = [r for r in records if r["video_id"] not in done]
     seen: set[str] = set()
     todo = [r for r in todo if not (r["video_id"] in seen or seen.add(r["video_id"]))]  # one entry per video
-    it = todo
-    if progress:
-        from tqdm import tqdm
+    device = torch.device(device)
+    loader = DataLoader(
+        _Decode(todo, load),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=list,
+        pin_memory=device.type == "cuda",
+    )
+    from tqdm import tqdm
 
-        it = tqdm(todo, desc="features", unit="video", initial=0, total=len(todo))
+    bar = tqdm(total=len(todo), desc="features", unit="video", disable=not progress, dynamic_ncols=True)
     buf: dict[str, torch.Tensor] = {}
     n_bad = 0
-    for r in it:
-        try:
-            frames, ts = load_video(r["video"], load)
-        except DataError as e:
+    for batch in loader:
+        good = [(vid, f, ts) for vid, f, ts in batch if f is not None]
+        for vid, _, reason in (b for b in batch if b[1] is None):
             if not skip_bad:
-                raise
+                raise DataError(reason)
             n_bad += 1
             with (out / "bad.jsonl").open("a") as f:
-                f.write(json.dumps({"video_id": r["video_id"], "reason": str(e)}) + "\n")
-            continue
-        buf[r["video_id"]] = encode(frames).float().cpu()
-        buf[TS_PREFIX + r["video_id"]] = ts
+                f.write(json.dumps({"video_id": vid, "reason": reason}) + "\n")
+        if good:
+            T = [f.shape[0] for _, f, _ in good]
+            frames = torch.cat([f for _, f, _ in good]).to(device, non_blocking=True)  # uint8 (sum T, H, W, 3)
+            feats = encode(frames).float().cpu().split(T)  # one copy back per batch
+            for (vid, _, ts), feat in zip(good, feats):
+                buf[vid] = feat.contiguous()
+                buf[TS_PREFIX + vid] = ts
+        bar.update(len(batch))
         if len(buf) >= 2 * shard_size:
             _write_shard(out, next_shard, buf)
             next_shard, buf = next_shard + 1, {}
+    bar.close()
     if buf:
         _write_shard(out, next_shard, buf)
     index = {}

@@ -1,6 +1,16 @@
-"""Video decoding into model-ready uint8 frames: decord (batched, seek-based ``get_batch``,
-resize inside the decoder) with PyAV as a fallback behind the same interface, and the frame
-samplers people use (uniform, TSN random segments, fixed fps, explicit timestamps).
+"""Video decoding into model-ready uint8 frames, and the frame samplers people use (uniform,
+TSN random segments, fixed fps, explicit timestamps).
+
+Three readers behind one interface, picked in this order by ``backend="auto"``: torchcodec
+(PyTorch's maintained decoder: exact seeks from a scan of the packets, batched
+``get_frames_at``, resize inside the decoder), decord (batched seeks, decoder-side resize;
+no release since 2022) and PyAV (sequential decode from the start: slow but exact anywhere).
+A backend that is not installed, does not load (torchcodec needs FFmpeg's shared libraries)
+or cannot open a file hands over to the next one. Frame index ``i`` means the same frame in
+all three: the ``i``-th frame in presentation order, also with B-frames and variable frame
+rate; ``fps`` is the stream's average rate from the container header and ``num_frames`` its
+header count (a scan when the header has none), so samplers pick the same indices whichever
+backend decodes.
 
 Every failure is a ``DataError`` naming the file and the reason (missing/unreadable,
 corrupt, truncated, no video stream, zero frames), raised when the file is opened or decoded.
@@ -118,9 +128,84 @@ def _check_file(path: str) -> None:
         raise DataError(f"{path}: video file is empty (0 bytes)")
 
 
+class TorchCodecReader:
+    """torchcodec's ``VideoDecoder`` in exact seek mode (frame ``i`` is found from a scan of
+    the packets, not from the average rate); ``size=(H, W)`` resizes inside the decoder
+    (bilinear, antialiased)."""
+
+    def __init__(self, path: str | Path, size: tuple[int, int] | None = None, num_threads: int = 1):
+        from torchcodec.decoders import VideoDecoder  # RuntimeError when FFmpeg's libraries are missing
+
+        self.path = str(path)
+        _check_file(self.path)
+        self.size = size
+        kw: dict = {}
+        if size is not None:
+            from torchcodec.transforms import Resize
+
+            kw["transforms"] = [Resize(size)]
+        try:
+            self._dec = VideoDecoder(
+                self.path, dimension_order="NHWC", num_ffmpeg_threads=num_threads, seek_mode="exact", **kw
+            )
+            m = self._dec.metadata
+        except Exception as e:
+            raise DataError(f"{self.path}: cannot open video (corrupt or truncated file): {_first_line(e)}") from None
+        # The header's count (as the other readers report it); frames past the decodable
+        # ones then read as truncated, not as a shorter video.
+        self._decodable = int(m.num_frames_from_content or 0)
+        self.num_frames = int(m.num_frames_from_header or self._decodable)
+        if self.num_frames == 0 or self._decodable == 0:
+            raise DataError(f"{self.path}: video has zero frames")
+        # The container's average rate (frames / duration, FFmpeg's avg_frame_rate, which decord
+        # and PyAV report), not torchcodec's header rate (r_frame_rate: 100 for a VFR file whose
+        # average is 20.8).
+        dur = m.duration_seconds_from_header
+        self.fps = float(m.num_frames_from_header / dur if m.num_frames_from_header and dur else m.average_fps or 1.0)
+        self._times: dict[int, float] = {}
+
+    def get_batch(self, indices: Sequence[int]) -> np.ndarray:
+        idx = [int(i) for i in indices]
+        missing = sorted({i for i in idx if i >= self._decodable})
+        if missing:
+            raise DataError(f"{self.path}: truncated video: frames {missing} of {self.num_frames} could not be decoded")
+        try:
+            batch = self._dec.get_frames_at(idx)
+        except Exception as e:
+            raise DataError(
+                f"{self.path}: decoding frames {idx} failed (truncated or corrupt data): {_first_line(e)}"
+            ) from None
+        self._times.update(zip(idx, batch.pts_seconds.tolist()))
+        return batch.data.numpy()
+
+    def timestamps(self, indices: Sequence[int]) -> np.ndarray:
+        missing = [int(i) for i in indices if int(i) not in self._times]
+        if missing:
+            self._times.update(zip(missing, self._dec.get_frames_at(missing).pts_seconds.tolist()))
+        return np.array([self._times[int(i)] for i in indices], dtype=np.float64)
+
+
+def _container_key_indices(path: str) -> list[int] | None:
+    """Presentation-order indices of the key frames, from the container's packet flags (a
+    demux, no decoding); None when PyAV is missing or cannot read the file."""
+    try:
+        import av
+
+        with av.open(path) as c:
+            pts = [(p.pts, p.is_keyframe) for p in c.demux(video=0) if p.pts is not None]
+    except Exception:
+        return None
+    return [i for i, (_, key) in enumerate(sorted(pts)) if key]
+
+
 class DecordReader:
     """decord's VideoReader; ``size=(H, W)`` makes the decoder scale frames (cheaper than
-    scaling full-size RGB afterwards)."""
+    scaling full-size RGB afterwards).
+
+    decord seeks to the key frame it believes precedes a frame; with B-frames in some
+    containers (MPEG-4 part 2 in mp4, for one) its key-frame list is in decode order and its
+    seeks land on later frames. When its list disagrees with the container's packet flags,
+    this reader decodes sequentially from the start instead (exact, slower)."""
 
     def __init__(self, path: str | Path, size: tuple[int, int] | None = None, num_threads: int = 1):
         import decord
@@ -137,10 +222,24 @@ class DecordReader:
         if self.num_frames == 0:
             raise DataError(f"{self.path}: video has zero frames")
         self.fps = float(self._vr.get_avg_fps()) or 1.0
+        keys = _container_key_indices(self.path)
+        self.sequential = keys is not None and list(self._vr.get_key_indices()) != keys
+
+    def _read(self, indices: list[int]) -> np.ndarray:
+        if not self.sequential:
+            return self._vr.get_batch(indices).asnumpy()
+        want, got = set(indices), {}
+        self._vr.seek(0)
+        for i in range(max(indices) + 1):
+            frame = self._vr.next()
+            if i in want:
+                got[i] = frame.asnumpy()
+        return np.stack([got[i] for i in indices])
 
     def get_batch(self, indices: Sequence[int]) -> np.ndarray:
+        idx = list(map(int, indices))
         try:
-            out = self._vr.get_batch(list(map(int, indices))).asnumpy()
+            out = self._read(idx)
         except Exception as e:
             if self.size is not None and not self._post_resize and "DECORDArrayCopyFromTo" in str(e):
                 # decord's scaler fails for some output widths (buffer alignment): decode at
@@ -151,8 +250,7 @@ class DecordReader:
                 self._post_resize = True
                 return self.get_batch(indices)
             raise DataError(
-                f"{self.path}: decoding frames {list(map(int, indices))} failed (truncated or corrupt data): "
-                f"{_first_line(e)}"
+                f"{self.path}: decoding frames {idx} failed (truncated or corrupt data): {_first_line(e)}"
             ) from None
         if self._post_resize:
             out = (
@@ -220,35 +318,58 @@ class PyAVReader:
 
 
 def _first_line(e: BaseException) -> str:
-    """First line of a backend's message, without decord's '[hh:mm:ss] file.cc:N: ' prefix."""
+    """First line of a backend's message, without decord's '[hh:mm:ss] file.cc:N: ' or
+    torchcodec's 'Function, /path/file.cpp:N, ' prefix."""
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
     line = re.sub(r"^\[[0-9:]+\] \S+:\d+: ", "", line)
+    line = re.sub(r"^\w+, \S+\.cpp:\d+, ", "", line)
     return line[:200]
 
 
+Backend = Literal["auto", "torchcodec", "decord", "pyav"]
+READERS: dict[str, type] = {"torchcodec": TorchCodecReader, "decord": DecordReader, "pyav": PyAVReader}
+_UNAVAILABLE: dict[str, str] = {}  # backend -> why it cannot be imported (checked once per process)
+
+
+def available_backends() -> list[str]:
+    """The backends that import here, in the order ``auto`` tries them."""
+    out = []
+    for name, module in (("torchcodec", "torchcodec.decoders"), ("decord", "decord"), ("pyav", "av")):
+        if name not in _UNAVAILABLE:
+            try:
+                __import__(module)
+            except Exception as e:  # torchcodec raises RuntimeError/OSError when FFmpeg's libs are missing
+                _UNAVAILABLE[name] = _first_line(e)
+        if name not in _UNAVAILABLE:
+            out.append(name)
+    return out
+
+
 def open_video(
-    path: str | Path,
-    size: tuple[int, int] | None = None,
-    backend: Literal["auto", "decord", "pyav"] = "auto",
-    num_threads: int = 1,
+    path: str | Path, size: tuple[int, int] | None = None, backend: Backend = "auto", num_threads: int = 1
 ) -> VideoReader:
-    """Opens with decord; with ``backend="auto"`` falls back to PyAV when decord is missing
-    or cannot open the file (decord lacks some codecs/containers). Both failing raises the
-    decord reason."""
-    if backend == "pyav":
-        return PyAVReader(path, size, num_threads)
-    try:
-        return DecordReader(path, size, num_threads)
-    except ImportError:
-        if backend == "decord":
-            raise
-        return PyAVReader(path, size, num_threads)
-    except DataError as first:
-        if backend == "decord" or "cannot open" not in str(first):
-            raise
-        # PyAV's reasons are the more specific ones (e.g. "no video stream").
-        return PyAVReader(path, size, num_threads)
+    """Opens ``path`` with ``backend``; ``"auto"`` tries torchcodec, then decord, then PyAV,
+    moving on when a backend is not importable or cannot open the file (each lacks some
+    codecs/containers). When all fail, the last reason is raised (PyAV's are the most
+    specific, e.g. "no video stream")."""
+    if backend != "auto":
+        if backend not in READERS:
+            raise ValueError(f"unknown video backend {backend!r}; expected auto, {', '.join(READERS)}")
+        return READERS[backend](path, size, num_threads)
+    names = available_backends()
+    if not names:
+        raise DataError(f"{path}: no video backend imports here ({_UNAVAILABLE}); install torchcodec, decord or av")
+    err: DataError | None = None
+    for name in names:
+        try:
+            return READERS[name](path, size, num_threads)
+        except DataError as e:
+            if "cannot open" not in str(e):  # a definite answer (missing file, zero frames)
+                raise
+            err = e
+    assert err is not None
+    raise err
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,7 +405,7 @@ class VideoLoadConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     size: int = 224  # output frames are size x size
     crop: Literal["center", "none"] = "none"  # none: the decoder squashes to size x size
-    backend: Literal["auto", "decord", "pyav"] = "auto"
+    backend: Backend = "auto"
     num_threads: int = 1
 
 

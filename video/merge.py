@@ -3,9 +3,14 @@ similar token pairs in every transformer block, keeping a per-token ``size`` (ho
 patches it stands for) for size-weighted averages and proportional attention
 (``softmax(q k^T * scale + log size)``). ``apply_patch(model, r)`` swaps the block classes of
 the project's ViT (vlx/encoders/vit.py) or of a Hugging Face CLIP vision tower in place.
+``r`` means what it means in ToMe (``parse_r``): an int (that many tokens per layer), a
+``(r, inflection)`` tuple (ToMe's schedule: inflection -1 is the paper's decreasing schedule)
+or a list (one value per layer, missing layers 0).
 
-Also a temporal variant (``temporal_merge``): the same matching between the token sets of
-neighbouring frames, so static background shared by consecutive frames collapses to one set.
+Also a temporal variant of our own (``temporal_merge``, not in the ToMe paper): the same
+matching between the token sets of neighbouring frames, so static background shared by
+consecutive frames collapses to one set; each frame's CLS token, when present, is never
+merged.
 
 Written here because ToMe's reference package is not on PyPI for this setup; the algorithm
 follows the paper's Algorithm 1 (alternating split, max-similarity edges, keep top-r).
@@ -23,17 +28,49 @@ from torch import nn
 MergeFn = Callable[[torch.Tensor, str], torch.Tensor]
 
 
+def parse_r(num_layers: int, r: int | tuple[int, float] | Sequence[int]) -> list[int]:
+    """Tokens to merge in each of ``num_layers`` layers, as ToMe's ``parse_r`` defines them:
+
+    - int ``r``: ``r`` in every layer;
+    - tuple ``(r, inflection)``, inflection in [-1, 1]: a linear schedule from
+      ``lo = int(r * (1 - inflection))`` in the first layer to ``hi = 2 r - lo`` in the last,
+      each layer ``int(lo + (hi - lo) * i / (num_layers - 1))``; ``(r, 0)`` is constant ``r``,
+      ``(r, -1)`` the paper's decreasing schedule (ViT-B/16, ``(8, -1)``: 16, 14, 13, ..., 1, 0);
+    - list: one value per layer, padded with 0 for the missing layers.
+    """
+    if isinstance(r, bool) or not isinstance(r, (int, tuple, list)):
+        raise TypeError(f"ToMe r must be an int, an (r, inflection) tuple or a list of ints, got {r!r}")
+    if isinstance(r, list):
+        if not all(isinstance(v, int) and v >= 0 for v in r):
+            raise ValueError(f"ToMe r list must hold ints >= 0, got {r}")
+        return list(r) + [0] * (num_layers - len(r))
+    inflection = 0.0
+    if isinstance(r, tuple):
+        if len(r) != 2 or not isinstance(r[0], int) or not -1.0 <= float(r[1]) <= 1.0:
+            raise ValueError(f"ToMe r tuple must be (r: int, inflection in [-1, 1]), got {r!r}")
+        r, inflection = r[0], float(r[1])
+    if r < 0:
+        raise ValueError(f"ToMe r must be >= 0, got {r}")
+    lo = int(r * (1.0 - inflection))
+    hi = 2 * r - lo
+    step = (hi - lo) / max(num_layers - 1, 1)
+    return [int(lo + step * i) for i in range(num_layers)]
+
+
 def _match(
-    a: torch.Tensor, b: torch.Tensor, r: int, protect_first: bool
+    a: torch.Tensor, b: torch.Tensor, r: int, protect_a: bool, protect_b: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Edges from set A (B, Na, C) to its most similar token in set B (B, Nb, C) by cosine
-    similarity; the ``r`` strongest edges are merged. Returns (unm_idx (B, Na-r, 1) kept A
-    tokens in original order, src_idx (B, r, 1) merged A tokens, dst_idx (B, r, 1) their
-    B partners)."""
+    similarity; the ``r`` strongest edges are merged. ``protect_a``: A's first token (a CLS)
+    is never merged away; ``protect_b``: nothing merges into B's first token. Returns
+    (unm_idx (B, Na-r, 1) kept A tokens in original order, src_idx (B, r, 1) merged A
+    tokens, dst_idx (B, r, 1) their B partners)."""
     a = a / a.norm(dim=-1, keepdim=True)
     b = b / b.norm(dim=-1, keepdim=True)
     scores = a @ b.transpose(-1, -2)
-    if protect_first:  # the CLS token is never merged away
+    if protect_b:
+        scores[..., :, 0] = -math.inf
+    if protect_a:  # the CLS token is never merged away
         scores[..., 0, :] = -math.inf
     node_max, node_idx = scores.max(dim=-1)
     edge_idx = node_max.argsort(dim=-1, descending=True)[..., None]
@@ -53,7 +90,7 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, class_token: bool = Tr
     if r <= 0:
         return lambda x, mode="mean": x
     with torch.no_grad():
-        unm_idx, src_idx, dst_idx = _match(metric[..., ::2, :], metric[..., 1::2, :], r, class_token)
+        unm_idx, src_idx, dst_idx = _match(metric[..., ::2, :], metric[..., 1::2, :], r, protect_a=class_token)
 
     def merge(x: torch.Tensor, mode: str = "mean") -> torch.Tensor:
         src, dst = x[..., ::2, :], x[..., 1::2, :]
@@ -75,15 +112,22 @@ def merge_wavg(merge: MergeFn, x: torch.Tensor, size: torch.Tensor | None = None
     return x / size, size
 
 
-def temporal_merge(x: torch.Tensor, r: int, size: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Temporal ToMe: for each pair of neighbouring frames (2k, 2k+1), the ``r`` tokens of
-    frame 2k+1 most similar to a token of frame 2k merge into it (size-weighted).
+def temporal_merge(
+    x: torch.Tensor, r: int, size: torch.Tensor | None = None, *, class_token: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Temporal token merging (ours): for each pair of neighbouring frames (2k, 2k+1), the
+    ``r`` tokens of frame 2k+1 most similar to a token of frame 2k merge into it
+    (size-weighted). ``class_token=True`` says token 0 of every frame is its CLS: the later
+    frame's CLS is never merged and no patch merges into the earlier frame's CLS, so both
+    stay as they were (output token 0 is frame 2k's CLS, token N frame 2k+1's); ``r`` is
+    then capped at N - 1, otherwise at N.
+
     x (B, T, N, D), size (B, T, N, 1) or None -> (B, T//2, 2N - r, D), (B, T//2, 2N - r, 1).
-    An odd last frame is kept as is (padded pair is not formed: T must be even)."""
+    T must be even (an odd T raises ValueError: drop or repeat a frame first)."""
     B, T, N, D = x.shape
     if T % 2:
         raise ValueError(f"temporal_merge needs an even number of frames, got T={T}")
-    r = min(r, N)
+    r = max(0, min(r, N - int(class_token)))
     if size is None:
         size = torch.ones_like(x[..., :1])
     # A = later frame (its tokens get merged away), B = earlier frame; pairs become the batch.
@@ -95,7 +139,7 @@ def temporal_merge(x: torch.Tensor, r: int, size: torch.Tensor | None = None) ->
         out = torch.cat([earlier, later], 1)
         return out.reshape(B, T // 2, 2 * N, D), torch.cat([s_earlier, s_later], 1).reshape(B, T // 2, 2 * N, 1)
     with torch.no_grad():
-        unm_idx, src_idx, dst_idx = _match(later, earlier, r, protect_first=False)
+        unm_idx, src_idx, dst_idx = _match(later, earlier, r, protect_a=class_token, protect_b=class_token)
 
     def merge(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         C = a.shape[-1]
@@ -181,9 +225,7 @@ def _tome_wrapper(cls: type, entry: str) -> type:
     """A subclass of ``cls`` whose ``entry`` method first resets the per-forward ToMe state."""
 
     def reset_then_call(self, *args, **kwargs):
-        n = self._tome_num_layers
-        r = self.r
-        self._tome_info["r"] = list(r) if isinstance(r, (list, tuple)) else [int(r)] * n
+        self._tome_info["r"] = parse_r(self._tome_num_layers, self.r)
         self._tome_info["size"] = None
         return getattr(super(new_cls, self), entry)(*args, **kwargs)
 
@@ -205,11 +247,13 @@ def tome_modules(model: nn.Module) -> list[nn.Module]:
 
 def apply_patch(model: nn.Module, r: int | Sequence[int] = 8, prop_attn: bool = True) -> nn.Module:
     """Patches (in place) every core ``VisionTransformer`` or HF ``CLIPVisionTransformer``
-    inside ``model`` to merge ``r`` tokens per block (an int, or one value per layer).
+    inside ``model`` to merge tokens in each block, ``r`` as ToMe reads it (``parse_r``: an
+    int, an ``(r, inflection)`` schedule or a per-layer list).
     Afterwards ``vit.r`` can be changed freely; ``vit._tome_info["size"]`` holds the last
     forward's token sizes (B, N', 1). ``r=0`` computes exactly the unmerged model."""
     from vlx.encoders.vit import Block, VisionTransformer
 
+    parse_r(12, r)  # a malformed r fails here, not at the first forward
     patched = 0
     for m in list(model.modules()):
         if isinstance(m, VisionTransformer) and not hasattr(m, "_tome_info"):

@@ -15,11 +15,17 @@ def add_features_parser(subparsers):
     _cli.add_features_parser(subparsers)
 
 
-def _quickstart(args) -> int:
-    from video.report import run_moving_shapes_report
+@register_command("video")
+def add_video_parser(subparsers):
+    from video.eval_commands import add_video_parser as add
 
-    run_moving_shapes_report()
-    return 0
+    add(subparsers)
+
+
+def _quickstart(args) -> int:
+    from video.report import run_quickstart
+
+    return run_quickstart(args)
 
 
 # Below the core's image-text quickstart (priority 0): `vlx quickstart video` runs it.

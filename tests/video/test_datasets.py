@@ -121,3 +121,99 @@ def test_dataset_skips_and_counts_bad_videos(shapes_dir, bad_videos):
     assert ds.bad_report()["bad_videos"] == 4
     assert ds.on_epoch_end(0) == {"bad_videos": 4}
     assert ds.bad_report()["bad_videos"] == 0  # fresh count for the next epoch
+
+
+def test_bad_videos_are_tried_once_per_epoch(shapes_dir, bad_videos, monkeypatch):
+    """Many bad videos and one good one: each bad file is decoded once per epoch, not once
+    per item that lands on it (1,000 bad + 1 good cost 501,501 attempts before)."""
+    import video.datasets as vd
+
+    calls: dict[str, int] = {}
+    real = vd.load_video
+
+    def counting(path, cfg, rng=None):
+        calls[str(path)] = calls.get(str(path), 0) + 1
+        return real(path, cfg, rng)
+
+    monkeypatch.setattr(vd, "load_video", counting)
+    good = load_jsonl(shapes_dir / "test.jsonl")[0]
+    n_bad = 60
+    records = [
+        {"video": str(bad_videos["missing"]).replace("missing", f"missing{i}"), "video_id": f"b{i}"}
+        for i in range(n_bad)
+    ] + [good]
+    for r in records[:n_bad]:
+        r["captions"] = ["x"]
+    ds = VideoDataset(records, LOAD, skip_bad=True)
+    for epoch in range(2):
+        got = [ds[i]["video_id"] for i in range(len(ds))]
+        assert got == [good["video_id"]] * len(ds)
+        assert all(calls[r["video"]] == epoch + 1 for r in records[:n_bad])  # once per epoch
+        assert calls[good["video"]] == (epoch + 1) * len(ds)  # the good one per item (no cache)
+        assert ds.on_epoch_end(epoch) == {"bad_videos": n_bad}
+    assert sum(calls.values()) == 2 * (n_bad + len(ds))  # was n_bad^2 / 2 per epoch
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_bad_count_and_tsn_epochs_with_workers(shapes_dir, bad_videos, persistent):
+    """With DataLoader workers the main process sees every worker's bad videos, and TSN
+    draws new frames each epoch also in persistent workers."""
+    good = load_jsonl(shapes_dir / "test.jsonl")
+    bad = [{"video": str(bad_videos[k]), "video_id": k, "captions": ["x"]} for k in ("corrupt", "zero", "missing")]
+    records = [good[0], bad[0], good[1], bad[1], good[2], bad[2]]
+    tsn = VideoLoadConfig(sampler=SamplerConfig("tsn", 4), size=32)
+    ds = VideoDataset(records, tsn, skip_bad=True, seed=0)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=2, collate_fn=collate_video, num_workers=2, persistent_workers=persistent
+    )
+    stamps = []
+    for epoch in range(2):
+        batches = list(loader)
+        stamps.append(torch.cat([b["timestamps"] for b in batches]))
+        assert sum(len(b["video_id"]) for b in batches) == 6
+        assert ds.on_epoch_end(epoch) == {"bad_videos": 3}  # counted in the workers, read here
+    assert not torch.equal(stamps[0], stamps[1])  # epoch 1 drew other frames than epoch 0
+
+
+def test_annotation_paths_must_stay_inside_the_root(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"video": "/etc/passwd", "caption": "x"}\n')
+    with pytest.raises(DataError) as e:
+        load_jsonl(tmp_path / "a.jsonl")
+    assert "a.jsonl:1" in str(e.value) and "outside the dataset root" in str(e.value) and "\n" not in str(e.value)
+    (tmp_path / "b.jsonl").write_text('{"video": "../../etc/passwd", "caption": "x"}\n')
+    with pytest.raises(DataError, match="outside the dataset root"):
+        load_jsonl(tmp_path / "b.jsonl")
+    (tmp_path / "qa.json").write_text('[{"video_name": "../secret", "Q": "q", "A": "a"}]')
+    with pytest.raises(DataError, match="qa.json: entry 0: video path '../secret.mp4' is outside"):
+        load_video_qa(tmp_path / "qa.json", tmp_path / "videos")
+    ann = {"videos": [{"video_id": "/etc/passwd"}], "sentences": [{"video_id": "/etc/passwd", "caption": "c"}]}
+    (tmp_path / "m.json").write_text(json.dumps(ann))
+    with pytest.raises(DataError, match="outside the dataset root"):
+        load_annotations(AnnotationConfig(format="msrvtt", file=str(tmp_path / "m.json"), ext=""))
+    # inside the root, also spelled absolute or with a harmless '..', is fine
+    (tmp_path / "ok.jsonl").write_text(
+        json.dumps({"video": str(tmp_path / "v" / "a.mp4"), "caption": "x"})
+        + "\n"
+        + json.dumps({"video": "v/../w/b.mp4", "caption": "y"})
+        + "\n"
+    )
+    assert [r["video"] for r in load_jsonl(tmp_path / "ok.jsonl")] == [
+        str(tmp_path / "v" / "a.mp4"),
+        str(tmp_path / "w" / "b.mp4"),
+    ]
+
+
+def test_index_carrying_its_epoch_seeds_tsn(shapes_dir):
+    """An index with ``.epoch`` (the trainer's sampler indices) picks the TSN draw of that
+    epoch, whatever epoch the dataset copy itself was told."""
+    from video.datasets import _WithEpoch
+
+    recs = load_jsonl(shapes_dir / "test.jsonl")
+    ds = VideoDataset(recs, VideoLoadConfig(sampler=SamplerConfig("tsn", 4), size=32), seed=0)
+    ds.set_epoch(5)
+    at5 = ds[0]["timestamps"]
+    ds.set_epoch(0)
+    torch.testing.assert_close(ds[_WithEpoch(0, 5)]["timestamps"], at5)
+    e5 = torch.stack([ds[_WithEpoch(k, 5)]["timestamps"] for k in range(len(ds))])
+    e6 = torch.stack([ds[_WithEpoch(k, 6)]["timestamps"] for k in range(len(ds))])
+    assert not torch.equal(e5, e6)  # another epoch, other frames

@@ -22,7 +22,7 @@ def encode(frames: torch.Tensor) -> torch.Tensor:
 def test_extraction_resumes_after_a_crash(shapes_dir, bad_videos, tmp_path):
     records = load_msrvtt(shapes_dir / "annotation.json", shapes_dir / "videos")  # 10 videos
     records.append({"video": str(bad_videos["corrupt"]), "video_id": "broken", "captions": ["x"]})
-    ref = extract_features(records, LOAD, encode, tmp_path / "ref", shard_size=3, progress=False)
+    ref = extract_features(records, LOAD, encode, tmp_path / "ref", shard_size=3, progress=False, batch_size=1)
     assert ref == {"extracted": 10, "already_done": 0, "bad": 1, "total_features": 10}
 
     calls = {"n": 0}
@@ -35,12 +35,12 @@ def test_extraction_resumes_after_a_crash(shapes_dir, bad_videos, tmp_path):
 
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        extract_features(records, LOAD, crashing, out, shard_size=3, progress=False)
+        extract_features(records, LOAD, crashing, out, shard_size=3, progress=False, batch_size=1)
     assert len(done_video_ids(out)) == 6  # two whole shards survive, the partial one is gone
     calls["n"] = 100
     counted = []
     second = extract_features(
-        records, LOAD, lambda f: counted.append(1) or encode(f), out, shard_size=3, progress=False
+        records, LOAD, lambda f: counted.append(1) or encode(f), out, shard_size=3, progress=False, batch_size=1
     )
     assert second["already_done"] == 6 and second["extracted"] == 4 and len(counted) == 4
     a = FeatureDataset(records, tmp_path / "ref")
@@ -52,6 +52,28 @@ def test_extraction_resumes_after_a_crash(shapes_dir, bad_videos, tmp_path):
     assert a[0]["features"].shape == (4, 3)
     bad = [json.loads(l) for l in (out / "bad.jsonl").read_text().splitlines()]
     assert bad[0]["video_id"] == "broken" and "corrupt" in bad[0]["reason"]
+
+
+def test_batched_extraction_matches_per_video(shapes_dir, bad_videos, tmp_path):
+    """Videos are encoded in batches (one encoder call with all frames of batch_size
+    videos), decoded ahead by DataLoader workers; features equal the per-video ones."""
+    records = load_msrvtt(shapes_dir / "annotation.json", shapes_dir / "videos")  # 10 videos
+    records.insert(3, {"video": str(bad_videos["corrupt"]), "video_id": "broken", "captions": ["x"]})
+    shapes = []
+
+    def recording(frames):
+        shapes.append(tuple(frames.shape))
+        return encode(frames)
+
+    one = extract_features(records, LOAD, encode, tmp_path / "one", progress=False, batch_size=1)
+    res = extract_features(records, LOAD, recording, tmp_path / "b", progress=False, batch_size=4, num_workers=2)
+    assert res == one == {"extracted": 10, "already_done": 0, "bad": 1, "total_features": 10}
+    # 11 records in batches of 4: 4 (one bad) + 4 + 3 videos -> 3 calls of 3, 4 and 3 videos x 4 frames
+    assert shapes == [(12, 16, 16, 3), (16, 16, 16, 3), (12, 16, 16, 3)]
+    a, b = FeatureDataset(records, tmp_path / "one"), FeatureDataset(records, tmp_path / "b")
+    for i in range(len(a)):
+        torch.testing.assert_close(a[i]["features"], b[i]["features"])
+        torch.testing.assert_close(a[i]["timestamps"], b[i]["timestamps"])
 
 
 @pytest.mark.slow
@@ -70,7 +92,7 @@ def enc(f):
         os.kill(os.getpid(), signal.SIGKILL)
     return f.float().mean(dim=(1, 2))
 cfg = VideoLoadConfig(sampler=SamplerConfig('uniform', 4), size=16)
-print(extract_features(recs, cfg, enc, {str(tmp_path / "f")!r}, shard_size=2, progress=False))
+print(extract_features(recs, cfg, enc, {str(tmp_path / "f")!r}, shard_size=2, progress=False, batch_size=1))
 """
     killed = subprocess.run(
         [sys.executable, "-c", script], env={**__import__("os").environ, "KILL": "1"}, capture_output=True, text=True

@@ -70,6 +70,11 @@ def test_captioning_train_then_vlx_caption(tiny_shapes, tmp_path, capsys):
     )
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert 1 <= len(printed.split()) <= 3  # a (short, untrained) caption from the tiny vocabulary
+    # several videos: captioned in one batch on the device, same greedy captions as one by one
+    videos = [str(tiny_shapes / "videos" / f"video{i}.mp4") for i in (16, 17, 18)]
+    assert main(["caption", *videos, "--ckpt", str(out), "--max-new-tokens", "3", "--device", "cpu"]) == 0
+    rows = [ln.split("\t") for ln in capsys.readouterr().out.strip().splitlines()[-3:]]
+    assert [r[0] for r in rows] == videos and rows[0][1] == printed
 
 
 def test_qa_recipe_reports_exact_match(tiny_shapes, tmp_path):
@@ -77,6 +82,15 @@ def test_qa_recipe_reports_exact_match(tiny_shapes, tmp_path):
     assert main(["train", CFG + "qa_tiny.yaml", *common(tiny_shapes, out)]) == 0
     res = json.loads((out / "eval.json").read_text())
     assert "exact_match" in res and res["n_test"] == 16  # two questions per test video
+    # the same model through `vlx video eval-qa` on an MSRVTT-QA-layout file
+    qa = json.loads((tiny_shapes / "qa_test.json").read_text())
+    rows = [{"video_id": q["video_name"], "question": q["Q"], "answer": q["A"], "id": i} for i, q in enumerate(qa)]
+    (tmp_path / "test_qa.json").write_text(json.dumps(rows))
+    cmd = ["video", "eval-qa", "--format", "msrvtt-qa", "--file", str(tmp_path / "test_qa.json")]
+    cmd += ["--video-root", str(tiny_shapes / "videos"), "--ckpt", str(out), "--out", str(tmp_path / "ev")]
+    assert main(cmd + ["--device", "cpu", "--no-progress", "--max-new-tokens", "4"]) == 0
+    s = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert s["samples"] == len(rows) == 16 and s["video_errors"] == 0 and 0 <= s["exact_match"] <= 100
 
 
 def test_bad_config_key_is_one_line_error(capsys):
