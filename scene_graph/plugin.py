@@ -5,6 +5,6 @@ RECIPES = {name: "scene_graph.recipes" for name in ("sg_grounding", "sg_qa", "sg
 COMMANDS = {
     "scene-graph": (
         "scene_graph.cli:add_parser",
-        "scene graphs: build one, or run the grounding/QA/pre-training report",
+        "scene graphs: build one, show one, build ScanNet, or run the grounding/QA/pre-training report",
     )
 }

@@ -5,6 +5,7 @@ RECIPES = {
     "video_retrieval": "video.recipes",
     "video_captioning": "video.recipes",
     "video_qa": "video.recipes",
+    "video_llava": "video.recipes_llava",
 }
 COMMANDS = {
     "caption": ("video.cli:add_caption_parser", "caption videos (or answer --prompt) with a trained video captioner"),
