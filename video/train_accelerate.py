@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from video.export import write_hf_dir
     from video.recipes_llava import build_video_llava
-    from vlx.cli import load_recipe_config
+    from vlx.train.recipe import load_recipe_config
     from vlx.train.schedule import warmup_cosine
 
     p = argparse.ArgumentParser(prog="video.train_accelerate")

@@ -21,7 +21,8 @@ def test_every_config_loads(capsys):
     """Every YAML in configs/ names a registered recipe and type-checks."""
     from vlx.train.recipe import load_recipe_config
 
-    files = sorted((ROOT / "configs").rglob("*.yaml"))
+    # accelerate_*.yaml are accelerate launcher configs (video/train_accelerate.py), not recipes
+    files = sorted(f for f in (ROOT / "configs").rglob("*.yaml") if not f.name.startswith("accelerate_"))
     assert files
     for f in files:
         load_recipe_config(str(f), [])
