@@ -56,4 +56,16 @@ def chain_stats(instructed_lengths: Sequence[int], lengths: Sequence[int]) -> di
     )
 
 
-__all__ = ["average_chain_length", "chain_progress", "chain_stats", "chain_success"]
+def chain_summary(records: Sequence[dict]) -> dict:
+    """``chain_stats`` over harness records (``subgoals``, ``chain_length``) plus chain
+    success's 95% Wilson interval."""
+    from embodied.report import wilson_interval
+
+    n = [len(r.get("subgoals", [])) for r in records]
+    m = [int(r.get("chain_length", 0)) for r in records]
+    s = chain_stats(n, m)
+    s["ci95"] = wilson_interval(s["successes"], s["chains"])
+    return s
+
+
+__all__ = ["average_chain_length", "chain_progress", "chain_stats", "chain_success", "chain_summary"]

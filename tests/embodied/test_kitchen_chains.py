@@ -127,3 +127,19 @@ def test_indirect_instruction_set_covers_every_task_with_its_plan():
     lens = {len(bench.task(t).subgoals) for t in names}
     assert lens == {1, 2, 3, 4}
     assert set(ENV_SUBTASKS) == {g for t in names for g in bench.task(t).subgoals}
+
+
+def test_chain_summary_from_records():
+    from embodied.chains import chain_summary
+
+    recs = [
+        dict(subgoals=["a", "b"], chain_length=2),
+        dict(subgoals=["a", "b", "c"], chain_length=1),
+        dict(subgoals=["a", "b"], chain_length=0),
+        dict(subgoals=["a", "b", "c"], chain_length=3),
+    ]
+    s = chain_summary(recs)
+    assert (s["chains"], s["successes"], s["avg_chain_length"]) == (4, 2, 1.5)
+    assert s["at_least"] == {1: 0.75, 2: 0.5, 3: 0.25}
+    lo, hi = s["ci95"]  # Wilson 2/4: 0.5 -/+ ... = (0.150, 0.850)
+    assert lo == pytest.approx(0.1500, abs=1e-3) and hi == pytest.approx(0.8500, abs=1e-3)
