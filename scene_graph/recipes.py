@@ -22,6 +22,7 @@ from scene_graph.models import SceneModelConfig, build_scene_model, predict_obje
 from vlx.config import ConfigError
 from vlx.data.errors import DataError
 from vlx.tokenizers import TokenizerConfig, build_tokenizer
+from vlx.train.build import freeze_unused
 from vlx.train.recipe import RecipeConfig, Task, register_recipe
 from vlx.utils import to_device
 
@@ -188,6 +189,12 @@ def _build(cfg: SceneGraphRecipeConfig, qa: bool) -> Task:
     train, val = load_splits(cfg.data, answer_vocab)
     model = build_scene_model(cfg.model)
     _maybe_init(model, cfg.init_from)
+    # The pre-training heads get no gradient from grounding/QA (nor the relation head's
+    # edge parts without edges): frozen, so DDP finds no parameter without a gradient.
+    unused = ["mask_token", "logit_scale", "obj_proj.*", "rel_proj.*", "scene_proj.*", "sent_proj.*"]
+    if not cfg.model.gnn.use_edges:
+        unused += ["relation.anchor.*", "relation.edge.*"]
+    freeze_unused(model, unused)
     collate = lambda samples: collate_referrals(samples, tok)  # noqa: E731
     return Task(
         model=model,
@@ -221,6 +228,20 @@ def build_pretrain(cfg: PretrainRecipeConfig) -> Task:
     cfg.model.num_classes = len(labels)
     model = SceneGraphPretrainer(build_scene_model(cfg.model), tok, labels, cfg.losses)
     _maybe_init(model.model, cfg.init_from)
+    # Parts only grounding/QA/captioning use (no text cross-attention or edge modulation in
+    # the pre-training passes): frozen, so DDP finds no parameter without a gradient.
+    freeze_unused(
+        model,
+        [
+            "model.blocks.*.edge_film.*",
+            "model.blocks.*.norm_x.*",
+            "model.blocks.*.cross.*",
+            "model.ground_head.*",
+            "model.ground_query.*",
+            "model.relation.*",
+            "model.caption.*",
+        ],
+    )
     collate = lambda samples: model.collate(samples)  # noqa: E731
     return Task(
         model=model,

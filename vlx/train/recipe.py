@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -40,9 +41,18 @@ class TrainConfig:
     # Torch CPU threads for this process (None: torch's default). Tiny models on a busy
     # 2-core machine ran 10-20x faster with 1 thread than with 2.
     num_threads: int | None = None
+    # Several processes: "ddp" replicates the model; "fsdp" shards parameters, gradients and
+    # optimizer state over the ranks (FSDP2, torch.distributed.fsdp.fully_shard).
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    # Bound on every collective and barrier; the other ranks wait at a barrier while rank 0
+    # evaluates, so this must outlast the longest evaluation (minutes).
+    dist_timeout_min: float = 120.0
+    prefetch_factor: int = 2  # batches each loader worker prepares ahead (num_workers > 0)
+    compile: bool = False  # torch.compile the model
+    gradient_checkpointing: bool = False  # calls the Task's gradient_checkpointing hook
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "log_every", "keep_last"):
+        for name in ("epochs", "batch_size", "grad_accum", "log_every", "keep_last", "prefetch_factor"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -61,7 +71,17 @@ class RecipeConfig:
 
 @dataclass
 class Task:
-    """Everything the trainer needs. ``model(batch) -> {"loss": tensor, ...}``."""
+    """Everything the trainer needs. ``model(batch) -> {"loss": tensor, ...}``.
+
+    Optional hooks: ``evaluate(model, device) -> dict`` (run on rank 0, see
+    ``vlx.train.evaluate``); ``optimizer_params(model)`` (param groups);
+    ``on_epoch_end(epoch) -> dict | None``; ``gradient_checkpointing(model)`` (turn it on,
+    for ``train.gradient_checkpointing``); ``shard_modules(model) -> [modules]`` (what FSDP
+    shards as units, default: every child module that holds parameters);
+    ``export(state_dict, out_dir)`` (write the full weights after an FSDP run, default: one
+    ``model.safetensors``). ``find_unused_parameters``: opt in to DDP's search for
+    parameters without a gradient (slower; for models whose used parameters change from
+    step to step). A parameter that never gets a gradient should be frozen or not built."""
 
     model: nn.Module
     train_dataset: Dataset
@@ -69,6 +89,10 @@ class Task:
     evaluate: Callable[[nn.Module, torch.device], dict] | None = None
     optimizer_params: Callable[[nn.Module], Any] | None = None
     on_epoch_end: Callable[[int], dict | None] | None = None
+    gradient_checkpointing: Callable[[nn.Module], None] | None = None
+    shard_modules: Callable[[nn.Module], list[nn.Module]] | None = None
+    export: Callable[[dict[str, torch.Tensor], Path], None] | None = None
+    find_unused_parameters: bool = False
 
 
 @dataclass
