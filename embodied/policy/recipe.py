@@ -1,7 +1,8 @@
 """``embodied_policy``: behaviour cloning of the plan-conditioned policy on collected demos
 through the core Trainer (``vlx train configs/embodied/policy.yaml``; checkpointed and
 resumable by the Trainer). Demos are collected into ``data.demos`` first when missing; the
-evaluation at the end of training rolls the policy out through the harness."""
+evaluation at the end of training rolls the policy out through the harness. ``data.demos`` may
+also be a LeRobotDataset v3.0 folder (``embodied.lerobot``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from vlx.train.recipe import Task, register_recipe
 
 def ensure_demos(cfg: PolicyConfig) -> Path:
     from embodied.collect import CollectConfig, collect
+    from embodied.lerobot_read import is_lerobot
 
     root = Path(cfg.data.demos)
-    if not (root / "dataset.json").is_file() and cfg.data.collect:
+    if not (root / "dataset.json").is_file() and not is_lerobot(root) and cfg.data.collect:
         cams = [cfg.model.camera] if cfg.model.obs == "image" else []
         collect(
             CollectConfig(
