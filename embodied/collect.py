@@ -326,8 +326,10 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
 
 
 def _env_fps(env: Any) -> int | None:
-    """The env's control rate, 1 / dt (MuJoCo timestep x frame skip), rounded; None if unknown."""
-    for cand in (env, getattr(env, "env", None), getattr(getattr(env, "env", None), "unwrapped", None)):
+    """The env's control rate, 1 / dt (MuJoCo timestep x frame skip), rounded to an integer as
+    LeRobot's ``fps`` is one (Meta-World 80; Franka Kitchen 12.5 -> 12); None if unknown."""
+    unwrapped = getattr(getattr(env, "env", None), "unwrapped", None)
+    for cand in (env, getattr(env, "env", None), unwrapped, getattr(unwrapped, "robot_env", None)):
         dt = getattr(cand, "dt", None)
         if isinstance(dt, int | float) and dt > 0:
             return max(1, round(1.0 / dt))

@@ -237,3 +237,74 @@ def test_other_codebase_version_is_one_line_error(tmp_path):
     ) as e:
         load_demos(tmp_path)
     assert "\n" not in str(e.value)
+
+
+def test_collect_metaworld_as_lerobot(tmp_path):
+    from embodied.collect import CollectConfig, collect, load_episode
+
+    cfg = CollectConfig(
+        benchmark="metaworld-mt10",
+        tasks=["reach-v3"],
+        episodes=2,
+        out=str(tmp_path),
+        cameras=["corner"],
+        width=32,
+        height=32,
+        max_steps=4,
+        progress=False,
+        format="lerobot",
+    )
+    written = collect(cfg)
+    info = json.loads((tmp_path / "meta/info.json").read_text())
+    assert info["fps"] == 80 and info["total_episodes"] == 2 and info["total_frames"] == 8
+    assert info["robot_type"] == "metaworld-mt10" and info["features"]["observation.state"]["shape"] == [39]
+    eps = load_demos(tmp_path, benchmark="metaworld-mt10", cameras=["corner"])
+    for path, ep in zip(written, eps, strict=True):
+        raw = load_episode(path, cameras=["corner"])
+        np.testing.assert_array_equal(ep.obs, raw.obs)
+        np.testing.assert_array_equal(ep.actions, raw.actions)
+        assert ep.meta["seed"] == raw.meta["seed"] and ep.rgb["corner"].shape == (4, 32, 32, 3)
+        # H.264 (yuv420p, crf 23) of a detailed 32x32 render: close, not equal
+        assert np.abs(ep.rgb["corner"].astype(int) - raw.rgb["corner"][:4]).mean() < 12
+
+
+def test_collect_lerobot_errors(tmp_path):
+    from embodied.collect import CollectConfig, collect
+    from vlx.config import ConfigError
+
+    base = dict(benchmark="metaworld-mt10", tasks=["reach-v3"], episodes=1, out=str(tmp_path), progress=False)
+    with pytest.raises(DataError, match=r"metaworld-mt10 reach-v3: camera 'frontcam' does not exist; known cameras"):
+        collect(CollectConfig(**base, cameras=["frontcam"], format="lerobot"))
+    with pytest.raises(ConfigError, match="depth: the LeRobot format stores 8-bit video only"):
+        collect(CollectConfig(**base, cameras=["corner"], depth=True, format="lerobot"))
+    with pytest.raises(ConfigError, match="format: expected 'npz' or 'lerobot', got 'hdf5'"):
+        collect(CollectConfig(**base, format="hdf5"))
+    assert not (tmp_path / "meta").exists()
+
+
+@pytest.mark.slow  # ~25 s on 2 cores: the Kitchen scene loads twice
+def test_collect_kitchen_as_lerobot(tmp_path):
+    from embodied.collect import CollectConfig, collect
+
+    cfg = CollectConfig(
+        benchmark="kitchen",
+        tasks=["microwave"],
+        episodes=1,
+        out=str(tmp_path),
+        cameras=["left_cap"],
+        width=32,
+        height=32,
+        max_steps=5,
+        progress=False,
+        format="lerobot",
+    )
+    collect(cfg)
+    info = json.loads((tmp_path / "meta/info.json").read_text())
+    assert info["fps"] == 12 and info["total_frames"] == 5
+    (ep,) = load_demos(tmp_path, benchmark="kitchen", cameras=["left_cap"])
+    assert ep.meta["task"] == "microwave" and len(ep) == 5 and ep.rgb["left_cap"].shape == (5, 32, 32, 3)
+    assert ep.obs.shape[0] == 6 and ep.actions.shape == (5, 9)
+    with pytest.raises(
+        DataError, match=r"kitchen microwave: camera 'wrist' does not exist; known cameras: left_cap, right_cap"
+    ):
+        collect(CollectConfig(**{**cfg.__dict__, "out": str(tmp_path / "x"), "cameras": ["wrist"]}))
