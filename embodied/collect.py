@@ -21,6 +21,10 @@ Each ``.npz`` holds (T = env steps of the episode)::
                                     instruction, plan (step texts), plan_texts (conditioning
                                     text per step), cameras, width, height, depth, success
 
+With ``format="lerobot"`` (``--format lerobot``) the same episode files are written and then,
+once every episode is there, a LeRobotDataset v3.0 (``meta/``, ``data/``, ``videos/``; mapping in
+``embodied/lerobot.py``) in the same folder, which ``load_demos`` and the policy recipe read.
+
 Seeds come from their own stream (``collect_seed``), so demos never share an object/goal
 placement with the harness's evaluation episodes of the same run seed.
 """
