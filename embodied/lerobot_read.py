@@ -94,7 +94,8 @@ def read_lerobot(
 ) -> list[Any]:
     """Episodes of a LeRobotDataset v3.0 folder. ``cameras``: names after
     ``observation.images.`` that must be present (default: every video feature);
-    ``benchmark`` / ``tasks``: checked / filtered with the vlx meta where vlx wrote it."""
+    ``benchmark`` / ``tasks``: checked / filtered with the vlx meta where vlx wrote it (a
+    dataset lerobot wrote has no benchmark task names: its episodes are all kept)."""
     from embodied.demos import Episode
     from vlx.io.mp4 import read_mp4
 
@@ -129,7 +130,7 @@ def read_lerobot(
                 raise DataError(
                     f"{ep_file}: episode {ei} from benchmark {meta.get('benchmark')!r}, expected {benchmark!r}"
                 )
-            if tasks and meta.get("task") not in set(tasks):
+            if tasks and meta and meta.get("task") not in set(tasks):  # foreign episodes: no task names
                 continue
             dp = root / info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
             if dp not in data_cache:

@@ -59,6 +59,10 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
         raise DataError(f"{root}: no successful demos to train on (data.only_success is true)")
     data = DemoFrames(episodes, chunk=cfg.model.chunk, camera=camera)
     state_dim, action_dim = episodes[0].obs.shape[1], episodes[0].actions.shape[1]
+    if cfg.model.proprio_dims > state_dim:
+        from vlx.config import ConfigError
+
+        raise ConfigError(f"model.proprio_dims: {cfg.model.proprio_dims} exceeds the demos' state size {state_dim}")
     model, cache = build_policy_model(cfg, state_dim, action_dim)
     model.set_normalization(*data.state_stats())
     bank_tokens, bank_mask = cache.features(data.texts)

@@ -308,3 +308,26 @@ def test_collect_kitchen_as_lerobot(tmp_path):
         DataError, match=r"kitchen microwave: camera 'wrist' does not exist; known cameras: left_cap, right_cap"
     ):
         collect(CollectConfig(**{**cfg.__dict__, "out": str(tmp_path / "x"), "cameras": ["wrist"]}))
+
+
+@pytest.mark.slow  # ~40 s: loads the tiny config's text encoder and trains a few steps
+def test_policy_trains_on_a_hand_written_v3_folder(tmp_path, capsys):
+    import embodied.policy.recipe  # noqa: F401  registers the recipe (the plugin does this for `vlx`)
+    from vlx.cli import main
+
+    _hand_written(tmp_path / "ds")
+    out = tmp_path / "run"
+    sets = [
+        f"train.output_dir={out}",
+        f"data.demos={tmp_path / 'ds'}",
+        "train.progress=false",
+        "train.batch_size=2",
+        "eval.episodes=0",
+    ]
+    assert main(["train", "configs/embodied/policy_tiny.yaml", *[a for s in sets for a in ("--set", s)]]) == 2
+    assert "model.proprio_dims: 4 exceeds the demos' state size 2" in capsys.readouterr().err
+    sets.append("model.proprio_dims=2")
+    assert main(["train", "configs/embodied/policy_tiny.yaml", *[a for s in sets for a in ("--set", s)]]) == 0
+    ev = json.loads((out / "eval.json").read_text())
+    assert (ev["train_samples"], ev["train_episodes"], ev["plan_texts"]) == (5, 2, 2)
+    assert not (tmp_path / "ds" / "episodes").exists()  # a v3 folder is read, never collected into
