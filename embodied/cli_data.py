@@ -6,6 +6,7 @@ siblings. ``add_data_parsers(sub)`` adds them to the ``vlx embodied`` sub-comman
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -29,9 +30,13 @@ def run_collect(args: argparse.Namespace) -> int:
         depth=args.depth,
         max_steps=args.max_steps,
         progress=not args.no_progress,
+        format=args.format,
+        fps=args.fps,
     )
     written = collect(cfg)
     print(f"wrote {len(written)} episode file(s) under {args.out}/episodes (layout: {args.out}/README.md)")
+    if args.format == "lerobot" and (Path(args.out) / "meta" / "info.json").is_file():
+        print(f"LeRobotDataset v3.0 at {args.out} (meta/, data/, videos/; see embodied/lerobot.py)")
     return 0
 
 
@@ -128,6 +133,13 @@ def add_data_parsers(sub: Any) -> None:
     c.add_argument("--depth", action="store_true", help="also store depth (uint16 mm) per camera")
     c.add_argument("--max-steps", type=int, default=None)
     c.add_argument("--no-progress", action="store_true")
+    c.add_argument(
+        "--format",
+        choices=["npz", "lerobot"],
+        default="npz",
+        help="lerobot: also write a LeRobotDataset v3.0 (meta/, data/, videos/) at --out",
+    )
+    c.add_argument("--fps", type=int, default=None, help="lerobot fps (default: the env's control rate)")
     c.set_defaults(func=run_collect)
 
     e = sub.add_parser(

@@ -21,6 +21,10 @@ Each ``.npz`` holds (T = env steps of the episode)::
                                     instruction, plan (step texts), plan_texts (conditioning
                                     text per step), cameras, width, height, depth, success
 
+With ``format="lerobot"`` (``--format lerobot``) the same episode files are written and then,
+once every episode is there, a LeRobotDataset v3.0 (``meta/``, ``data/``, ``videos/``; mapping in
+``embodied/lerobot.py``) in the same folder, which ``load_demos`` and the policy recipe read.
+
 Seeds come from their own stream (``collect_seed``), so demos never share an object/goal
 placement with the harness's evaluation episodes of the same run seed.
 """
@@ -98,10 +102,14 @@ class CollectConfig:
     max_steps: int | None = None
     instructions: str = "paraphrases"  # or "canonical"
     progress: bool = True
+    format: str = "npz"  # or "lerobot": also a LeRobotDataset v3.0 at ``out`` (embodied.lerobot)
+    fps: int | None = None  # lerobot only; None: the env's control rate (1 / env.dt), rounded
 
     def settings(self) -> dict[str, Any]:
         """What must match between a run and the directory it resumes into."""
+        extra = {"format": self.format} if self.format != "npz" else {}
         return dict(
+            **extra,
             benchmark=self.benchmark,
             seed=self.seed,
             skills=self.skills,
@@ -234,17 +242,19 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
 
         w = world_info()
         rank, world_size = (w.rank if rank is None else rank), (w.world_size if world_size is None else world_size)
-    if cfg.episodes < 1:
-        from vlx.config import ConfigError
+    from vlx.config import ConfigError
 
+    if cfg.episodes < 1:
         raise ConfigError(f"episodes: expected >= 1, got {cfg.episodes}")
+    if cfg.format not in ("npz", "lerobot"):
+        raise ConfigError(f"format: expected 'npz' or 'lerobot', got {cfg.format!r}")
+    if cfg.format == "lerobot" and cfg.depth:
+        raise ConfigError("depth: the LeRobot format stores 8-bit video only; collect depth with format 'npz'")
     bench = build_benchmark(cfg.benchmark)
     all_tasks = [t.name for t in bench.tasks()]
     tasks = list(cfg.tasks or all_tasks)
     bad = [t for t in tasks if t not in all_tasks]
     if bad:
-        from vlx.config import ConfigError
-
         raise ConfigError(f"tasks: {bad} not in benchmark {bench.name!r}; known: {', '.join(all_tasks)}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -260,6 +270,7 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
             stale.unlink(missing_ok=True)
     written: list[Path] = []
     env, env_task, rig = None, None, None
+    fps = cfg.fps
     bar = tqdm(total=len(mine), desc=f"collect rank {rank}", unit="ep", disable=not cfg.progress)
     try:
         for ti, task_name, e in mine:
@@ -270,6 +281,7 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
                 if env is not None:
                     env.close()
                 env, env_task = bench.make_env(task_name), task_name
+                fps = fps or _env_fps(env)
                 rig = (
                     CameraRig(
                         sim_handles(env)[0], cfg.cameras, cfg.width, cfg.height, where=f"{bench.name} {task_name}"
@@ -315,7 +327,38 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
             rig.close()
         if env is not None:
             env.close()
+    if cfg.format == "lerobot" and rank == 0:
+        _write_lerobot(cfg, out, tasks, bench, fps)
     return written
+
+
+def _env_fps(env: Any) -> int | None:
+    """The env's control rate, 1 / dt (MuJoCo timestep x frame skip), rounded to an integer as
+    LeRobot's ``fps`` is one (Meta-World 80; Franka Kitchen 12.5 -> 12); None if unknown."""
+    unwrapped = getattr(getattr(env, "env", None), "unwrapped", None)
+    for cand in (env, getattr(env, "env", None), unwrapped, getattr(unwrapped, "robot_env", None)):
+        dt = getattr(cand, "dt", None)
+        if isinstance(dt, int | float) and dt > 0:
+            return max(1, round(1.0 / dt))
+    return None
+
+
+def _write_lerobot(cfg: CollectConfig, out: Path, tasks: list[str], bench: Any, fps: int | None) -> Path | None:
+    """The LeRobotDataset v3.0 at ``out`` from every episode file, once all are there (other
+    ranks may still be writing theirs: then it says so and a later run writes it)."""
+    from embodied.lerobot import write_lerobot
+
+    files = [episode_path(out, t, e) for t in tasks for e in range(cfg.episodes)]
+    missing = [p for p in files if not p.exists()]
+    if missing:
+        print(f"lerobot: {len(missing)} episode file(s) not written yet (other ranks); rerun to write {out}/meta")
+        return None
+    if fps is None:
+        env = bench.make_env(tasks[0])
+        fps = _env_fps(env) or 30
+        env.close()
+    eps = [load_episode(p, cameras=cfg.cameras) for p in files]
+    return write_lerobot(eps, out, fps=fps, robot_type=bench.name)
 
 
 __all__ = [

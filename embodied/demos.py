@@ -151,7 +151,15 @@ def load_demos(
     only_success: bool = False,
     max_mib: float | None = MAX_DEMO_MIB,
 ) -> list[Episode]:
-    """All episodes of a collected directory, checked against ``benchmark`` and ``cameras``."""
+    """All episodes of a collected directory, checked against ``benchmark`` and ``cameras``;
+    a LeRobotDataset v3.0 folder (``meta/info.json``) is read by ``embodied.lerobot``."""
+    from embodied.lerobot_read import is_lerobot, read_lerobot
+
+    if is_lerobot(root):
+        eps = read_lerobot(root, benchmark=benchmark, tasks=tasks, cameras=cameras, images=images)
+        if not eps:
+            raise DataError(f"{root}: no episodes in this LeRobot dataset (tasks: {list(tasks) if tasks else 'all'})")
+        return [e for e in eps if e.meta.get("success") or not only_success]
     doc = read_dataset_json(root)
     bench = doc.get("settings", {}).get("benchmark")
     if benchmark is not None and bench != benchmark:

@@ -1,7 +1,8 @@
 """``embodied_policy``: behaviour cloning of the plan-conditioned policy on collected demos
 through the core Trainer (``vlx train configs/embodied/policy.yaml``; checkpointed and
 resumable by the Trainer). Demos are collected into ``data.demos`` first when missing; the
-evaluation at the end of training rolls the policy out through the harness."""
+evaluation at the end of training rolls the policy out through the harness. ``data.demos`` may
+also be a LeRobotDataset v3.0 folder (``embodied.lerobot``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from vlx.train.recipe import Task, register_recipe
 
 def ensure_demos(cfg: PolicyConfig) -> Path:
     from embodied.collect import CollectConfig, collect
+    from embodied.lerobot_read import is_lerobot
 
     root = Path(cfg.data.demos)
-    if not (root / "dataset.json").is_file() and cfg.data.collect:
+    if not (root / "dataset.json").is_file() and not is_lerobot(root) and cfg.data.collect:
         cams = [cfg.model.camera] if cfg.model.obs == "image" else []
         collect(
             CollectConfig(
@@ -57,6 +59,10 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
         raise DataError(f"{root}: no successful demos to train on (data.only_success is true)")
     data = DemoFrames(episodes, chunk=cfg.model.chunk, camera=camera)
     state_dim, action_dim = episodes[0].obs.shape[1], episodes[0].actions.shape[1]
+    if cfg.model.proprio_dims > state_dim:
+        from vlx.config import ConfigError
+
+        raise ConfigError(f"model.proprio_dims: {cfg.model.proprio_dims} exceeds the demos' state size {state_dim}")
     model, cache = build_policy_model(cfg, state_dim, action_dim)
     model.set_normalization(*data.state_stats())
     bank_tokens, bank_mask = cache.features(data.texts)
