@@ -8,38 +8,15 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from embodied.episode import Episode  # noqa: F401  (re-exported: the readers' record type)
 from vlx.data.errors import DataError
 
 FORMAT = "vlx-embodied-demo"
-
-
-@dataclass
-class Episode:
-    """One demonstration: arrays as in the module docstring, ``meta`` as a dict."""
-
-    path: Path
-    meta: dict[str, Any]
-    obs: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    success: np.ndarray
-    step_index: np.ndarray
-    rgb: dict[str, np.ndarray] = field(default_factory=dict)
-    depth: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.actions)
-
-    def text_at(self, t: int) -> str:
-        """The plan-step conditioning text of action ``t``."""
-        texts = self.meta["plan_texts"]
-        return texts[min(int(self.step_index[t]), len(texts) - 1)] if texts else ""
 
 
 def check_npz_size(path: str | Path, max_mib: float | None) -> int:

@@ -96,7 +96,7 @@ def read_lerobot(
     ``observation.images.`` that must be present (default: every video feature);
     ``benchmark`` / ``tasks``: checked / filtered with the vlx meta where vlx wrote it (a
     dataset lerobot wrote has no benchmark task names: its episodes are all kept)."""
-    from embodied.demos import Episode
+    from embodied.episode import Episode
     from vlx.io.mp4 import read_mp4
 
     root = Path(root)
