@@ -157,7 +157,7 @@ def qwen_patchify(x: torch.Tensor, patch: int, merge: int, tp: int) -> tuple[tor
     gt, gh, gw = T // tp, H // patch, W // patch
     x = x.reshape(gt, tp, C, gh // merge, merge, patch, gw // merge, merge, patch)
     x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(gt * gh * gw, C * tp * patch * patch)
-    return x, torch.tensor([[gt, gh, gw]])
+    return x, torch.tensor([[gt, gh, gw]], device=x.device)
 
 
 class VisualInputs:
