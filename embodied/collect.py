@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,15 +36,18 @@ from typing import Any
 
 import numpy as np
 
-from vlx.data.errors import DataError
+from embodied.cameras import CameraRig, check_cameras, depth_to_mm, sim_handles
+from embodied.demos import (
+    FORMAT,
+    MAX_DEMO_MIB,
+    Episode,
+    check_npz_size,
+    list_episodes,
+    load_demos,
+    load_episode,
+    read_dataset_json,
+)
 
-# MuJoCo picks its GL backend when first imported, and this module renders: headless CPU
-# machines need osmesa (the vlx CLI does the same; an explicit MUJOCO_GL wins).
-if "MUJOCO_GL" not in os.environ:
-    os.environ["MUJOCO_GL"] = "osmesa"
-    os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-
-FORMAT = "vlx-embodied-demo"
 VERSION = 1
 
 
@@ -73,80 +75,6 @@ def flatten_obs(obs: Any) -> np.ndarray:
     if isinstance(obs, dict):
         return np.concatenate([flatten_obs(obs[k]) for k in sorted(obs)]) if obs else np.zeros(0, np.float32)
     return np.asarray(obs, dtype=np.float32).reshape(-1)
-
-
-# ----------------------------------------------------------------------------- cameras
-
-
-def sim_handles(env: Any) -> tuple[Any, Any]:
-    """The ``(mujoco.MjModel, mujoco.MjData)`` of a ``TaskEnv`` (Meta-World keeps them on the
-    raw env, gymnasium-robotics on ``unwrapped``)."""
-    inner = getattr(env, "env", env)
-    for cand in (inner, getattr(inner, "unwrapped", None)):
-        if cand is not None and hasattr(cand, "model") and hasattr(cand, "data"):
-            return cand.model, cand.data
-    raise TypeError(f"{type(env).__name__}: no MuJoCo model/data found (expected env.env.model and env.env.data)")
-
-
-def camera_names(model: Any) -> list[str]:
-    return [model.camera(i).name for i in range(model.ncam)]
-
-
-def check_cameras(model: Any, cameras: Sequence[str], where: str) -> None:
-    """DataError naming the first camera that the scene does not have, and the known ones."""
-    known = camera_names(model)
-    for c in cameras:
-        if c not in known:
-            raise DataError(f"{where}: camera {c!r} does not exist; known cameras: {', '.join(known)}")
-
-
-class CameraRig:
-    """Renders RGB, depth (metres along the optical axis) and segmentation from named cameras
-    with ``mujoco.Renderer`` (one per camera and mode, each owning its GL context)."""
-
-    def __init__(self, model: Any, cameras: Sequence[str], width: int, height: int, where: str = "scene"):
-        import mujoco
-
-        check_cameras(model, cameras, where)
-        self.model, self.cameras, self.width, self.height = model, list(cameras), int(width), int(height)
-        off = model.vis.global_
-        if width > off.offwidth or height > off.offheight:
-            raise DataError(
-                f"{where}: {width}x{height} exceeds the scene's offscreen buffer {off.offwidth}x{off.offheight}"
-            )
-        self._mujoco = mujoco
-        self._renderers: dict[str, Any] = {}
-
-    def _renderer(self, mode: str) -> Any:
-        if mode not in self._renderers:
-            r = self._mujoco.Renderer(self.model, self.height, self.width)
-            if mode == "depth":
-                r.enable_depth_rendering()
-            elif mode == "seg":
-                r.enable_segmentation_rendering()
-            self._renderers[mode] = r
-        return self._renderers[mode]
-
-    def render(self, data: Any, camera: str, mode: str = "rgb") -> np.ndarray:
-        """rgb: (H, W, 3) uint8; depth: (H, W) float32 metres (0: nothing hit); seg: (H, W, 2) int32 (id, type)."""
-        r = self._renderer(mode)
-        r.update_scene(data, camera=camera)
-        img = r.render().copy()
-        if mode == "depth":  # rays that hit nothing read the far clipping plane: no reading
-            far = self.model.vis.map.zfar * self.model.stat.extent
-            img[img >= 0.999 * far] = 0.0
-        return img
-
-    def close(self) -> None:
-        for r in self._renderers.values():
-            r.close()
-        self._renderers.clear()
-
-
-def depth_to_mm(depth_m: np.ndarray) -> np.ndarray:
-    """Metres -> uint16 millimetres (ScanNet's depth encoding; 0 = no reading)."""
-    mm = np.round(np.nan_to_num(depth_m, nan=0.0, posinf=0.0) * 1000.0)
-    return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
 # ----------------------------------------------------------------------------- collection
@@ -387,128 +315,6 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
     return written
 
 
-# ----------------------------------------------------------------------------- loading
-
-
-@dataclass
-class Episode:
-    """One demonstration: arrays as in the module docstring, ``meta`` as a dict."""
-
-    path: Path
-    meta: dict[str, Any]
-    obs: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    success: np.ndarray
-    step_index: np.ndarray
-    rgb: dict[str, np.ndarray] = field(default_factory=dict)
-    depth: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.actions)
-
-    def text_at(self, t: int) -> str:
-        """The plan-step conditioning text of action ``t``."""
-        texts = self.meta["plan_texts"]
-        return texts[min(int(self.step_index[t]), len(texts) - 1)] if texts else ""
-
-
-def load_episode(
-    path: str | Path, benchmark: str | None = None, cameras: Sequence[str] | None = None, images: bool = True
-) -> Episode:
-    """Read one demo file. ``benchmark``: the benchmark it must come from; ``cameras``: the
-    camera streams that must be present (default: all stored; ``images=False`` skips them).
-    Every problem is a one-line ``DataError`` naming the file (and the camera)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: demo file not found")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            names = set(z.files)
-            if "meta" not in names:
-                raise DataError(f"{p}: not a {FORMAT} file (no 'meta' entry)")
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != FORMAT:
-                raise DataError(f"{p}: not a {FORMAT} file (format {meta.get('format')!r})")
-            if benchmark is not None and meta.get("benchmark") != benchmark:
-                raise DataError(f"{p}: demo from benchmark {meta.get('benchmark')!r}, expected {benchmark!r}")
-            stored = list(meta.get("cameras", []))
-            want = stored if cameras is None else list(cameras)
-            for c in want:
-                if c not in stored:
-                    raise DataError(
-                        f"{p}: camera {c!r} not in this demo; recorded cameras: {', '.join(stored) or 'none'}"
-                    )
-            missing = [k for k in ("obs", "actions", "rewards", "success", "step_index") if k not in names]
-            if missing:
-                raise DataError(f"{p}: missing arrays {missing}")
-            ep = Episode(p, meta, z["obs"], z["actions"], z["rewards"], z["success"], z["step_index"])
-            if images:
-                for c in want:
-                    ep.rgb[c] = z[f"rgb_{c}"]
-                    if meta.get("depth") and f"depth_{c}" in names:
-                        ep.depth[c] = z[f"depth_{c}"]
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        raise DataError(
-            f"{p}: truncated or corrupt demo file ({type(e).__name__}: {str(e)[:120]}); "
-            "delete it and re-run `vlx embodied collect` with the same --out"
-        ) from None
-    T = len(ep.actions)
-    if len(ep.obs) != T + 1 or len(ep.step_index) != T:
-        raise DataError(
-            f"{p}: inconsistent lengths: obs {len(ep.obs)}, actions {T}, step_index {len(ep.step_index)} "
-            "(expected T+1, T, T)"
-        )
-    for c, frames in ep.rgb.items():
-        if len(frames) != T + 1:
-            raise DataError(f"{p}: camera {c!r} has {len(frames)} frames for {T} actions (expected {T + 1})")
-    return ep
-
-
-def read_dataset_json(root: str | Path) -> dict[str, Any]:
-    p = Path(root) / "dataset.json"
-    if not p.is_file():
-        raise DataError(f"{p}: not found; expected a directory written by `vlx embodied collect`")
-    try:
-        doc = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}: invalid JSON at line {e.lineno}: {e.msg}") from None
-    if doc.get("format") != FORMAT:
-        raise DataError(f"{p}: not a {FORMAT} dataset (format {doc.get('format')!r})")
-    return doc
-
-
-def list_episodes(root: str | Path, tasks: Sequence[str] | None = None) -> list[Path]:
-    """Every episode file under ``root`` (sorted by task, episode); tasks filters."""
-    root = Path(root)
-    files = sorted(p for p in root.glob("episodes/*/ep_*.npz"))
-    if tasks:
-        files = [p for p in files if p.parent.name in set(tasks)]
-    return files
-
-
-def load_demos(
-    root: str | Path,
-    benchmark: str | None = None,
-    tasks: Sequence[str] | None = None,
-    cameras: Sequence[str] | None = None,
-    images: bool = True,
-    only_success: bool = False,
-) -> list[Episode]:
-    """All episodes of a collected directory, checked against ``benchmark`` and ``cameras``."""
-    doc = read_dataset_json(root)
-    bench = doc.get("settings", {}).get("benchmark")
-    if benchmark is not None and bench != benchmark:
-        raise DataError(f"{Path(root) / 'dataset.json'}: demos from benchmark {bench!r}, expected {benchmark!r}")
-    files = list_episodes(root, tasks)
-    if not files:
-        raise DataError(f"{root}: no episode files under episodes/<task>/ (tasks: {list(tasks) if tasks else 'all'})")
-    eps = [load_episode(f, benchmark=bench, cameras=cameras, images=images) for f in files]
-    return [e for e in eps if e.meta.get("success") or not only_success]
-
-
 __all__ = [
     "CameraRig",
     "CollectConfig",
@@ -520,6 +326,8 @@ __all__ = [
     "episode_path",
     "flatten_obs",
     "list_episodes",
+    "MAX_DEMO_MIB",
+    "check_npz_size",
     "load_demos",
     "load_episode",
     "plan_step_text",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,9 +17,32 @@ from typing import Any
 
 import numpy as np
 
-from embodied.types import PlanErrorKind
+from embodied.records import EpisodeIds, episode_chosen
+from embodied.types import PLANNER_ERROR_KINDS, PlanErrorKind
+from vlx.io.mp4 import Mp4Writer
 
 TAXONOMY = [k.value for k in PlanErrorKind]
+_HALLUCINATED = {PlanErrorKind.HALLUCINATED_SKILL.value, PlanErrorKind.HALLUCINATED_OBJECT.value}
+
+
+def recorded_error_kind(p: dict) -> str | None:
+    """A recorded plan's failure column (``error_kind``; derived for records written before
+    the harness stored it)."""
+    if "error_kind" in p:
+        return p["error_kind"]
+    if p.get("status") == "timeout":
+        return "timeout"
+    if p.get("status") in ("exception", "garbage"):
+        return "parse_error"
+    kinds = {e.get("kind") for e in p.get("errors", [])}
+    if kinds & _HALLUCINATED:
+        return "hallucination"
+    return "parse_error" if PlanErrorKind.PARSE.value in kinds else None
+
+
+def planner_errors(plans: Sequence[dict]) -> dict[str, int]:
+    c = Counter(recorded_error_kind(p) for p in plans)
+    return {k: int(c.get(k, 0)) for k in PLANNER_ERROR_KINDS}
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -61,6 +85,7 @@ def _group_stats(records: Sequence[dict]) -> dict[str, Any]:
         # that could not succeed were stopped early (executed[].stop) and the plan went on
         extra_steps_executed=sum(bool(e.get("extra")) for r in records for e in r.get("executed", [])),
         env_steps=_mean([r.get("env_steps", 0) for r in records]),
+        **{f"planner_{k}": v for k, v in planner_errors(plans).items()},
     )
 
 
@@ -78,6 +103,7 @@ def summarize(records: Sequence[dict], meta: dict | None = None) -> dict[str, An
         mean_task_success=_mean([_group_stats(v)["success_rate"] for v in tasks.values()]),
         plans=len(plans),
         error_taxonomy={k: int(errors.get(k, 0)) for k in TAXONOMY},
+        planner_errors=planner_errors(plans),
         planner_status=dict(Counter(p.get("status", "ok") for p in plans)),
         planner_latency_s=dict(
             mean=_mean(lat),
@@ -114,31 +140,66 @@ PER_TASK_COLUMNS = [
     "replans",
     "errored",
     "env_steps",
+    *[f"planner_{k}" for k in PLANNER_ERROR_KINDS],
 ]
+
+
+SUCCESS_IS_NOT_PLANNING = (
+    "Success alone is not a planning metric here: a wrong skill often still succeeds (the push "
+    "expert also completes reach and pick-place), so the plan is judged by skill choice and plan "
+    "errors against the ground truth; success follows."
+)
+
+
+def _run_lines(m: dict) -> list[str]:
+    """What makes this run this run: planner options, instruction set, caps, fingerprint."""
+    cfg, caps, ins = m.get("config", {}), m.get("caps", {}), m.get("instruction_set") or {}
+    opts = cfg.get("planner_args") or {}
+    opt_text = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in sorted(opts.items())) or "none"
+    ins_text = f"`{ins.get('name', cfg.get('instructions', '?'))}`"
+    if ins.get("sha256"):
+        ins_text += f" (sha256 {ins['sha256'][:12]})"
+    cap_text = ", ".join(f"{k} {'-' if v is None else v}" for k, v in caps.items()) or "-"
+    return [
+        f"planner `{cfg.get('planner', '?')}` (options: {opt_text}), skills `{cfg.get('skills', '?')}`, "
+        f"{cfg.get('episodes', '?')} episodes per task, seed {cfg.get('seed', '?')}, {m.get('world_size', 1)} rank(s).",
+        "",
+        f"Instructions: {ins_text}. Caps: {cap_text}. Fingerprint: `{str(m.get('fingerprint', '-'))[:16]}`.",
+    ]
+
+
+def _planning_lines(o: dict) -> list[str]:
+    pe = o.get("planner_errors", {})
+    return [
+        f"**Skill choice accuracy (first plan = ground truth): {_fmt(o['skill_choice_accuracy'], True)}%**; "
+        f"plan executability {_fmt(o['plan_executability'], True)}%.",
+        "",
+        "| planner failures | " + " | ".join(PLANNER_ERROR_KINDS) + " |",
+        "|---|" + "---|" * len(PLANNER_ERROR_KINDS),
+        "| plans | " + " | ".join(str(pe.get(k, 0)) for k in PLANNER_ERROR_KINDS) + " |",
+    ]
 
 
 def to_markdown(summary: dict) -> str:
     m, o = summary["meta"], summary["overall"]
-    cfg = m.get("config", {})
-    lines = [
-        f"# Embodied evaluation: {m.get('benchmark', '?')}",
-        "",
-        f"planner `{cfg.get('planner', '?')}`, skills `{cfg.get('skills', '?')}`, {cfg.get('episodes', '?')} episodes "
-        f"per task, seed {cfg.get('seed', '?')}, {m.get('world_size', 1)} rank(s).",
-        "",
-        f"Protocol: {m.get('protocol') or 'success by the benchmark signal'}",
-        "",
-        f"**Success: {_fmt(o['success_rate'], True)}%** (95% Wilson CI {_fmt(o['ci95_low'], True)}-"
+    lines = [f"# Embodied evaluation: {m.get('benchmark', '?')}", "", *_run_lines(m), ""]
+    lines += [f"Protocol: {m.get('protocol') or 'success by the benchmark signal'}", ""]
+    success = (
+        f"Success: {_fmt(o['success_rate'], True)}% (95% Wilson CI {_fmt(o['ci95_low'], True)}-"
         f"{_fmt(o['ci95_high'], True)}) over {o['episodes']} episodes, {o['tasks']} tasks; "
-        f"mean per-task success {_fmt(o['mean_task_success'], True)}%; errored episodes {o['errored']}.",
+        f"mean per-task success {_fmt(o['mean_task_success'], True)}%; errored episodes {o['errored']}."
+    )
+    if m.get("success_measures_planning", True):
+        lines += [f"**{success}**", "", *_planning_lines(o)]
+    else:  # lead with what measures the plan
+        lines += [*_planning_lines(o), "", SUCCESS_IS_NOT_PLANNING, "", success]
+    lines += [
         "",
         "| metric | value |",
         "|---|---|",
         f"| sub-goal success | {_fmt(o['subgoal_success'], True)}% |",
         f"| avg completed chain length (all / multi-step) | {_fmt(o['avg_chain_length'])} / "
         f"{_fmt(o['avg_chain_length_multistep'])} |",
-        f"| plan executability | {_fmt(o['plan_executability'], True)}% |",
-        f"| skill choice accuracy (first plan = ground truth) | {_fmt(o['skill_choice_accuracy'], True)}% |",
         f"| plan length (mean) | {_fmt(o['plan_length'])} |",
         f"| re-plans per episode | {_fmt(o['replans'])} |",
         f"| extra plan steps executed (not in the ground truth) | {o.get('extra_steps_executed', 0)} |",
@@ -198,39 +259,45 @@ def plot_success(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_mp4(frames: Sequence[np.ndarray], path: Path, fps: int = 30) -> None:
-    """(H, W, 3) uint8 frames -> H.264 mp4 with PyAV."""
-    import av
-
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = w - w % 2, h - h % 2
-        stream.pix_fmt = "yuv420p"
-        for f in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[: stream.height, : stream.width]), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def replay_episode(
-    benchmark: Any, record: dict, size: int = 128, camera: str | None = None
+    benchmark: Any,
+    record: dict,
+    size: int = 128,
+    camera: str | None = None,
+    shadows: bool = True,
+    writer: Mp4Writer | None = None,
 ) -> tuple[list[np.ndarray], bool]:
     """Frames of ``record`` re-run from its seed and recorded actions, and whether the
-    replay reached the benchmark's success (it must match the record: episodes are seeded)."""
+    replay reached the benchmark's success (it must match the record: episodes are seeded).
+    With ``writer``, each frame goes to it as soon as it is rendered (encoded in the writer's
+    thread while the next one renders) and the returned list is empty."""
     env = benchmark.make_env(record["task"], render=True, camera=camera, width=size, height=size)
+    if hasattr(env, "shadows"):
+        env.shadows = shadows
+    frames: list[np.ndarray] = []
+    emit = writer.write if writer is not None else frames.append
     try:
         env.reset(seed=record["seed"])
-        frames, ok = [env.render()], False
+        emit(env.render())
+        ok = False
         for a in record["actions"]:
             _, _, _, _, info = env.step(np.asarray(a, dtype=np.float32))
             ok = ok or env.success(info)
-            frames.append(env.render())
+            emit(env.render())
     finally:
         env.close()
     return frames, ok
+
+
+def video_path(out: Path, record: dict, ok: bool) -> Path:
+    """``<out>/videos/<task>_ep<N>_<success|fail>.mp4``, the task name reduced to a safe file
+    name; a path that would leave ``<out>/videos`` is a ValueError."""
+    safe = re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(record["task"])).lstrip(".") or "task"
+    root = (Path(out) / "videos").resolve()
+    p = (root / f"{safe}_ep{int(record['episode'])}_{'success' if ok else 'fail'}.mp4").resolve()
+    if p.parent != root:
+        raise ValueError(f"video path {p} is outside {root}")
+    return p
 
 
 def write_videos(
@@ -239,24 +306,28 @@ def write_videos(
     benchmark: Any,
     limit: int,
     size: int = 128,
-    ids: tuple[set[int], set[str]] | None = None,
+    ids: EpisodeIds | None = None,
+    shadows: bool = False,
+    fps: int = 30,
 ) -> list[str]:
     """mp4s of the first ``limit`` records that kept their actions, plus every record chosen
-    by ``ids`` ((episode numbers, full episode ids), see ``harness.parse_episode_ids``)."""
+    by ``ids`` ((episode numbers, full episode ids), see ``records.parse_episode_ids``).
+    Frames are streamed to the encoder thread while the episode is replayed; the file is
+    renamed to its success/fail name once the replay has finished."""
     from tqdm import tqdm
-
-    from embodied.harness import episode_chosen
 
     with_actions = [r for r in records if r.get("actions")]
     chosen = with_actions[:limit]
     if ids is not None:
         chosen += [r for r in with_actions if episode_chosen(r["episode_id"], ids) and r not in chosen]
-    (out / "videos").mkdir(exist_ok=True)
+    (Path(out) / "videos").mkdir(exist_ok=True)
     paths = []
     for r in tqdm(chosen, desc="videos", unit="ep"):
-        frames, ok = replay_episode(benchmark, r, size=size)
-        p = out / "videos" / f"{r['task']}_ep{r['episode']}_{'success' if ok else 'fail'}.mp4"
-        write_mp4(frames, p)
+        tmp = video_path(out, r, False).with_suffix(".partial.mp4")
+        with Mp4Writer(tmp, fps=fps, preset="veryfast") as w:
+            _, ok = replay_episode(benchmark, r, size=size, shadows=shadows, writer=w)
+        p = video_path(out, r, ok)
+        tmp.replace(p)
         paths.append(str(p))
     return paths
 
@@ -267,7 +338,9 @@ def write_report(
     meta: dict,
     benchmark: Any = None,
     videos: int = 0,
-    video_ids: tuple[set[int], set[str]] | None = None,
+    video_ids: EpisodeIds | None = None,
+    video_size: int = 128,
+    video_shadows: bool = False,
 ) -> dict:
     """Write the report files into ``out``; returns the summary dict. Chosen video episodes
     recorded without actions (an earlier run without videos) are listed under
@@ -275,10 +348,10 @@ def write_report(
     out = Path(out)
     summary = summarize(records, meta)
     if (videos or video_ids) and benchmark is not None:
-        summary["videos"] = write_videos(out, records, benchmark, videos, ids=video_ids)
+        summary["videos"] = write_videos(
+            out, records, benchmark, videos, size=video_size, ids=video_ids, shadows=video_shadows
+        )
         if video_ids is not None:
-            from embodied.harness import episode_chosen
-
             summary["videos_missing"] = [
                 r["episode_id"] for r in records if episode_chosen(r["episode_id"], video_ids) and not r.get("actions")
             ]

@@ -44,6 +44,12 @@ class PlanErrorKind(str, Enum):
     AFFORDANCE = "affordance_failure"
 
 
+# The harness's planner-failure columns (``Plan.error_kind``): the deadline passed, the
+# server answered with an HTTP error, no connection, an unreadable answer, or a plan naming a
+# skill or object that does not exist.
+PLANNER_ERROR_KINDS = ("timeout", "http_error", "connection", "parse_error", "hallucination")
+
+
 @dataclass(frozen=True)
 class PlanError:
     kind: PlanErrorKind
@@ -75,6 +81,9 @@ class Plan:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning: str = ""  # chain-of-thought text, if the planner produced any
+    # Why the planner failed, if it did: one of PLANNER_ERROR_KINDS (set by the planner; the
+    # harness fills it in for exceptions, timeouts and plans naming unknown skills/objects).
+    error_kind: str | None = None
 
 
 @dataclass(frozen=True)

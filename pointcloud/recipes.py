@@ -29,6 +29,7 @@ from pointcloud.encoders import PointEncoderConfig, build_point_encoder
 from vlx.config import ConfigError
 from vlx.data.errors import DataError
 from vlx.encoders.base import EncoderConfig
+from vlx.factory import get_tokenizer
 from vlx.models.dual_encoder import DualEncoderConfig, build_dual_encoder
 from vlx.tokenizers import TokenizerConfig, build_tokenizer
 from vlx.train.recipe import RecipeConfig, Task, register_recipe
@@ -83,9 +84,9 @@ class PrimitivePairs(torch.utils.data.Dataset):
     """Primitives with their renders: ``{"points" (N, 3), "image" (3, S, S), "views" (2,),
     "label", "caption", "index"}``; images decoded once and kept (tiny datasets)."""
 
-    def __init__(self, root: Path, split: str, image_size: int):
+    def __init__(self, root: Path, split: str, image_size: int, transform=None):
         from vlx.data.image_text import read_caption_jsonl
-        from vlx.data.transforms import load_image
+        from vlx.data.transforms import load_image, load_image_with
 
         self.clouds = PointCloudDataset.from_primitives(root, split)
         self.records = read_caption_jsonl(root / f"{split}.jsonl")
@@ -93,7 +94,10 @@ class PrimitivePairs(torch.utils.data.Dataset):
             raise DataError(
                 f"{root / (split + '.jsonl')}: {len(self.records)} records but {len(self.clouds)} clouds in {split}.npz"
             )
-        self.images = torch.stack([load_image(root / r["image"], image_size) for r in self.records])
+        if transform is None:
+            self.images = torch.stack([load_image(root / r["image"], image_size) for r in self.records])
+        else:  # a checkpoint teacher's own preprocessing (PIL -> tensor)
+            self.images = torch.stack([load_image_with(root / r["image"], transform) for r in self.records])
 
     def __len__(self) -> int:
         return len(self.clouds)
@@ -284,11 +288,17 @@ def build_image_text(cfg: ImageTextConfig) -> Task:
 
 
 def load_teacher(model_cfg: DualEncoderConfig, ckpt: str) -> torch.nn.Module:
-    """The frozen DualEncoder of a ``pc_image_text`` run (checkpoint dir or run dir)."""
+    """The frozen DualEncoder of a ``pc_image_text`` run (checkpoint dir or run dir), or, with
+    ``teacher.model.name_or_path`` and no ``ckpt``, a user's CLIP/SigLIP checkpoint as it is."""
     from vlx.train.checkpoint import load_model_weights
 
+    if not ckpt and model_cfg.name_or_path:
+        return build_dual_encoder(model_cfg).eval().requires_grad_(False)
     if not ckpt:
-        raise ConfigError("teacher.ckpt: path to a pc_image_text run or checkpoint is required")
+        raise ConfigError(
+            "teacher.ckpt: path to a pc_image_text run or checkpoint is required "
+            "(or teacher.model.name_or_path: a CLIP/SigLIP checkpoint directory)"
+        )
     holder = ImageTextModel(build_dual_encoder(model_cfg), None)
     load_model_weights(holder, ckpt)
     return holder.dual.eval().requires_grad_(False)
@@ -342,8 +352,11 @@ def _teacher_and_primitives(cfg):
     tokenizer, paired (cloud, render) training data and the test clouds; seeds model init."""
     root = ensure_primitives(cfg.data)
     teacher = load_teacher(cfg.teacher.model, cfg.teacher.ckpt)
-    tok = build_tokenizer(cfg.teacher.tokenizer)
-    train = PrimitivePairs(root, "train", cfg.image_size)
+    src = cfg.teacher.model.name_or_path
+    # A checkpoint teacher brings its tokenizer and sees renders preprocessed its own way.
+    tok = get_tokenizer(src) if src else build_tokenizer(cfg.teacher.tokenizer)
+    transform = teacher.preprocess if src else None
+    train = PrimitivePairs(root, "train", cfg.image_size, transform)
     test = PointCloudDataset.from_primitives(root, "test")
     torch.manual_seed(cfg.train.seed)
     return teacher, tok, train, test

@@ -25,6 +25,7 @@ from video.models.captioner import VideoCaptionerConfig, build_video_captioner
 from video.models.video_clip import VideoCLIPConfig, build_video_clip
 from video.pooling import TemporalPoolingConfig
 from vlx.encoders import EncoderConfig
+from vlx.factory import get_tokenizer
 from vlx.models.dual_encoder import DualEncoderConfig
 from vlx.tokenizers import TokenizerConfig, build_tokenizer
 from vlx.train.build import freeze_unused
@@ -165,7 +166,9 @@ def _tokenize_collate(tokenizer):
 
 @register_recipe("video_retrieval", VideoRetrievalConfig)
 def build_video_retrieval(cfg: VideoRetrievalConfig) -> Task:
-    tokenizer = build_tokenizer(cfg.tokenizer)
+    src = cfg.model.dual.name_or_path
+    # Initialised from a preset or checkpoint: its tokenizer (the tokenizer section is not used).
+    tokenizer = get_tokenizer(src) if src else build_tokenizer(cfg.tokenizer)
     train, test = _datasets(cfg.data, pairs=True, seed=cfg.train.seed)
     if cfg.data.features_dir:
         from video.features import FeatureDataset
@@ -183,6 +186,15 @@ def build_video_retrieval(cfg: VideoRetrievalConfig) -> Task:
         # Cached image-tower features: the tower itself never runs, so it is frozen (DDP
         # would otherwise find its parameters without a gradient).
         freeze_unused(model, ["dual.image_encoder.*"])
+    pre = model.dual.preprocess
+    want = pre.output_size if src and pre is not None else None
+    if want is not None and tuple(want) != (cfg.data.load.size,) * 2:
+        from vlx.config import ConfigError
+
+        raise ConfigError(
+            f"data.load.size: {cfg.data.load.size} px frames, but {src} expects {want[0]}x{want[1]} images; "
+            f"set data.load.size={want[0]}"
+        )
     collate = _tokenize_collate(tokenizer)
     if cfg.data.hard_negative_groups:
         train, collate = HardNegativeGroups(train), collate_groups(collate)

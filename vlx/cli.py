@@ -84,11 +84,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_report(result: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    brief = {k: v for k, v in result.items() if not isinstance(v, list)}
+    print(json.dumps(brief, indent=2, default=str))
+    print(f"wrote {out}")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    from vlx.config import ConfigError
     from vlx.train.checkpoint import load_model_weights
     from vlx.train.evaluate import evaluate_task
     from vlx.utils import pick_device
 
+    if args.model is not None:  # a preset or a user's checkpoint on data in its own layout
+        from vlx.eval.run import run_eval
+
+        if args.config is not None or args.data is None:
+            raise ConfigError("eval: --model takes --data (and no CONFIG); a recipe takes CONFIG --ckpt")
+        result = run_eval(
+            args.model,
+            args.data,
+            task=args.task,
+            classnames=args.classnames,
+            templates=args.templates,
+            device=args.device,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            images=args.images,
+        )
+        _write_report(result, Path(args.out or "eval.json"))
+        return 0
+    if args.config is None or args.ckpt is None:
+        raise ConfigError("eval: give CONFIG --ckpt RUN_DIR (a recipe) or --model NAME_OR_PATH --data PATH")
     recipe, cfg = load_recipe_config(args.config, args.set)
     task = recipe.build(cfg)
     if task.evaluate is None:
@@ -104,6 +133,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(result, indent=2, default=str))
     print(json.dumps(result, indent=2, default=str))
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from vlx.config import ConfigError
+    from vlx.eval.run import run_embed
+
+    if args.model is None or args.data is None:
+        raise ConfigError("embed: --model NAME_OR_PATH and --data PATH are required")
+    m = run_embed(
+        args.model, args.data, args.out, args.shard_size, args.classnames, args.device, args.batch_size, args.workers
+    )
+    print(f"{m['rows']} rows in {len(m['shards'])} shards: wrote {m['written']}, kept {m['skipped']} -> {args.out}")
     return 0
 
 
@@ -126,6 +168,26 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return qs.run(args)
 
 
+def cmd_data_shards(args: argparse.Namespace) -> int:
+    from vlx.data.shard_writer import write_shards
+
+    r = write_shards(args.source, args.out, args.per_shard, args.classnames, args.template)
+    n, bad = r["samples"], r["failed_to_decode"]
+    print(f"{n} samples in {len(r['shards'])} shards -> {r['out']} ({bad} unreadable left out)")
+    return 0
+
+
+def _model_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default=None, help="a vlx preset (tiny, B-32, B-16) or a local CLIP/SigLIP checkpoint dir"
+    )
+    p.add_argument("--data", default=None, help="a directory of class folders, or a .jsonl/.csv/.tsv of pairs")
+    p.add_argument("--classnames", default=None, help="class names: .json {folder: name} or .txt")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="dataloader workers for image decoding")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import vlx.quickstart  # noqa: F401  registers the core's quickstart
 
@@ -140,12 +202,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint of a recipe")
-    p.add_argument("config")
-    p.add_argument("--ckpt", required=True, help="checkpoint dir (or the run dir: its latest checkpoint)")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a recipe's checkpoint (CONFIG --ckpt) or any model on data (--model --data)",
+        description="CONFIG --ckpt RUN_DIR: a recipe's evaluation. --model NAME_OR_PATH --data PATH: a vlx "
+        "preset or local CLIP/SigLIP checkpoint dir on a directory of class folders (zero-shot "
+        "classification, --classnames, --templates) or a .jsonl/.csv/.tsv of image-caption pairs (retrieval).",
+    )
+    p.add_argument("config", nargs="?", default=None)
+    p.add_argument("--ckpt", default=None, help="checkpoint dir (or the run dir: its latest checkpoint)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default=None, help="where to write the JSON report (default: OUTPUT_DIR/eval.json)")
+    p.add_argument("--out", default=None, help="the JSON report (default: OUTPUT_DIR/eval.json, or ./eval.json)")
+    _model_data_args(p)
+    p.add_argument(
+        "--task",
+        default="auto",
+        help="auto (from the data's layout), zeroshot, retrieval, sugarcrepe (--data = its data/ dir of "
+        "category JSONs, --images = COCO val2017), aro (--data = visual_genome_relation.json or "
+        "visual_genome_attribution.json, --images default: images/ beside it)",
+    )
+    p.add_argument("--images", default=None, help="image root for --task sugarcrepe / aro")
+    p.add_argument(
+        "--templates", default=None, help="prompt templates file, one per line with {} (default: 'a photo of a {}.')"
+    )
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("embed", help="image (and caption) embeddings to safetensors shards, resumable")
+    _model_data_args(p)
+    p.add_argument("--out", required=True, help="output directory (rerun the same command to resume)")
+    p.add_argument("--shard-size", type=int, default=4096)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("data", help="data tools")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("shards", help="image folder or JSONL/CSV pairs -> WebDataset shards (img2dataset layout)")
+    q.add_argument("source", help="a directory of class folders, or a .jsonl/.csv/.tsv of image-caption pairs")
+    q.add_argument("--out", required=True)
+    q.add_argument("--per-shard", type=int, default=1000, help="samples per tar shard")
+    q.add_argument("--classnames", default=None, help="class names file for an image folder")
+    q.add_argument("--template", default="{}", help="caption of an image-folder sample, {} = class name")
+    q.set_defaults(func=cmd_data_shards)
 
     p = sub.add_parser("recipes", help="list registered recipes")
     p.set_defaults(func=cmd_recipes)

@@ -44,10 +44,19 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", 
 
 class HFTokenizer:
     """A local ``transformers.AutoTokenizer`` directory. ``tok(texts: list[str]) ->
-    {"input_ids": (B, L), "attention_mask": (B, L)}`` LongTensors, right-padded to the longest
-    text in the batch and truncated to ``max_length``."""
+    {"input_ids": (B, L), "attention_mask": (B, L)}`` LongTensors, padded on the tokenizer's
+    own side to the longest text in the batch (``padding="longest"``) or to ``max_length``
+    (``"max_length"``, what SigLIP was trained with), truncated to ``max_length`` with the
+    tokenizer's end token kept. ``max_length=None``: the tokenizer's ``model_max_length``.
+    When the tokenizer itself returns no attention mask (its ``model_input_names``), the mask
+    is all ones, so a model given it behaves as if it had none."""
 
-    def __init__(self, path: str | Path, max_length: int = 32):
+    def __init__(
+        self,
+        path: str | Path,
+        max_length: int | None = 32,
+        padding: Literal["longest", "max_length"] = "longest",
+    ):
         p = Path(path).expanduser()
         if not p.is_dir() or not any((p / f).is_file() for f in TOKENIZER_FILES):
             raise ConfigError(
@@ -59,8 +68,13 @@ class HFTokenizer:
         _offline()
         from transformers import AutoTokenizer
 
-        self.path, self.max_length = str(p), int(max_length)
         self.tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+        if max_length is None:
+            max_length = int(self.tokenizer.model_max_length)
+            if max_length > 100_000:  # HF's "no limit" sentinel
+                raise ConfigError(f"tokenizer: {p} sets no model_max_length; give max_length explicitly")
+        self.path, self.max_length, self.padding = str(p), int(max_length), padding
+        self.returns_mask = "attention_mask" in getattr(self.tokenizer, "model_input_names", ["attention_mask"])
         if self.tokenizer.pad_token_id is None:  # GPT-style vocabularies: pad with EOS
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.vocab_size = len(self.tokenizer)
@@ -74,13 +88,15 @@ class HFTokenizer:
             raise TypeError(f"tokenizer: text at index {bad[0]} is {type(texts[bad[0]]).__name__}, expected str")
         enc = self.tokenizer(
             list(texts),
-            padding="longest",
+            padding=self.padding,
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
             return_token_type_ids=False,
         )
-        return {"input_ids": enc["input_ids"].long(), "attention_mask": enc["attention_mask"].long()}
+        ids = enc["input_ids"].long()
+        mask = enc["attention_mask"].long() if self.returns_mask else torch.ones_like(ids)
+        return {"input_ids": ids, "attention_mask": mask}
 
     def decode(self, ids: torch.Tensor | Sequence[int]) -> str | list[str]:
         """ids (L,) -> str, or (B, L) -> list[str]; special tokens dropped."""
@@ -90,7 +106,10 @@ class HFTokenizer:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def __repr__(self) -> str:
-        return f"HFTokenizer({self.path!r}, max_length={self.max_length}, vocab_size={self.vocab_size})"
+        return (
+            f"HFTokenizer({self.path!r}, max_length={self.max_length}, padding={self.padding!r}, "
+            f"vocab_size={self.vocab_size})"
+        )
 
 
 TOKENIZERS: Registry = Registry("tokenizer")

@@ -11,6 +11,7 @@ for the sub-goals (Meta-World: the single task; Kitchen: the subtasks completed 
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,9 @@ class Benchmark(ABC):
 
     name: str
     protocol: str = ""  # one sentence for reports: how success is decided, episodes per goal
+    # False where a wrong plan often still succeeds (Meta-World's experts overlap): the report
+    # then leads with skill choice and plan errors instead of success.
+    success_measures_planning: bool = True
     # Env steps one plan step may use before the harness stops it (None: only the episode's
     # limit). Keeps an extra plan step from idling away the episode.
     skill_max_steps: int | None = None
@@ -117,3 +121,12 @@ def seeds_for(task_index: int, episode: int, seed: int) -> int:
 
 
 __all__ = ["Benchmark", "TaskEnv", "TaskSpec", "seeds_for"]
+
+
+def ensure_gl() -> None:
+    """Pick MuJoCo's GL backend before ``mujoco`` is first imported: OSMesa (software) unless
+    ``MUJOCO_GL`` is already set (an explicit choice wins). Called by the envs and the camera
+    rig when they are built, never at import time."""
+    if "MUJOCO_GL" not in os.environ:
+        os.environ["MUJOCO_GL"] = "osmesa"
+        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")

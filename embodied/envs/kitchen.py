@@ -15,7 +15,7 @@ The same seed gives the same episode.
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from embodied.envs import register_benchmark
-from embodied.envs.base import Benchmark, TaskEnv, TaskSpec
+from embodied.envs.base import Benchmark, TaskEnv, TaskSpec, ensure_gl
 from embodied.types import PlanStep, SkillSpec
 
 TASKS_FILE = Path(__file__).resolve().parent.parent / "data" / "kitchen_tasks.yaml"
@@ -65,6 +65,9 @@ class KitchenTaskSet:
             if s.skill == skill:
                 return s.name
         raise KeyError(skill)
+
+
+TASK_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:
@@ -118,6 +121,12 @@ def load_kitchen_tasks(path: str | Path | None = None) -> KitchenTaskSet:
             )
         if entry["name"] in seen:
             raise DataError(f"{where}.name: duplicate task name {entry['name']!r}")
+        if not TASK_NAME.fullmatch(entry["name"]) or entry["name"] in (".", ".."):
+            # Task names become episode ids ("task/7") and video file names: no path parts.
+            raise DataError(
+                f"{where}.name: {entry['name']!r} is not a task name; expected letters, digits and . _ + - "
+                "(no path separators)"
+            )
         seen.add(entry["name"])
         plan = _strs(entry.get("plan"), f"{where}.plan")
         if not plan:
@@ -141,13 +150,6 @@ def load_kitchen_tasks(path: str | Path | None = None) -> KitchenTaskSet:
             )
         )
     return KitchenTaskSet(subtasks, tuple(instructions))
-
-
-def _ensure_gl() -> None:
-    # MuJoCo picks its GL backend at import; headless CPU machines need osmesa.
-    if "MUJOCO_GL" not in os.environ:
-        os.environ["MUJOCO_GL"] = "osmesa"
-        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
 
 def ordered_completion(subgoals: tuple[str, ...], completions: list[str]) -> bool:
@@ -176,7 +178,7 @@ class KitchenEnv(TaskEnv):
         """init_noise: half-width (rad) of a uniform perturbation of the 7 arm joints at reset,
         drawn from the reset seed: FrankaKitchen-v1 itself always starts in one state, so
         this is how controllers are measured from varied starts (0 = the env as published)."""
-        _ensure_gl()
+        ensure_gl()
         import gymnasium as gym
         import gymnasium_robotics
 
@@ -186,21 +188,18 @@ class KitchenEnv(TaskEnv):
             raise KeyError(f"Franka Kitchen: unknown subtask(s) {unknown}; known: {', '.join(ENV_SUBTASKS)}")
         self.task = task
         self.max_episode_steps = task.max_episode_steps
-        kw: dict[str, Any] = {}
-        if render:
-            kw = dict(render_mode="rgb_array", width=width, height=height)
-            if camera:
-                kw["camera_name"] = camera
         self.env = gym.make(
             "FrankaKitchen-v1",
             tasks_to_complete=list(task.subgoals),
             max_episode_steps=task.max_episode_steps,
             disable_env_checker=True,
-            **kw,
         )
         self.observation_space = self.env.observation_space["observation"]
         self.action_space = self.env.action_space
         self._render = render
+        self._camera, self._size = camera, (int(width), int(height))
+        self._frames: Any = None  # FrameRenderer, made on the first render()
+        self.shadows = True  # shadows and reflections in render() (see embodied.envs.render)
         self._steps = 0
         self.init_noise = float(init_noise)
 
@@ -240,13 +239,21 @@ class KitchenEnv(TaskEnv):
     def render(self) -> np.ndarray:
         if not self._render:
             raise RuntimeError(f"kitchen {self.task.name}: env was made with render=False")
-        # Each env owns its GL context; make it current before drawing (see MetaWorldEnv.render).
-        renderer = self.env.unwrapped.robot_env.mujoco_renderer
-        viewer = renderer._get_viewer(render_mode="rgb_array")
-        viewer.make_context_current()
-        return np.ascontiguousarray(renderer.render("rgb_array"))
+        if self._frames is None:
+            from embodied.envs.render import FrameRenderer
+
+            robot = self.env.unwrapped.robot_env
+            # The env's own viewpoint: its named camera, else gymnasium's free camera config.
+            free = getattr(robot.mujoco_renderer, "default_cam_config", None)
+            w, h = self._size
+            self._frames = FrameRenderer(robot.model, robot.data, w, h, camera=self._camera, free_camera=free)
+        self._frames.shadows = self.shadows
+        return self._frames.render()
 
     def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
         self.env.close()
 
 

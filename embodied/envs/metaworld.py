@@ -15,14 +15,13 @@ goal/object placement).
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embodied.envs.base import Benchmark, TaskEnv, TaskSpec
+from embodied.envs.base import Benchmark, TaskEnv, TaskSpec, ensure_gl
 from embodied.types import PlanStep, SkillSpec
 
 INSTRUCTIONS_FILE = Path(__file__).resolve().parent.parent / "data" / "instructions" / "metaworld.json"
@@ -69,13 +68,6 @@ def load_instructions(path: str | None = None) -> dict[str, dict[str, Any]]:
     return data
 
 
-def _ensure_gl() -> None:
-    # MuJoCo picks its GL backend at import; headless CPU machines need osmesa.
-    if "MUJOCO_GL" not in os.environ:
-        os.environ["MUJOCO_GL"] = "osmesa"
-        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-
-
 class MetaWorldEnv(TaskEnv):
     """One Meta-World task with the goal observable (39-dim obs, 4-dim action in [-1, 1]).
 
@@ -87,7 +79,7 @@ class MetaWorldEnv(TaskEnv):
     def __init__(
         self, task: TaskSpec, render: bool = False, camera: str | None = None, width: int = 128, height: int = 128
     ):
-        _ensure_gl()
+        ensure_gl()
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
         if task.name not in ALL_V3_ENVIRONMENTS:
@@ -95,10 +87,7 @@ class MetaWorldEnv(TaskEnv):
         self.task = task
         self.max_episode_steps = task.max_episode_steps
         self.camera = camera or "corner"
-        kw: dict[str, Any] = {}
-        if render:
-            kw = dict(render_mode="rgb_array", camera_name=self.camera, width=width, height=height)
-        env = ALL_V3_ENVIRONMENTS[task.name](**kw)
+        env = ALL_V3_ENVIRONMENTS[task.name]()
         env._partially_observable = False  # MT10/MT50 observe the goal; scripted experts need it
         del env.sawyer_observation_space  # cached property; recomputed for the new observability
         env._set_task_called = True
@@ -109,6 +98,9 @@ class MetaWorldEnv(TaskEnv):
         self.observation_space = env.observation_space
         self.action_space = env.action_space
         self._render = render
+        self._size = (int(width), int(height))
+        self._frames: Any = None  # FrameRenderer, made on the first render()
+        self.shadows = True  # shadows and reflections in render() (see embodied.envs.render)
         self._steps = 0
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
@@ -141,15 +133,20 @@ class MetaWorldEnv(TaskEnv):
     def render(self) -> np.ndarray:
         if not self._render:
             raise RuntimeError(f"{self.task.name}: env was made with render=False")
-        # Each env owns its GL context; make it current before drawing, or an interleaved
-        # render of another env leaves its context bound and this frame reads the wrong one.
-        renderer = self.env.mujoco_renderer
-        viewer = renderer._get_viewer(render_mode="rgb_array")
-        viewer.make_context_current()
-        frame = renderer.render("rgb_array")
-        return np.ascontiguousarray(frame[::-1])  # MuJoCo's offscreen buffer is bottom-up
+        if self._frames is None:
+            from embodied.envs.render import FrameRenderer
+
+            w, h = self._size
+            self._frames = FrameRenderer(self.env.model, self.env.data, w, h, camera=self.camera)
+        self._frames.shadows = self.shadows
+        # Meta-World's cameras come out upside down (as through gymnasium's renderer, which
+        # vlx flipped the same way before); the frame is flipped to stand upright.
+        return np.ascontiguousarray(self._frames.render()[::-1])
 
     def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
         self.env.close()
 
 
@@ -161,6 +158,7 @@ class MetaWorldBenchmark(Benchmark):
     """
 
     protocol = PROTOCOL
+    success_measures_planning = False  # a wrong expert often still succeeds (push also reaches)
 
     def __init__(self, suite: str = "mt10", instructions_path: str | None = None):
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS

@@ -56,7 +56,7 @@ class PolicyRunner:
     ) -> PolicyRunner:
         """A runner for the training run in ``run_dir`` (its ``config.yaml``; weights from
         ``ckpt`` or the run's latest checkpoint)."""
-        from embodied.policy.recipe import PolicyConfig, build_policy_model
+        from embodied.policy.config import PolicyConfig, build_policy_model
         from vlx.config import ConfigError, from_dict, read_yaml_with_extends
         from vlx.train.checkpoint import load_model_weights
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from embodied.envs.metaworld import MetaWorldBenchmark, MetaWorldEnv
-from embodied.harness import Harness, HarnessConfig, evaluate, load_all_records, read_records
+from embodied.harness import Harness, HarnessConfig, evaluate
+from embodied.records import load_all_records, read_records
 from embodied.types import Plan, PlanStep
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,9 +199,10 @@ def test_resume_after_crash_neither_repeats_nor_loses(tmp_path):
     assert len(read_records(path)) == 2
     with open(path, "a") as f:  # a torn last line, as a kill during write leaves
         f.write('{"episode_id": "reach-v3/2", "succ')
-    p = FixedPlanner(["reach"])
+    p = CrashAfter(10**9)  # the same planner (class), resumed: it never crashes now
     resumed = run(c, p)
     assert [r["episode_id"] for r in resumed] == ["reach-v3/2", "reach-v3/3"] and len(p.calls) == 2
+    assert '"succ' in (tmp_path / "run" / "episodes.rank0.jsonl.bad").read_text()  # quarantined, not lost
     allr = load_all_records(tmp_path / "run")
     assert [_key(r) for r in allr] == [_key(r) for r in ref]
     assert len(path.read_text().splitlines()) == 4
@@ -391,7 +393,7 @@ def test_bad_config_values_are_config_errors(tmp_path):
         with pytest.raises(ConfigError, match=key):
             Harness(cfg(tmp_path, **kw), planner=FixedPlanner(["reach"])).units()
     with pytest.raises(ConfigError, match="unknown option 'temprature'"):
-        Harness(cfg(tmp_path, planner="saycan", planner_kwargs={"temprature": 1}))
+        Harness(cfg(tmp_path, planner="saycan", planner_args={"temprature": 1}))
     with pytest.raises(ConfigError, match="needs policy="):
         Harness(cfg(tmp_path, skills="learned"), planner=FixedPlanner(["reach"]))
 
@@ -415,10 +417,10 @@ def test_cli_and_quickstart_are_registered():
             "reach-v3",
         ]
     )
-    from embodied.cli import config_from_args
+    from embodied.eval_config import config_from_args
 
     c = config_from_args(args)
-    assert (c.benchmark, c.planner, c.episodes, c.planner_kwargs, c.tasks) == (
+    assert (c.benchmark, c.planner, c.episodes, c.planner_args, c.tasks) == (
         "metaworld-mt1:reach-v3",
         "oracle",
         3,

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from embodied.envs.base import Benchmark, TaskEnv, TaskSpec
-from embodied.harness import Harness, HarnessConfig, evaluate, parse_episode_ids, tree_index
+from embodied.gym_env import tree_index
+from embodied.harness import Harness, HarnessConfig, evaluate
+from embodied.records import parse_episode_ids
 from embodied.types import Plan, PlanStep, SkillSpec
 
 SPECS = [
@@ -180,7 +182,7 @@ def test_extra_step_that_never_finishes_is_stopped_by_the_step_budget(tmp_path):
     (r0,) = run(cfg(tmp_path / "nobudget", episodes=1), FixedPlanner(["stuck", "go-to-goal"]))
     assert r0["executed"][0]["stop"] == "episode_limit" and r0["env_steps"] == 200 and not r0["success"]
     # (the budget holds for every step: 60 is enough for go-to-goal from anywhere, <= 57 steps)
-    (r,) = run(cfg(tmp_path / "budget", episodes=1, skill_max_steps=60), FixedPlanner(["stuck", "go-to-goal"]))
+    (r,) = run(cfg(tmp_path / "budget", episodes=1, max_skill_steps=60), FixedPlanner(["stuck", "go-to-goal"]))
     stuck, go = r["executed"]
     assert (stuck["stop"], stuck["env_steps"], stuck["extra"]) == ("step_budget", 60, True)
     assert go["success"] and r["success"] and r["env_steps"] < 200
@@ -193,7 +195,7 @@ def test_extra_step_that_never_finishes_is_stopped_by_the_step_budget(tmp_path):
 
 def test_ground_truth_step_out_of_budget_ends_the_plan(tmp_path):
     """Only extra steps are skipped over; a needed step that fails ends the attempt."""
-    (r,) = run(cfg(tmp_path, episodes=1, skill_max_steps=2), FixedPlanner(["go-to-goal", "wander"]))
+    (r,) = run(cfg(tmp_path, episodes=1, max_skill_steps=2), FixedPlanner(["go-to-goal", "wander"]))
     assert [(e["step"], e["stop"], e["extra"]) for e in r["executed"]] == [("go-to-goal", "step_budget", False)]
     assert not r["success"] and r["env_steps"] == 2
 
@@ -201,8 +203,8 @@ def test_ground_truth_step_out_of_budget_ends_the_plan(tmp_path):
 def test_bad_budget_is_a_config_error(tmp_path):
     from vlx.config import ConfigError
 
-    with pytest.raises(ConfigError, match="skill_max_steps"):
-        Harness(cfg(tmp_path, skill_max_steps=0), benchmark=DotBenchmark(), planner=FixedPlanner([]), skills=skills())
+    with pytest.raises(ConfigError, match="max_skill_steps"):
+        Harness(cfg(tmp_path, max_skill_steps=0), benchmark=DotBenchmark(), planner=FixedPlanner([]), skills=skills())
 
 
 # -- dict observations in vector envs
@@ -248,7 +250,7 @@ def test_parse_episode_ids():
 
 
 def test_video_episodes_by_id_keep_actions_and_get_mp4s(tmp_path):
-    c = cfg(tmp_path, episodes=4, video_episode_ids=["1", "dot/3"])
+    c = cfg(tmp_path, episodes=4, video_episodes=["1", "dot/3"])
     summary = evaluate(c, benchmark=DotBenchmark(), planner=FixedPlanner(["go-to-goal"]), skills=skills())
     recs = [json.loads(line) for line in (tmp_path / "run" / "episodes.rank0.jsonl").read_text().splitlines()]
     assert [bool(r.get("actions")) for r in recs] == [False, True, False, True]
@@ -265,7 +267,7 @@ def test_video_episodes_recorded_without_actions_are_listed_missing(tmp_path):
     evaluate(cfg(tmp_path, episodes=2), benchmark=DotBenchmark(), planner=FixedPlanner(["go-to-goal"]), skills=skills())
     # Asking for a video of an episode that is already recorded (resume) cannot film it.
     s = evaluate(
-        cfg(tmp_path, episodes=2, video_episode_ids=["0"]),
+        cfg(tmp_path, episodes=2, video_episodes=["0"]),
         benchmark=DotBenchmark(),
         planner=FixedPlanner(["go-to-goal"]),
         skills=skills(),
@@ -274,7 +276,7 @@ def test_video_episodes_recorded_without_actions_are_listed_missing(tmp_path):
 
 
 def test_cli_video_episodes_and_skill_budget_flags():
-    from embodied.cli import config_from_args
+    from embodied.eval_config import config_from_args
     from vlx.cli import build_parser
 
     args = build_parser().parse_args(
@@ -292,4 +294,4 @@ def test_cli_video_episodes_and_skill_budget_flags():
         ]
     )
     c = config_from_args(args)
-    assert c.video_episode_ids == ["3", "microwave+light/7"] and c.skill_max_steps == 250 and c.video_episodes == 0
+    assert c.video_episodes == ["3", "microwave+light/7"] and c.max_skill_steps == 250 and c.videos == 0

@@ -115,11 +115,11 @@ def test_vector_envs_reproduce_local_rollouts(mt10):
     """gymnasium AsyncVectorEnv workers, seeded per env, give the local env's episodes."""
     from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
-    from embodied.harness import GymTaskEnv, _EnvFactory
+    from embodied.gym_env import EnvFactory, GymTaskEnv
 
     seeds = [3, 4]
     venv = AsyncVectorEnv(
-        [_EnvFactory("metaworld-mt10", "push-v3")] * 2, autoreset_mode=AutoresetMode.DISABLED, shared_memory=False
+        [EnvFactory("metaworld-mt10", "push-v3")] * 2, autoreset_mode=AutoresetMode.DISABLED, shared_memory=False
     )
     try:
         obs, _ = venv.reset(seed=seeds)

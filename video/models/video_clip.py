@@ -44,7 +44,9 @@ class VideoCLIP(nn.Module):
     def frame_embeddings(self, frames: torch.Tensor) -> torch.Tensor:
         """-> (B, T, E) L2-normalised projected per-frame embeddings."""
         if frames.dtype == torch.uint8:
-            frames = frames_to_model(frames, IMAGE_MEAN, IMAGE_STD)
+            pre = getattr(self.dual, "preprocess", None)  # a checkpoint's own mean/std
+            mean, std = (pre.mean, pre.std) if pre is not None and pre.mean is not None else (IMAGE_MEAN, IMAGE_STD)
+            frames = frames_to_model(frames, mean, std)
         B, T = frames.shape[:2]
         emb = self.dual.encode_image(frames.flatten(0, 1), normalize=True)
         return emb.view(B, T, -1)
@@ -75,5 +77,7 @@ class VideoCLIP(nn.Module):
 
 
 def build_video_clip(cfg: VideoCLIPConfig) -> VideoCLIP:
+    """``cfg.dual.name_or_path`` initialises from a vlx preset or a CLIP/SigLIP checkpoint
+    (its towers, projections and scale; frames normalised with its mean/std)."""
     dual = build_dual_encoder(cfg.dual)
-    return VideoCLIP(dual, build_temporal_pooling(cfg.pooling, cfg.dual.embed_dim))
+    return VideoCLIP(dual, build_temporal_pooling(cfg.pooling, dual.embed_dim))

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from vlx.data.errors import DataError
-from vlx.data.transforms import load_image
+from vlx.data.transforms import load_image, load_image_with
 
 
 def read_caption_jsonl(path: str | Path, require: tuple[str, ...] = ("image", "caption"), check_files: bool = True) -> list[dict[str, Any]]:
@@ -49,12 +50,21 @@ class ImageTextDataset(Dataset):
     """Items: ``{"image": (3, S, S) float, "caption": str, "negative": str | None, "index": int}``.
 
     Decoded images are cached in memory when ``cache`` (small datasets such as shapes world:
-    decoding PNGs every epoch would dominate a tiny model's step time)."""
+    decoding PNGs every epoch would dominate a tiny model's step time). ``transform`` (PIL ->
+    (3, H, W), e.g. a checkpoint's ``ImagePreprocess``) replaces the default square resize to
+    ``image_size`` with OpenAI CLIP's mean/std."""
 
-    def __init__(self, jsonl: str | Path, image_size: int, cache: bool = False):
+    def __init__(
+        self,
+        jsonl: str | Path,
+        image_size: int,
+        cache: bool = False,
+        transform: Callable[[Image.Image], torch.Tensor] | None = None,
+    ):
         self.path = Path(jsonl)
         self.records = read_caption_jsonl(self.path)
         self.image_size = image_size
+        self.transform = transform
         self.cache: dict[int, torch.Tensor] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -63,7 +73,8 @@ class ImageTextDataset(Dataset):
     def image(self, i: int) -> torch.Tensor:
         if self.cache is not None and i in self.cache:
             return self.cache[i]
-        x = load_image(self.path.parent / self.records[i]["image"], self.image_size)
+        f = self.path.parent / self.records[i]["image"]
+        x = load_image(f, self.image_size) if self.transform is None else load_image_with(f, self.transform)
         if self.cache is not None:
             self.cache[i] = x
         return x

@@ -2,6 +2,7 @@
 beside the CPU torch build used here, see ../shared/DEPS.md)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,18 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 def load_image(path: str | Path, size: int | tuple[int, int] | None = None) -> torch.Tensor:
     """Read an image file -> (3, H, W) normalised; a missing or corrupt file is a DataError."""
+    return load_image_with(path, lambda img: pil_to_tensor(img, size))
+
+
+def load_image_with(path: str | Path, transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
+    """Read an image file and apply ``transform`` (PIL -> tensor); a missing or corrupt file is
+    a DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image file not found")
     try:
         with Image.open(path) as img:
             img.load()
-            return pil_to_tensor(img, size)
+            return transform(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None

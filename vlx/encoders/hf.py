@@ -99,11 +99,12 @@ def _load_clip(path: str | Path | None, what: str):
 class HFCLIPVision(nn.Module):
     """The vision tower of a local ``CLIPModel``: ``forward(images (B, 3, H, W)) ->
     EncoderOutput(pooled (B, D) = post-LN CLS, tokens (B, 1+N, D) post-LN, mask None)``.
-    ``use_projection=True`` maps both into CLIP's joint space (D = projection_dim)."""
+    ``use_projection=True`` maps both into CLIP's joint space (D = projection_dim).
+    ``path`` may also be an already loaded ``CLIPModel`` (its modules are shared, not copied)."""
 
-    def __init__(self, path: str | Path, use_projection: bool = False):
+    def __init__(self, path: str | Path | nn.Module, use_projection: bool = False):
         super().__init__()
-        clip = _load_clip(path, "hf_clip_vision")
+        clip = path if isinstance(path, nn.Module) else _load_clip(path, "hf_clip_vision")
         self.vision_model = clip.vision_model
         self.projection = clip.visual_projection if use_projection else None
         self.output_dim = int(clip.config.projection_dim if use_projection else clip.config.vision_config.hidden_size)
@@ -120,11 +121,12 @@ class HFCLIPVision(nn.Module):
 
 class HFCLIPText(nn.Module):
     """The text tower of a local ``CLIPModel``: ``forward(input_ids (B, L), attention_mask)
-    -> EncoderOutput(pooled (B, D) = EOT token, tokens (B, L, D), mask (B, L) bool)``."""
+    -> EncoderOutput(pooled (B, D) = EOT token, tokens (B, L, D), mask (B, L) bool)``.
+    ``path`` may also be an already loaded ``CLIPModel``."""
 
-    def __init__(self, path: str | Path, use_projection: bool = False):
+    def __init__(self, path: str | Path | nn.Module, use_projection: bool = False):
         super().__init__()
-        clip = _load_clip(path, "hf_clip_text")
+        clip = path if isinstance(path, nn.Module) else _load_clip(path, "hf_clip_text")
         self.text_model = clip.text_model
         self.projection = clip.text_projection if use_projection else None
         self.output_dim = int(clip.config.projection_dim if use_projection else clip.config.text_config.hidden_size)
@@ -137,6 +139,38 @@ class HFCLIPText(nn.Module):
         if self.projection is not None:
             tokens, pooled = self.projection(tokens), self.projection(pooled)
         return EncoderOutput(pooled=pooled, tokens=tokens, mask=attention_mask.bool())
+
+
+class HFSiglipVision(nn.Module):
+    """The vision tower of a loaded ``SiglipModel``: ``forward(images) -> EncoderOutput(pooled
+    (B, D) = the attention-pooling (MAP) head's output, which SigLIP compares with text
+    directly, tokens (B, N, D) post-LN patch tokens (before the head), mask None)``."""
+
+    def __init__(self, siglip: nn.Module):
+        super().__init__()
+        self.vision_model = siglip.vision_model
+        self.output_dim = int(siglip.config.vision_config.hidden_size)
+
+    def forward(self, images: torch.Tensor) -> EncoderOutput:
+        out = self.vision_model(pixel_values=images)
+        return EncoderOutput(pooled=out.pooler_output, tokens=out.last_hidden_state, mask=None)
+
+
+class HFSiglipText(nn.Module):
+    """The text tower of a loaded ``SiglipModel``: ``forward(input_ids (B, L), attention_mask)
+    -> EncoderOutput(pooled (B, P) = head(last position), as SigLIP pools, tokens (B, L, P) =
+    head(every position) so tokens share the pooled vector's space, mask (B, L) bool)``."""
+
+    def __init__(self, siglip: nn.Module):
+        super().__init__()
+        self.text_model = siglip.text_model
+        tc = siglip.config.text_config
+        self.output_dim = int(getattr(tc, "projection_size", None) or tc.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> EncoderOutput:
+        out = self.text_model(input_ids=input_ids, attention_mask=attention_mask)
+        mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        return EncoderOutput(pooled=out.pooler_output, tokens=self.text_model.head(out.last_hidden_state), mask=mask)
 
 
 def _no_preset(name: str, preset: str | None) -> None:

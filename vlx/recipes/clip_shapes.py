@@ -1,9 +1,15 @@
 """CLIP-style contrastive training on an image-caption JSONL (shapes world by default), with
-optional relation-swap hard negatives (Structure-CLIP) and a retrieval + swap evaluation."""
+optional relation-swap hard negatives (Structure-CLIP) and a retrieval + swap evaluation.
+
+With ``model.name_or_path`` set to a user's CLIP/SigLIP checkpoint this is fine-tuning from
+it: the checkpoint's tokenizer and image preprocessing, ``objective.loss: auto`` = its
+pre-training loss (FLYP: InfoNCE for CLIP, the sigmoid loss with its bias for SigLIP), and
+``finetune`` for LiT-style locking and partial freezing (vlx.models.finetune)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,11 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlx.data.image_text import ImageTextDataset, make_image_text_collate
+from vlx.data.negatives import swap_arguments
 from vlx.data.shapes import generate_shapes_world
+from vlx.data.transforms import pil_to_tensor
+from vlx.data.webdataset import ShardStream
 from vlx.encoders import EncoderConfig, cache_if_frozen
+from vlx.factory import get_tokenizer, get_transforms
 from vlx.losses import build_loss
+from vlx.losses.clip import multi_positive_nce, positive_mask
 from vlx.metrics import retrieval_metrics
 from vlx.models.dual_encoder import DualEncoderConfig, build_dual_encoder
+from vlx.models.finetune import FinetuneConfig, apply_finetune
 from vlx.tokenizers import TokenizerConfig, build_tokenizer
 from vlx.train.recipe import RecipeConfig, Task, register_recipe
 
@@ -34,11 +46,16 @@ class ImageTextDataConfig:
     n_test: int = 200
     render_size: int = 64
     data_seed: int = 0
+    # Train from WebDataset shards (a directory, brace pattern or list; img2dataset layout,
+    # see vlx.data.webdataset) instead of train_file; evaluation still reads test_file.
+    shards: str | None = None
+    shuffle_buffer: int = 1000
 
 
 @dataclass
 class ContrastiveConfig:
-    loss: Literal["clip", "siglip", "filip", "soft_clip"] = "clip"
+    # "auto": the model's pre-training loss (siglip when it has a logit bias, else clip).
+    loss: Literal["auto", "clip", "siglip", "filip", "soft_clip"] = "clip"
     hard_negative_weight: float = 1.0  # 0 turns the relation-swap negatives off
     # Image-side relation hard negative: the image mirrored along its relation's axis (left/right
     # -> horizontal flip, above/below -> vertical) is the scene the swapped caption describes, so
@@ -47,6 +64,9 @@ class ContrastiveConfig:
     # is where. 0 turns it off.
     image_hard_negative_weight: float = 0.0
     label_smoothing: float = 0.1  # for soft_clip
+    # Structure-CLIP negatives for records without a "negative": the caption's relation
+    # arguments swapped (vlx.data.negatives.swap_arguments).
+    swap_negatives: bool = False
 
 
 @dataclass
@@ -61,7 +81,15 @@ class ClipShapesConfig(RecipeConfig):
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     data: ImageTextDataConfig = field(default_factory=ImageTextDataConfig)
     objective: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval_batch_size: int = 256
+
+
+def resolve_loss(name: str, dual: nn.Module) -> str:
+    """``auto`` -> the model's pre-training loss: siglip when it carries a logit bias, else clip."""
+    if name != "auto":
+        return name
+    return "siglip" if getattr(dual, "logit_bias", None) is not None else "clip"
 
 
 class ContrastiveImageText(nn.Module):
@@ -71,17 +99,24 @@ class ContrastiveImageText(nn.Module):
         super().__init__()
         self.dual = dual
         self.objective = objective
-        kw = {"smoothing": objective.label_smoothing} if objective.loss == "soft_clip" else {}
-        self.loss_fn = build_loss(objective.loss, **kw)
-        if objective.loss == "siglip":  # SigLIP's learnable bias (Zhai et al. init -10)
-            self.logit_bias = nn.Parameter(torch.tensor(-10.0))
+        self.loss_name = resolve_loss(objective.loss, dual)
+        kw = {"smoothing": objective.label_smoothing} if self.loss_name == "soft_clip" else {}
+        self.loss_fn = build_loss(self.loss_name, **kw)
+        if self.loss_name == "siglip" and getattr(dual, "logit_bias", None) is None:
+            self.logit_bias = nn.Parameter(torch.tensor(-10.0))  # SigLIP's learnable bias, init -10
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """The SigLIP bias: the checkpoint's when it has one, else this module's own."""
+        b = getattr(self.dual, "logit_bias", None)
+        return b if b is not None else self.logit_bias
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.dual(batch["images"], batch["input_ids"], batch["attention_mask"])
         ids = batch.get("caption_ids")
-        name = self.objective.loss
+        name = self.loss_name
         if name == "siglip":
-            loss = self.loss_fn(out.image_embeds, out.text_embeds, out.logit_scale, self.logit_bias)
+            loss = self.loss_fn(out.image_embeds, out.text_embeds, out.logit_scale, self.bias)
         elif name == "filip":
             loss = self.loss_fn(out.image_tokens, out.text_tokens, None, out.text_mask, out.logit_scale)
         else:
@@ -125,8 +160,9 @@ def ensure_data(cfg: ImageTextDataConfig) -> Path:
 class CaptionIdDataset(torch.utils.data.Dataset):
     """Adds ``caption_id`` (equal captions share an id) so duplicates are not negatives."""
 
-    def __init__(self, base: ImageTextDataset):
+    def __init__(self, base: ImageTextDataset, swap_negatives: bool = False):
         self.base = base
+        self.swap_negatives = swap_negatives
         ids: dict[str, int] = {}
         self.caption_ids = [ids.setdefault(r["caption"], len(ids)) for r in base.records]
 
@@ -136,10 +172,44 @@ class CaptionIdDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.base[i]
         item["caption_id"] = self.caption_ids[i]
-        rel = self.base.records[i].get("relation")
-        # image dim to mirror for the relation-swapped scene: 3 = width, 2 = height, 0 = none
-        item["flip_axis"] = 3 if rel in ("left of", "right of") else 2 if rel in ("above", "below") else 0
-        return item
+        return complete_item(item, self.base.records[i].get("relation"), self.swap_negatives)
+
+
+def complete_item(item: dict[str, Any], relation: str | None, swap_negatives: bool) -> dict[str, Any]:
+    """Add the Structure-CLIP swap negative (when asked and missing) and ``flip_axis``: the image
+    dim to mirror for the relation-swapped scene (3 = width, 2 = height, 0 = none)."""
+    if swap_negatives and not item.get("negative"):
+        item["negative"] = swap_arguments(item["caption"])
+    item["flip_axis"] = 3 if relation in ("left of", "right of") else 2 if relation in ("above", "below") else 0
+    return item
+
+
+def _stream_item(item: dict[str, Any], swap_negatives: bool) -> dict[str, Any]:
+    return complete_item(item, item.pop("relation", None), swap_negatives)
+
+
+@torch.no_grad()
+def held_out_loss(
+    model: ContrastiveImageText, img: torch.Tensor, txt: torch.Tensor, captions, batch_size: int
+) -> float:
+    """The training objective's contrastive loss (InfoNCE or sigmoid, equal captions positive) on
+    held-out pairs, averaged over batches of ``batch_size`` in order. Computed here on this
+    process's embeddings (evaluation runs on rank 0 alone, so the losses' all-gather is off)."""
+    dual = model.dual
+    scale = dual.logit_scale.float()
+    ids_of: dict[str, int] = {}
+    ids = torch.tensor([ids_of.setdefault(c, len(ids_of)) for c in captions], device=img.device)
+    losses = []
+    for s in range(0, len(img), batch_size):
+        a, b, i = img[s : s + batch_size], txt[s : s + batch_size], ids[s : s + batch_size]
+        logits = scale * a @ b.T
+        pos = positive_mask(i, len(a), a.device)
+        if model.loss_name == "siglip":
+            logits = logits + model.bias.float()
+            losses.append(float(-F.logsigmoid((pos.float() * 2 - 1) * logits).sum() / len(a)))
+        else:
+            losses.append(float((multi_positive_nce(logits, pos) + multi_positive_nce(logits.T, pos.T)) / 2))
+    return sum(losses) / len(losses)
 
 
 @torch.no_grad()
@@ -185,6 +255,7 @@ def evaluate_retrieval(
         order = s.argsort(dim=1, descending=True)
         ranks = torch.tensor([min(int((order[q] == j).nonzero()[0]) for j in gt[q]) + 1 for q in range(n)])
         result[f"{name}_recall_curve"] = [round(100.0 * float((ranks <= k).float().mean()), 3) for k in ks]
+    result["test_loss"] = held_out_loss(model, img, txt, captions, batch_size)
     if neg:
         neg_t = torch.cat(neg)
         result["relation_swap_acc"] = 100.0 * float(((img * txt).sum(-1) > (img * neg_t).sum(-1)).float().mean())
@@ -195,13 +266,29 @@ def evaluate_retrieval(
 @register_recipe("clip_shapes", ClipShapesConfig)
 def build_clip_shapes(cfg: ClipShapesConfig) -> Task:
     root = ensure_data(cfg.data)
-    tokenizer = build_tokenizer(cfg.tokenizer)
+    src = cfg.model.name_or_path
+    # A preset or checkpoint brings its own tokenizer and image preprocessing (the tokenizer
+    # section and data.image_size are then not used).
+    tokenizer = get_tokenizer(src) if src else build_tokenizer(cfg.tokenizer)
+    transform = get_transforms(src)[1] if src else None
     torch.manual_seed(cfg.train.seed)  # model init is part of the seeded run
     dual = build_dual_encoder(cfg.model)
+    apply_finetune(dual, cfg.finetune)
     dual.text_encoder = cache_if_frozen(dual.text_encoder)  # a frozen tower: once per distinct caption
     model = ContrastiveImageText(dual, cfg.objective)
-    train = ImageTextDataset(root / cfg.data.train_file, cfg.data.image_size, cache=cfg.data.cache_images)
-    test = ImageTextDataset(root / cfg.data.test_file, cfg.data.image_size, cache=cfg.data.cache_images)
+    kw = dict(cache=cfg.data.cache_images, transform=transform)
+    test = ImageTextDataset(root / cfg.data.test_file, cfg.data.image_size, **kw)
+    if cfg.data.shards:
+        train_dataset = ShardStream(
+            cfg.data.shards,
+            transform or partial(pil_to_tensor, size=cfg.data.image_size),
+            shuffle_buffer=cfg.data.shuffle_buffer,
+            seed=cfg.train.seed,
+            item_fn=partial(_stream_item, swap_negatives=cfg.objective.swap_negatives),
+        )
+    else:
+        train = ImageTextDataset(root / cfg.data.train_file, cfg.data.image_size, **kw)
+        train_dataset = CaptionIdDataset(train, cfg.objective.swap_negatives)
     base_collate = make_image_text_collate(tokenizer)
 
     def collate(items):
@@ -213,7 +300,7 @@ def build_clip_shapes(cfg: ClipShapesConfig) -> Task:
 
     return Task(
         model=model,
-        train_dataset=CaptionIdDataset(train),
+        train_dataset=train_dataset,
         collate_fn=collate,
         evaluate=lambda m, device: evaluate_retrieval(m, test, tokenizer, device, cfg.eval_batch_size),
     )

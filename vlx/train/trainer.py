@@ -96,7 +96,7 @@ class _Run:
     scheduler: Any
     scaler: torch.amp.GradScaler
     sampler: ResumableSampler
-    loader: DataLoader
+    loader: DataLoader | None  # None for a stream (shards): it builds its loader per epoch
     wrapped: nn.Module | None = None  # what the step calls: DDP / FSDP / compiled model
     eval_model: nn.Module | None = None  # FSDP: rank 0's unsharded copy for evaluation
     logger: RunLogger | None = None
@@ -184,7 +184,8 @@ class Trainer:
         amp_dtype = resolve_precision(device, cfg.precision)
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16 and device.type == "cuda")
         sampler = ResumableSampler(n, cfg.seed, shuffle=True, rank=rank, world_size=world)
-        loader = build.make_loader(task, cfg, sampler, device)
+        stream = hasattr(task.train_dataset, "epoch_loader")  # shards split and resume themselves
+        loader = None if stream else build.make_loader(task, cfg, sampler, device)
         run = _Run(device, distributed, fsdp, rank, world, n, steps_per_epoch, total_steps, model, optimizer,
                    scheduler, scaler, sampler, loader, eval_model=eval_model)  # fmt: skip
         run.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
@@ -375,6 +376,8 @@ class Trainer:
             record[k] = v / max(1, run.clip_count if k == "grad_norm" else run.count)
         record.update({k: sum(v) / len(v) for k, v in run.host.items()})
         record["samples_per_s"] = run.samples_window / max(dt, 1e-9)
+        if hasattr(self.task.train_dataset, "stats"):  # skipped-sample counters (all ranks)
+            record.update(self.task.train_dataset.stats())
         run.logger.log(record, run.step)
         if "loss" in record:
             run.bar.set_postfix(loss=f"{record['loss']:.4f}")
@@ -387,8 +390,22 @@ class Trainer:
         run.sampler.set_epoch(run.epoch, start=run.micro_in_epoch * cfg.batch_size)
         # The epoch reaches the dataset through the sampler's indices (EpochIndex), in the
         # main process and in every (persistent) worker alike; no set_epoch call is needed.
-        run.loader.generator.manual_seed(cfg.seed * 7919 + run.epoch)
-        it = iter(run.loader)
+        if run.loader is None:  # a stream (shards): split by rank/worker, skips what this epoch trained on
+            it = iter(
+                task.train_dataset.epoch_loader(
+                    run.epoch,
+                    cfg.batch_size,
+                    task.collate_fn,
+                    rank=run.rank,
+                    world=run.world,
+                    num_workers=cfg.num_workers,
+                    skip_batches=run.micro_in_epoch,
+                    pin_memory=run.device.type == "cuda",
+                )
+            )
+        else:
+            run.loader.generator.manual_seed(cfg.seed * 7919 + run.epoch)
+            it = iter(run.loader)
         epoch_done = True
         for _ in range(run.steps_per_epoch - run.micro_in_epoch // cfg.grad_accum):
             self._step(run, it)
