@@ -45,7 +45,11 @@ def add_pointcloud_parser(subparsers) -> None:
     )
     d.set_defaults(func=run_demo)
     z = sub.add_parser("zeroshot", help="zero-shot classification of ModelNet40 / ScanObjectNN h5 -> eval.json")
-    z.add_argument("--model", required=True, help="image-text teacher: a pc_image_text run directory")
+    z.add_argument(
+        "--model",
+        required=True,
+        help="image-text teacher: a local HF CLIP/SigLIP directory, a vlx preset or a pc_image_text run directory",
+    )
     z.add_argument("--data", required=True, help="modelnet40_ply_hdf5_2048 folder, ScanObjectNN folder or .h5 file")
     z.add_argument("--method", default="pointclip_v2", choices=["pointclip_v2", "clip2point"])
     z.add_argument("--split", default="test", choices=["train", "test"])

@@ -48,6 +48,21 @@ def load_run_teacher(path: str | Path):
     return load_teacher(cfg.model, str(p)), build_tokenizer(cfg.tokenizer), cfg.image_size
 
 
+def load_zeroshot_teacher(name_or_path: str | Path):
+    """(DualEncoder, tokenizer, image_size, mean, std) for zero-shot: a ``pc_image_text`` run
+    directory (``config.yaml``; images fed in [0, 1]), else a vlx preset or a local HF CLIP /
+    SigLIP directory through ``vlx.create_model_and_transforms`` (its size, mean and std)."""
+    p = Path(name_or_path)
+    if (p / "config.yaml").is_file() and not (p / "config.json").is_file():
+        dual, tok, size = load_run_teacher(p)
+        return dual, tok, size, None, None
+    from vlx.factory import create_model_and_transforms, get_tokenizer
+
+    model, _, val = create_model_and_transforms(str(name_or_path))
+    dual = model.dual.eval().requires_grad_(False)
+    return dual, get_tokenizer(str(name_or_path)), val.output_size[0], val.mean, val.std
+
+
 def render_views(points: torch.Tensor, method: str, views, image_size: int) -> torch.Tensor:
     """points (B, N, 3) -> (B, V, 3, S, S) images in [0, 1] (grey replicated to RGB)."""
     if method == "pointclip_v2":
@@ -69,13 +84,20 @@ def zero_shot_logits(
     image_size: int = 224,
     view_weights: list[float] | None = None,
     batch_size: int = 32,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
 ) -> torch.Tensor:
-    """(n, C) summed weighted per-view logits for clouds (n, N, 3)."""
+    """(n, C) summed weighted per-view logits for clouds (n, N, 3); rendered views in [0, 1]
+    are normalised with the teacher's ``mean`` / ``std`` when given."""
     device = text.device
     out = []
     for s in range(0, len(points), batch_size):
         imgs = render_views(points[s : s + batch_size].to(device), method, views, image_size)
         b, V = imgs.shape[:2]
+        if mean is not None:
+            m = torch.tensor(mean, device=device).view(1, 1, 3, 1, 1)
+            sd = torch.tensor(std, device=device).view(1, 1, 3, 1, 1)
+            imgs = (imgs - m) / sd
         w = torch.ones(V, device=device) if view_weights is None else torch.tensor(view_weights, device=device)
         if len(w) != V:
             raise ConfigError(f"view_weights: {len(w)} weights for {V} views")
@@ -116,7 +138,7 @@ def run_zeroshot(
     if method not in METHODS:
         raise ConfigError(f"method: expected one of {sorted(METHODS)}, got {method!r}")
     bench = read_benchmark(data, split, variant)
-    teacher, tok, teacher_size = load_run_teacher(model)
+    teacher, tok, teacher_size, mean, std = load_zeroshot_teacher(model)
     size = image_size or teacher_size
     templates = prompt_templates(prompts or METHODS[method])
     names = [n.replace("_", " ") for n in bench.class_names]
@@ -124,7 +146,9 @@ def run_zeroshot(
     pts, labels = bench.points, bench.labels
     if limit:
         pts, labels = pts[:limit], labels[:limit]
-    logits = zero_shot_logits(teacher, text, torch.from_numpy(pts), method, views, size, view_weights)
+    logits = zero_shot_logits(
+        teacher, text, torch.from_numpy(pts), method, views, size, view_weights, mean=mean, std=std
+    )
     report = {
         "benchmark": bench.name,
         "method": method,

@@ -175,3 +175,27 @@ def test_clip2point_prompt_template_is_published():
     from pointcloud.zeroshot import prompt_templates
 
     assert prompt_templates("clip2point") == ["image of a {shape}"]
+
+
+def test_zeroshot_on_saved_hf_clip_checkpoint(tmp_path):
+    """name_or_path to a tiny random CLIPModel saved with save_pretrained: its crop size and
+    mean/std reach the renders, and eval.json matches the in-process computation."""
+    from pointcloud.models.clip2point import class_text_embeddings
+    from pointcloud.zeroshot import load_zeroshot_teacher, prompt_templates, run_zeroshot, zero_shot_logits
+    from tests.vlx._hf_ckpt import save_tiny_clip
+
+    ckpt = save_tiny_clip(tmp_path / "clip")
+    _, lab = write_modelnet40(tmp_path / "mn", sizes=(2, 2))
+    rep = run_zeroshot(str(ckpt), str(tmp_path / "mn"), str(tmp_path / "out"), method="clip2point")
+    assert json.loads((tmp_path / "out" / "eval.json").read_text())["top1"] == rep["top1"]
+    dual, tok, size, mean, std = load_zeroshot_teacher(ckpt)
+    assert rep["image_size"] == size and mean is not None and tuple(mean) != (0.0, 0.0, 0.0)
+    b = read_modelnet40_h5(tmp_path / "mn")
+    text = class_text_embeddings(
+        dual, tok, [c.replace("_", " ") for c in b.class_names], prompt_templates("clip2point")
+    )
+    pts = torch.from_numpy(b.points)
+    logits = zero_shot_logits(dual, text, pts, "clip2point", "clip2point_6", size, mean=mean, std=std)
+    assert rep["top1"] == pytest.approx(float((logits.argmax(1).numpy() == lab[:, 0]).mean() * 100))
+    raw = zero_shot_logits(dual, text, pts, "clip2point", "clip2point_6", size)
+    assert not torch.allclose(raw, logits)  # the normalisation is applied
