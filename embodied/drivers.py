@@ -47,6 +47,7 @@ def _run_local(gen: Any, env: Any) -> dict:
                     info = res[4]
                     info["vlx_success"] = env.success(info)
                     info["vlx_subgoals"] = env.completed_subgoals(info)
+                    info["vlx_chain"] = env.chain_length(info)
             except Exception as e:  # noqa: BLE001  handed to the episode, which records it
                 req = gen.throw(e)
                 continue

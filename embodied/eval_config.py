@@ -42,7 +42,7 @@ class HarnessConfig:
     num_envs: int = 1
     max_replans: int = 0
     planner_timeout_s: float = 60.0
-    max_planner_failures: int | None = None
+    max_planner_failures: int | None = 5  # a dead endpoint fails the run (exit 1), not 0% success
     instructions: str = "paraphrases"
     max_steps: int | None = None
     max_skill_steps: int | None = None
@@ -69,7 +69,7 @@ HELP = {
     "num_envs": "lockstep vector envs (gymnasium AsyncVectorEnv)",
     "max_replans": "re-plans from execution feedback per episode",
     "planner_timeout_s": "seconds per planner call",
-    "max_planner_failures": "stop the run (exit 1) after this many consecutive planner connection failures",
+    "max_planner_failures": "stop the run (exit 1) after this many consecutive connection failures (default 5)",
     "instructions": "paraphrases | canonical | FILE (JSON, JSONL or YAML: task -> instructions)",
     "max_steps": "env steps per episode (default: the task's limit)",
     "max_skill_steps": "env steps per plan step (default: the benchmark's, 400 in Franka Kitchen)",

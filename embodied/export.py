@@ -269,7 +269,7 @@ def export_rgbd(
         f"numColorFrames = {i}\nnumDepthFrames = {i}\nsceneType = simulation\n"
     )
     first = [f["frame"] for f in frame_meta if f["time_index"] == 0]
-    write_scannet_scene(root, scene_id, first, {o.object_id: o.name for o in objects})
+    write_fused_scene(root, scene_id, first, {o.object_id: o.name for o in objects})
     env.close()
     return root
 
@@ -337,48 +337,57 @@ def fuse_frames(
     return np.concatenate(xyz), np.concatenate(rgb), np.concatenate(inst)
 
 
-def write_scannet_scene(scene_dir: Path, scene_id: str, frames: Sequence[int], names: dict[int, str]) -> None:
-    """The fused frames as a ScanNet scene: ``<scene>_vh_clean_2.ply`` (points + colours),
-    ``..._vh_clean_2.0.010000.segs.json`` (segment = object id per vertex) and
-    ``<scene>.aggregation.json`` (one segGroup per object)."""
-    import open3d as o3d
+def write_fused_scene(scene_dir: Path, scene_id: str, frames: Sequence[int], names: dict[int, str]) -> None:
+    """The fused frames as a ScanNet scene (``<scene>_vh_clean_2.ply``, ``.segs.json`` with the
+    object id as segment id, ``.aggregation.json`` with one segGroup per object present),
+    written by the one ScanNet-layout writer, :func:`vlx.io.scannet.write_scannet_scene`."""
+    from vlx.io.scannet import write_scannet_scene
 
     xyz, rgb, inst = fuse_frames(scene_dir, frames)
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz))
-    pc.colors = o3d.utility.Vector3dVector(rgb)
-    o3d.io.write_point_cloud(str(scene_dir / f"{scene_id}_vh_clean_2.ply"), pc, write_ascii=False)
-    (scene_dir / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(
-        json.dumps({"sceneId": scene_id, "segIndices": inst.tolist()})
-    )
-    groups = [
-        dict(id=k, objectId=int(oid), label=names[int(oid)], segments=[int(oid)])
-        for k, oid in enumerate(sorted(set(inst.tolist()) - {0}))
-        if int(oid) in names
-    ]
-    (scene_dir / f"{scene_id}.aggregation.json").write_text(json.dumps({"sceneId": scene_id, "segGroups": groups}))
+    present = set(inst.tolist()) - {0}
+    labels = {oid: name for oid, name in names.items() if oid in present}
+    write_scannet_scene(scene_dir.parent, scene_id, xyz, rgb, inst, labels)
 
 
-# ----------------------------------------------------------------------------- videos
+# The phrase for each relation of scene_graph's viewer-frame set, with the viewer standing far
+# away along -y looking +y: the robot's view (+x right, +y farther from the robot).
+PHRASES = {
+    "on": "on top of",
+    "above": "above",
+    "below": "below",
+    "right": "to the right of",
+    "left": "to the left of",
+    "behind": "farther from the robot than",
+    "front": "closer to the robot than",
+}
 
 
-def _relations(o: SimObject, others: Sequence[SimObject], margin: float = 0.02) -> list[tuple[str, SimObject]]:
-    rels = []
-    for b in others:
-        if b.object_id == o.object_id:
-            continue
-        dx, dy = o.center[0] - b.center[0], o.center[1] - b.center[1]
-        xy_overlap = (o.bbox_min[:2] < b.bbox_max[:2]).all() and (b.bbox_min[:2] < o.bbox_max[:2]).all()
-        if xy_overlap and abs(o.bbox_min[2] - b.bbox_max[2]) < margin:
-            rels.append(("on top of", b))
-        elif o.bbox_min[2] > b.bbox_max[2] + margin:
-            rels.append(("above", b))
-        elif o.bbox_max[2] < b.bbox_min[2] - margin:
-            rels.append(("below", b))
-        if abs(dx) > max(margin, abs(dy)):
-            rels.append(("to the right of" if dx > 0 else "to the left of", b))
-        elif abs(dy) > margin:
-            rels.append(("farther from the robot than" if dy > 0 else "closer to the robot than", b))
-    return rels
+def _relations(o: SimObject, others: Sequence[SimObject]) -> list[tuple[str, SimObject]]:
+    """``o``'s relations to ``others``, from :mod:`scene_graph.relations` (the ``viewer`` set;
+    one place computes spatial relations), phrased for the robot's view."""
+    import torch
+
+    from scene_graph.relations import RELATIONS, RelationConfig, pairwise_relations
+
+    anchors = [b for b in others if b.object_id != o.object_id]
+    if not anchors:
+        return []
+    objs = [o, *anchors]
+    lo = torch.tensor(np.array([b.bbox_min for b in objs]), dtype=torch.float64)
+    hi = torch.tensor(np.array([b.bbox_max for b in objs]), dtype=torch.float64)
+    boxes = torch.cat([(lo + hi) / 2, hi - lo], 1)
+    labels = torch.arange(len(objs))  # every object its own class: closest/farthest unused
+    j = torch.arange(1, len(objs))
+    i = torch.zeros_like(j)
+    far = torch.stack([boxes[:, 0].mean(), lo[:, 1].min() - 1e4, boxes[:, 2].mean()])
+    cfg = RelationConfig(set="viewer", support_gap=0.02, lateral_max_distance=1e9)
+    rel = pairwise_relations(boxes, labels, i, j, far, cfg)
+    out = []
+    for e, b in enumerate(anchors):
+        for r, name in enumerate(RELATIONS):
+            if rel[e, r] and name in PHRASES:
+                out.append((PHRASES[name], b))
+    return out
 
 
 def describe_scene(objects: Sequence[SimObject], scene_id: str) -> list[dict[str, Any]]:
@@ -452,5 +461,5 @@ __all__ = [
     "read_scannet_frame",
     "scene_objects",
     "segmentation_to_instances",
-    "write_scannet_scene",
+    "write_fused_scene",
 ]

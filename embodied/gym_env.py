@@ -106,6 +106,7 @@ class GymTaskEnv(_gym_env_base()):  # type: ignore[misc]
         info = dict(info)
         info["vlx_success"] = bool(self.env.success(info))
         info["vlx_subgoals"] = "|".join(sorted(self.env.completed_subgoals(info)))
+        info["vlx_chain"] = int(self.env.chain_length(info))
         self._last = (obs, r, term, trunc, {k: v for k, v in info.items()})
         return obs, r, term, trunc, info
 

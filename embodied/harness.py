@@ -223,6 +223,7 @@ class Harness:
         t_start = time.perf_counter()
         actions: list[list[float]] = []
         success, completed, steps_used, first_success = False, set(), 0, None
+        chain_seen: int | None = None
         try:
             obs, info = yield ("reset", unit.seed)
             feedback: list[str] = []
@@ -269,6 +270,8 @@ class Harness:
                         steps_used += 1
                         n += 1
                         completed |= set(info.get("vlx_subgoals", ()))
+                        if "vlx_chain" in info:  # the env's (order-sensitive) chain length
+                            chain_seen = max(chain_seen or 0, int(info["vlx_chain"]))
                         if info.get("vlx_success") and not success:
                             success, first_success = True, steps_used
                         if skill.success(info):
@@ -311,6 +314,8 @@ class Harness:
             if g not in completed:
                 break
             chain += 1
+        if chain_seen is not None:
+            chain = chain_seen
         rec.update(
             success=bool(success),
             first_success_step=first_success,

@@ -78,6 +78,8 @@ class PlannerCaller:
         self.max_failures, self.endpoint, self.where = max_failures, endpoint, where
         self.connection_failures = 0
         self._pool = ThreadPoolExecutor(max_workers=1)
+        if hasattr(planner, "set_call_deadline"):  # remote planners stop by themselves at the deadline
+            planner.set_call_deadline(timeout_s)
 
     def call(self, instruction: str, observation: Any, ground_truth: list[PlanStep]) -> tuple[Plan, str]:
         """(plan, status): status ok | timeout | exception | garbage."""
@@ -88,7 +90,10 @@ class PlannerCaller:
         try:
             plan = fut.result(timeout=self.timeout_s)
         except FutureTimeout:
-            # The stuck call keeps its thread; a fresh pool keeps the run going.
+            # Planners with ``cancel`` (remote ones) cut their requests so the thread ends now;
+            # others keep their thread, and a fresh pool keeps the run going.
+            if hasattr(self.planner, "cancel"):
+                self.planner.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = ThreadPoolExecutor(max_workers=1)
             plan, status = failed_plan(f"planner timed out after {self.timeout_s}s", t0, "timeout"), "timeout"

@@ -1,7 +1,8 @@
 """Object instances (boxes or points, with labels) -> a torch-geometric scene graph.
 
 Nodes carry geometry (box, centre, optional resampled points); edges carry the spatial
-relations of :mod:`scene_graph.relations` as a multi-hot vector plus the relative offset,
+relations of :mod:`scene_graph.relations` (the ``sr3d`` or the ``viewer`` set, as
+``GraphConfig.relations.set`` says) as a multi-hot vector plus the relative offset,
 as in SceneVerse's scene-graph preprocessing (Jia et al. 2024). Scenes of different sizes
 batch with ``torch_geometric.data.Batch`` (``between_index`` is offset like ``edge_index``).
 """
@@ -17,12 +18,14 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data, HeteroData
 
 from scene_graph.relations import (
+    REL_INDEX,
     RELATIONS,
     RelationConfig,
     between_triplets,
     default_viewpoint,
     pairwise_relations,
 )
+from scene_graph.sr3d import sr3d_relations
 from vlx.data.errors import DataError
 
 EDGE_GEOMETRY_DIM = 4  # dx, dy, dz, distance
@@ -56,6 +59,7 @@ class SceneObjects:
     boxes: Tensor
     points: list[Tensor] | None = None
     source: str = "<memory>"
+    fronts: Tensor | None = None  # (N,) yaw (radians) of each object's front, NaN: none (sr3d)
 
     def __post_init__(self) -> None:
         validate_objects(self)
@@ -155,7 +159,11 @@ def build_scene_graph(
     if viewpoint is None:
         viewpoint = default_viewpoint(boxes)
     i, j = candidate_pairs(boxes[:, :3], cfg)
-    rel = pairwise_relations(boxes, cls, i, j, viewpoint, cfg.relations)
+    between = None
+    if cfg.relations.set == "sr3d":
+        i, j, rel, between = _sr3d_edges(objs, boxes, i, j, cfg)
+    else:
+        rel = pairwise_relations(boxes, cls, i, j, viewpoint, cfg.relations)
     off = boxes[i, :3] - boxes[j, :3]
     edge_attr = torch.cat([rel.float(), off, off.norm(dim=-1, keepdim=True)], dim=1)
     data = Data(
@@ -171,7 +179,13 @@ def build_scene_graph(
     )
     data.scene_id = objs.scene_id
     data.label_names = list(objs.labels)
-    if cfg.between:
+    if objs.fronts is not None:
+        data.front = objs.fronts.float()
+    if not cfg.between:
+        pass
+    elif between is not None:
+        data.between_index = between
+    else:
         k = min(cfg.k, n - 1)
         if k >= 2:
             D = torch.cdist(boxes[:, :3], boxes[:, :3])
@@ -184,6 +198,23 @@ def build_scene_graph(
         gen = torch.Generator().manual_seed(seed)
         data.points = torch.stack([_resample(p, cfg.num_points, gen) for p in objs.points])
     return data
+
+
+def _sr3d_edges(objs: SceneObjects, boxes: Tensor, i: Tensor, j: Tensor, cfg: GraphConfig):
+    """Sr3D's relations on the candidate pairs plus every related pair outside them:
+    ``(i, j, rel (E, R) bool, between_index (3, T))``."""
+    pts = [p[:, :3].double().numpy() for p in objs.points] if objs.points is not None else None
+    fronts = objs.fronts.double().numpy() if objs.fronts is not None else None
+    refs, between = sr3d_relations(boxes.double().numpy(), list(objs.labels), pts, fronts, cfg.relations.sr3d)
+    pairs = {(int(a), int(b)): e for e, (a, b) in enumerate(zip(i.tolist(), j.tolist()))}
+    for t, _, a in refs:
+        pairs.setdefault((t, a), len(pairs))
+    ij = torch.tensor(list(pairs), dtype=torch.long).reshape(-1, 2)
+    rel = torch.zeros(ij.shape[0], len(RELATIONS), dtype=torch.bool)
+    for t, name, a in refs:
+        rel[pairs[(t, a)], REL_INDEX[name]] = True
+    bidx = torch.tensor(between, dtype=torch.long).reshape(-1, 3).t().contiguous()
+    return ij[:, 0], ij[:, 1], rel, bidx
 
 
 def relation_triples(data: Data) -> list[tuple[int, str, int]]:

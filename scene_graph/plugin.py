@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
         "--config-dir", default=None, help="where the *_tiny.yaml configs live (default: configs/scene_graph)"
     )
     r.add_argument("--set", action="append", default=[], help="override for every run, e.g. train.epochs=2")
-    r.add_argument("--only", nargs="*", default=None, help="subset of: graph noedges geometry qa pretrain")
+    r.add_argument("--only", nargs="*", default=None, help="subset of: graph noedges geometry qa pretrain sr3d pred")
     r.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared 2-core box)")
     r.add_argument("--jobs", type=int, default=2, help="runs trained at once in worker processes (each with --threads)")
     r.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="seeds of the graph vs no-edges pairs")
@@ -28,12 +28,42 @@ def add_parser(subparsers) -> None:
     g.add_argument("scene_id")
     g.add_argument("--out", default=None, help="write the triples as JSON here")
     g.set_defaults(func=_run_graph)
+    b = sub.add_parser("build-scannet", help="ScanNet v2 (published layout) -> one axis-aligned .npz per scene")
+    b.add_argument("--scans", required=True, help="ScanNet's scans/ folder (scans/<scene>/...)")
+    b.add_argument("--out", required=True, help="where the built scenes and scenes.json go")
+    b.add_argument("--label-map", default=None, help="scannetv2-labels.combined.tsv (default: next to or in --scans)")
+    b.add_argument("--workers", type=int, default=2, help="worker processes")
+    b.add_argument("--force", action="store_true", help="rebuild scenes that are already built")
+    b.set_defaults(func=_run_build)
+    s = sub.add_parser("show", help="write a PLY (boxes + relation edges) and a PNG of one scene graph")
+    s.add_argument("scene", help="a ScanNet-layout scene folder (scans/<scene>) or a built <scene>.npz")
+    s.add_argument("--out", required=True, help="the .ply to write (the .png goes next to it)")
+    s.add_argument("--relations", choices=["sr3d", "viewer"], default="sr3d")
+    s.set_defaults(func=_run_show)
 
 
 def _run_report(args) -> int:
     from scene_graph.report import run_report
 
     return run_report(args)
+
+
+def _run_build(args) -> int:
+    from scene_graph.data.scannet_build import build_scannet
+
+    res = build_scannet(args.scans, args.out, args.label_map, workers=args.workers, force=args.force)
+    print(f"built {len(res.built)}, already built {len(res.reused)}, skipped {len(res.skipped)}")
+    for sid, why in res.skipped.items():
+        print(f"skipped {sid}: {why}")
+    return 0
+
+
+def _run_show(args) -> int:
+    from scene_graph.show import show_scene
+
+    ply, png = show_scene(args.scene, args.out, args.relations)
+    print(f"wrote {ply} and {png}")
+    return 0
 
 
 def _run_graph(args) -> int:

@@ -17,7 +17,7 @@ from scene_graph.data.annotations import read_referit3d_csv, read_scanqa, read_s
 from scene_graph.data.dataset import ReferralDataset, SceneStore, collate_referrals
 from scene_graph.data.rooms import RoomConfig, generate_rooms, rooms_ready
 from scene_graph.losses import PretrainLossConfig, SceneGraphPretrainer
-from scene_graph.metrics import candidate_accuracy, grounding_accuracy, qa_exact_match
+from scene_graph.metrics import candidate_accuracy, grounding_accuracy, qa_exact_match, qa_meteor
 from scene_graph.models import SceneModelConfig, build_scene_model, predict_objects
 from vlx.config import ConfigError
 from vlx.data.errors import DataError
@@ -41,6 +41,18 @@ class SceneDataConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     skip_bad: bool = False  # skip (and count) bad annotations instead of failing
     cache_graphs: bool = True  # keep built graphs in <root>/graphs_<hash>.pt for later runs
+    # Candidate objects: "gt" the annotated instances (ScanRefer's GT boxes), "pred" the boxes of
+    # a predicted-proposal file (see scene_graph.data.proposals), matched to targets by IoU.
+    proposals: Literal["gt", "pred"] = "gt"
+    proposal_file: str | None = None  # relative to root; required when proposals is "pred"
+    # ScanRefer's unique/multiple: "scanrefer" (the target's class once among the split's
+    # annotated objects of the scene; classes are ScanRefer's 18 via label_map when given, else
+    # the raw object_name) or "scene" (vlx's variant: its raw label once among all the scene's objects).
+    unique_rule: Literal["scanrefer", "scene"] = "scanrefer"
+    label_map: str | None = None  # scannetv2-labels.combined.tsv, relative to root
+    # referit3d's default filters for Nr3D / Sr3D csv files (mentions_target_class, <= 24 tokens).
+    referit3d_filters: bool = True
+    max_tokens: int = 24
     max_train: int | None = None
     max_val: int | None = None
 
@@ -52,6 +64,7 @@ class SceneGraphRecipeConfig(RecipeConfig):
     data: SceneDataConfig = field(default_factory=SceneDataConfig)
     init_from: str | None = None  # a checkpoint dir (e.g. of sg_pretrain) to start from
     eval_batch_size: int = 64
+    meteor: bool = True  # QA: ScanQA's METEOR through pycocoevalcap when Java is on the PATH
 
 
 @dataclass
@@ -71,16 +84,52 @@ def _prepare(cfg: SceneDataConfig) -> Path:
 
 
 def make_store(cfg: SceneDataConfig) -> SceneStore:
-    return SceneStore(Path(cfg.root) / cfg.scans, cfg.graph)
+    """The scene store of ``cfg``: annotated instances, or predicted proposals (``proposals: pred``)."""
+    scans = Path(cfg.root) / cfg.scans
+    proposals = None
+    if cfg.proposals == "pred":
+        if not cfg.proposal_file:
+            raise ConfigError("data.proposal_file: required when data.proposals is 'pred'")
+        from scene_graph.data.proposals import read_proposals
+
+        known = {d.name for d in scans.iterdir() if d.is_dir()} | {f.stem for f in scans.glob("*.npz")}
+        proposals = read_proposals(Path(cfg.root) / cfg.proposal_file, known)
+    elif cfg.proposals != "gt":
+        raise ConfigError(f"data.proposals: expected 'gt' or 'pred', got {cfg.proposals!r}")
+    return SceneStore(scans, cfg.graph, proposals=proposals)
+
+
+def _scans_fingerprint(scans: Path) -> list:
+    """Names, sizes and modification times of the scene files: a changed scene changes the key."""
+    if not scans.is_dir():
+        return []
+    return sorted(
+        (str(f.relative_to(scans)), st.st_size, st.st_mtime_ns)
+        for f in scans.glob("*/*")
+        if f.is_file() and (st := f.stat())
+    )
 
 
 def _cache_path(cfg: SceneDataConfig) -> Path:
+    """``<root>/graphs_<md5>.pt``; the key covers everything that changes the graphs: the graph
+    and relation settings, ``data.scans``, the proposals used, the room generator's settings
+    when rooms are generated, the cache format and the scene files themselves."""
     import hashlib
 
+    from scene_graph.data.dataset import CACHE_FORMAT
     from vlx.config import to_dict
 
-    key = hashlib.md5(json.dumps(to_dict(cfg.graph), sort_keys=True).encode()).hexdigest()[:10]
-    return Path(cfg.root) / f"graphs_{key}.pt"
+    key = {
+        "format": CACHE_FORMAT,
+        "graph": to_dict(cfg.graph),
+        "scans": cfg.scans,
+        "proposals": cfg.proposals,
+        "proposal_file": cfg.proposal_file,
+        "rooms": to_dict(cfg.rooms) if cfg.generate else None,
+        "files": _scans_fingerprint(Path(cfg.root) / cfg.scans),
+    }
+    digest = hashlib.md5(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.root) / f"graphs_{digest}.pt"
 
 
 def load_splits(cfg: SceneDataConfig, answer_vocab=None) -> tuple[ReferralDataset, ReferralDataset]:
@@ -94,13 +143,31 @@ def load_splits(cfg: SceneDataConfig, answer_vocab=None) -> tuple[ReferralDatase
     return train, val
 
 
+def read_annotations(cfg: SceneDataConfig, path: Path):
+    """The annotations of one file in ``cfg.format`` (referit3d's filters as configured)."""
+    if cfg.format == "referit3d":
+        return read_referit3d_csv(
+            path,
+            mentions_target_class_only=cfg.referit3d_filters,
+            max_tokens=cfg.max_tokens if cfg.referit3d_filters else None,
+        )
+    return READERS[cfg.format](path)
+
+
 def load_split(cfg: SceneDataConfig, which: str, store: SceneStore, answer_vocab=None) -> ReferralDataset:
     root = Path(cfg.root)
-    refs = READERS[cfg.format](root / getattr(cfg, f"{which}_file"))
+    refs = read_annotations(cfg, root / getattr(cfg, f"{which}_file"))
     limit = cfg.max_train if which == "train" else cfg.max_val
     if limit is not None:
         refs = refs[:limit]
-    return ReferralDataset(refs, store, answer_vocab=answer_vocab, skip_bad=cfg.skip_bad)
+    classify = None
+    if cfg.label_map:
+        from scene_graph.data.labels import read_label_map
+
+        classify = read_label_map(root / cfg.label_map).scannet18
+    return ReferralDataset(
+        refs, store, answer_vocab=answer_vocab, skip_bad=cfg.skip_bad, unique_rule=cfg.unique_rule, classify=classify
+    )
 
 
 def _maybe_init(model: torch.nn.Module, path: str | None) -> None:
@@ -125,7 +192,13 @@ def _maybe_init(model: torch.nn.Module, path: str | None) -> None:
 
 
 def evaluate_grounding(
-    model, dataset: ReferralDataset, collate, device, batch_size: int, answer_names: list[str] | None = None
+    model,
+    dataset: ReferralDataset,
+    collate,
+    device,
+    batch_size: int,
+    answer_names: list[str] | None = None,
+    meteor: bool = False,
 ) -> dict:
     """ScanRefer Acc@0.25/0.5 (Unique/Multiple/Overall), referit3d candidate accuracy
     (Easy/Hard/View-dep/View-indep), QA EM@1/EM@10 when the model answers, and the number
@@ -140,7 +213,7 @@ def evaluate_grounding(
             out = model(batch)
             pred = predict_objects(out["scores"], batch["node_batch"])
             pred_box.append(batch["box"][pred].cpu())
-            gt_box.append(batch["box"][batch["target"]].cpu())
+            gt_box.append(batch["gt_box"].cpu())
             correct.append((pred == batch["target"]).cpu())
             uniq.append(batch["unique"].cpu()), hard.append(batch["hard"].cpu()), vd.append(batch["view_dep"].cpu())
             if "answer_logits" in out and answer_names:
@@ -149,14 +222,14 @@ def evaluate_grounding(
                 if "answer_logits_gt_object" in out:
                     top1_gt += [[answer_names[j]] for j in out["answer_logits_gt_object"].argmax(-1).tolist()]
     model.train()
-    res = {"n": len(dataset), "skipped": len(dataset.skipped)}
+    res = {"n": len(dataset), "skipped": len(dataset.skipped), "proposals_pred": float(dataset.proposals == "pred")}
     if not len(dataset):
         return res
     # A uniform pick among the objects sharing the target's class (100% on "unique", 1/k on
     # "multiple"): the reference for a model that knows classes but neither relations nor
     # positions (absolute positions alone already beat it: "front"/"farthest" targets sit
     # near the room's edges).
-    share = [sum(l == it["graph"].label_names[it["target"]] for l in it["graph"].label_names) for it in dataset.items]
+    share = [it["same_class"] for it in dataset.items]
     res["class_oracle/overall"] = 100.0 * sum(1.0 / k for k in share) / len(share)
     res.update(grounding_accuracy(torch.cat(pred_box), torch.cat(gt_box), torch.cat(uniq)))
     res.update(
@@ -174,6 +247,10 @@ def evaluate_grounding(
             res.update(caption_metrics([t[0] for t in topk], answers))
         except ImportError:  # the core's caption metrics not installed: EM only
             pass
+        if meteor:
+            m = qa_meteor([t[0] for t in topk], answers)
+            res.update({k: v for k, v in m.items() if k == "METEOR"})
+            res["METEOR_available"] = float("METEOR" in m)  # the reason otherwise: qa_meteor's note
     return res
 
 
@@ -182,7 +259,7 @@ def _build(cfg: SceneGraphRecipeConfig, qa: bool) -> Task:
     tok = build_tokenizer(cfg.tokenizer)
     answer_vocab, names = None, None
     if qa:
-        refs = READERS[cfg.data.format](Path(cfg.data.root) / cfg.data.train_file)
+        refs = read_annotations(cfg.data, Path(cfg.data.root) / cfg.data.train_file)
         names = sorted({r.answers[0].lower() for r in refs if r.answers})
         answer_vocab = {a: k for k, a in enumerate(names)}
         cfg.model.num_answers = len(names)
@@ -200,7 +277,7 @@ def _build(cfg: SceneGraphRecipeConfig, qa: bool) -> Task:
         model=model,
         train_dataset=train,
         collate_fn=collate,
-        evaluate=lambda m, device: evaluate_grounding(m, val, collate, device, cfg.eval_batch_size, names),
+        evaluate=lambda m, device: evaluate_grounding(m, val, collate, device, cfg.eval_batch_size, names, cfg.meteor),
     )
 
 

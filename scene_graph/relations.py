@@ -1,23 +1,35 @@
-"""Spatial relations between 3D object boxes, vectorised over object pairs.
+"""Spatial relations between 3D object boxes: two named relation sets.
 
-Follows the Sr3D generators of referit3d (Achlioptas et al. 2020): support / above / below
-from footprint overlap and z-gaps; left / right / front / behind from the section of the
-anchor's box the target falls in, as seen from a viewpoint; closest / farthest among the
-target's class; plus SceneVerse's near / larger / smaller and the ternary "between".
+- ``viewer`` (this module's :func:`pairwise_relations`, vlx's own rules, vectorised over
+  object pairs): left / right / front / behind as seen by one viewer looking at the scene
+  (default: 3 m in front of it along -y), support / above / below from footprint overlap and
+  z-gaps (0.05 m, 50% of the footprint), closest / farthest by centre distance among the
+  target's class, SceneVerse's near / larger / smaller, and a centre-near-the-segment
+  "between". These are NOT Sr3D's definitions.
+- ``sr3d`` (:mod:`scene_graph.sr3d`): the rules of referit3d's Sr3D generators (Achlioptas et
+  al. 2020): relations to the anchor's own front, nearest-point proximity with a 0.2 m lead,
+  support with 0.15 m / 30% / area ratio 1.5, footprint-in-outline "between".
+
+``RelationConfig.set`` picks which one feeds the graph edges (and the procedural rooms' text).
+Both fill the same ``RELATIONS`` slots (under ``sr3d``, "on" is Sr3D's supported-by,
+"supports" its supporting, "behind" its back; near / larger / smaller stay empty).
 
 Convention: ``rel[e, r]`` is True when object ``i[e]`` (the target) is ``RELATIONS[r]`` of
 object ``j[e]`` (the anchor): "i is left of j", "i is on j", "i is closest to j".
 Boxes are axis-aligned ``(N, 6)`` = centre xyz + size xyz, or oriented ``(N, 7)`` with a yaw
-(radians, about +z); oriented boxes enter the relations through their axis-aligned bounds.
+(radians, about +z); oriented boxes enter the ``viewer`` rules through their axis-aligned bounds.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
+
+from scene_graph.sr3d import Sr3dConfig
 
 RELATIONS: tuple[str, ...] = (
     "left",
@@ -54,8 +66,11 @@ VIEW_DEPENDENT = ("left", "right", "front", "behind")
 
 @dataclass
 class RelationConfig:
-    """Thresholds (metres) of the relation rules; defaults follow Sr3D's scale of ScanNet rooms."""
+    """Which relation set feeds the graph (``set``), the ``sr3d`` set's settings (``sr3d``), and
+    the thresholds (metres) of the ``viewer`` rules (every other field)."""
 
+    set: Literal["viewer", "sr3d"] = "sr3d"
+    sr3d: Sr3dConfig = field(default_factory=Sr3dConfig)
     support_gap: float = 0.05  # |bottom(target) - top(anchor)| at most this: touching
     support_overlap: float = 0.5  # fraction of the target's footprint over the anchor for "on"
     above_overlap: float = 0.2  # ... for "above"/"below" (the target higher, not touching)
@@ -67,6 +82,8 @@ class RelationConfig:
     min_class_count: int = 2  # closest/farthest need this many objects of the target class
 
     def __post_init__(self) -> None:
+        if self.set not in ("viewer", "sr3d"):
+            raise ValueError(f"relations.set must be 'viewer' or 'sr3d', got {self.set!r}")
         for name in ("support_gap", "near_distance", "lateral_max_distance", "between_width"):
             if getattr(self, name) < 0:
                 raise ValueError(f"relations.{name} must be >= 0, got {getattr(self, name)}")
@@ -97,7 +114,7 @@ def pairwise_relations(
     viewpoint: Tensor | None = None,
     cfg: RelationConfig | None = None,
 ) -> Tensor:
-    """Relations of the pairs ``(i[e], j[e])`` as a ``(E, len(RELATIONS))`` bool tensor.
+    """The ``viewer`` set: relations of the pairs ``(i[e], j[e])`` as a ``(E, len(RELATIONS))`` bool tensor.
 
     boxes ``(N, 6|7)``, labels ``(N,)`` class ids, i/j ``(E,)`` target/anchor indices,
     viewpoint ``(3,)`` (default: 3 m in front of the scene's centre along -y, looking +y).

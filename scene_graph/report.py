@@ -5,7 +5,12 @@ written to ``<out>/report.json`` and ``<out>/report.md``:
   several seeds (mean, spread and every seed's pair),
 - QA (EM@1 against chance, EM@1 on the annotated object, EM@10, grounding of the answer object),
 - scene-graph pre-training then a short grounding fine-tune vs the same fine-tune from
-  scratch, each with and without relation edges.
+  scratch, each with and without relation edges,
+- ``sr3d``: graph vs no edges on rooms whose expressions and graph edges both come from the
+  ``sr3d`` relation set (rooms written to ``<data.root>_sr3d``),
+- ``pred``: graph vs no edges on predicted proposals: a noisy proposal file
+  (:func:`scene_graph.data.proposals.noisy_proposals`, ``<data.root>/proposals_noisy.npz``)
+  instead of the annotated boxes, so Acc@0.5 is reported apart from Acc@0.25.
 
 Runs that do not depend on each other can go to ``--jobs`` worker processes (each with
 ``--threads`` torch threads). ``report.json`` is rewritten after every run; a finished run's
@@ -39,6 +44,7 @@ SHOW = (
     "class_oracle/overall",
     "overall/Acc@0.25",
     "overall/Acc@0.5",
+    "proposals_pred",
     "unique/Acc@0.25",
     "multiple/Acc@0.25",
     "candidate/overall",
@@ -50,12 +56,21 @@ SHOW = (
     "EM@1_chance",
     "EM@1_gt_object",
     "EM@10",
+    "EM@1_refined",
+    "EM@10_refined",
+    "METEOR",
     "CIDEr-D",
     "relation_swap_acc",
     "masked_object_acc",
     "skipped",
 )
 SPLITS = ("overall/Acc@0.25", "unique/Acc@0.25", "multiple/Acc@0.25")
+PRED_SPLITS = ("overall/Acc@0.25", "overall/Acc@0.5", "multiple/Acc@0.25", "multiple/Acc@0.5")
+VARIANTS = {  # prefix -> what the runs change (overrides are added in run_report)
+    "sr3d_": "expressions and graph edges from the sr3d relation set",
+    "pred_": "predicted proposals from a noisy proposal file instead of the annotated boxes",
+}
+NOISE = {"centre_noise": 0.1, "size_noise": 0.2, "extra": 2}
 
 
 def run_config(path: Path, overrides: list[str], threads: int | None = None) -> dict:
@@ -84,6 +99,33 @@ def prepare_data(path: Path, overrides: list[str]) -> None:
     _, cfg = load_recipe_config(str(path), overrides)
     _prepare(cfg.data)
     load_splits(cfg.data)
+
+
+def variant_overrides(path: Path, base: list[str]) -> dict[str, list[str]]:
+    """The overrides of the ``sr3d`` and ``pred`` variants of a config (data.root from it)."""
+    _, cfg = load_recipe_config(str(path), base)
+    root = cfg.data.root.rstrip("/")
+    return {
+        "sr3d_": [f"data.root={root}_sr3d", "data.rooms.relations=sr3d", "data.graph.relations.set=sr3d"],
+        "pred_": ["data.proposals=pred", "data.proposal_file=proposals_noisy.npz"],
+    }
+
+
+def prepare_proposals(path: Path, overrides: list[str]) -> Path:
+    """Write ``<data.root>/proposals_noisy.npz`` for every scene of the config (once)."""
+    from scene_graph.data.proposals import noisy_proposals, write_proposals
+    from scene_graph.data.scannet import load_scannet_scene
+    from scene_graph.recipes import _prepare
+
+    _, cfg = load_recipe_config(str(path), overrides)
+    root = _prepare(cfg.data)
+    out = root / "proposals_noisy.npz"
+    if not out.is_file():
+        scans = root / cfg.data.scans
+        objs = {d.name: load_scannet_scene(scans, d.name) for d in sorted(scans.iterdir()) if d.is_dir()}
+        tmp = write_proposals(root / ".proposals_noisy.tmp.npz", noisy_proposals(objs, **NOISE))
+        tmp.replace(out)
+    return out
 
 
 def _finished(out_dir: Path) -> dict | None:
@@ -128,13 +170,18 @@ def run_report(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cdir = Path(args.config_dir or "configs/scene_graph")
-    only = set(args.only or ["graph", "noedges", "geometry", "qa", "pretrain"])
+    only = set(args.only or ["graph", "noedges", "geometry", "qa", "pretrain", "sr3d", "pred"])
     seeds = [int(s) for s in (getattr(args, "seeds", None) or [0, 1, 2])]
     base = list(args.set) + ["train.resume=auto"]
     ft_epochs = int(getattr(args, "finetune_epochs", 2))
     results: dict[str, dict] = {}
     # Rooms and the graph cache are written once here, before any worker could race on them.
     prepare_data(cdir / RUNS["graph"], base)
+    variants = {k: v for k, v in variant_overrides(cdir / RUNS["graph"], base).items() if k[:-1] in only}
+    if "pred_" in variants:
+        prepare_proposals(cdir / RUNS["graph"], base)
+    for ov in variants.values():
+        prepare_data(cdir / RUNS["graph"], base + ov)
     # Phase 1, independent runs. graph and noedges: the same config, data, budget, overrides and
     # seed in each pair; only model.gnn.use_edges differs.
     jobs = [
@@ -148,6 +195,14 @@ def run_report(args) -> int:
             (f"geometry_seed{s}", cdir / RUNS["graph"], base + [f"train.seed={s}", "model.edge_features=geometry"])
             for s in seeds
         ]
+    jobs += [
+        (f"{prefix}{name}_seed{s}", cdir / RUNS[name], base + ov + [f"train.seed={s}"])
+        for prefix, ov in variants.items()
+        for s in seeds
+        for name in ("graph", "noedges")
+    ]
+    # seed by seed, so an interrupted report already holds a complete pair of every variant
+    jobs.sort(key=lambda job: job[0].rsplit("_seed", 1)[-1] if "_seed" in job[0] else "")
     if "pretrain" in only:
         jobs.append(("pretrain", cdir / RUNS["pretrain"], base))
     if "qa" in only:
@@ -212,24 +267,27 @@ def _ms(v) -> str:
     return f"{v[0]:.1f} ± {v[1]:.1f}" if v else "-"
 
 
-def seed_summary(results: dict) -> dict | None:
-    """Graph vs no-edges over every seed that has both: per-split mean and sample std, and
-    the smallest per-seed overall difference. None when no seed has both."""
-    seeds = sorted({k.split("_seed")[1] for k in results if k.startswith(("graph_seed", "noedges_seed"))})
+def seed_summary(results: dict, prefix: str = "", splits: tuple[str, ...] = SPLITS) -> dict | None:
+    """Graph vs no-edges over every seed that has both (runs ``<prefix>graph_seed*`` and
+    ``<prefix>noedges_seed*``): per-split mean and sample std, and the smallest per-seed
+    overall difference. None when no seed has both."""
+    g_, n_ = f"{prefix}graph_seed", f"{prefix}noedges_seed"
+    seeds = sorted({k.split("_seed")[1] for k in results if k.startswith((g_, n_))})
     pairs = [
-        (results[f"graph_seed{s}"], results[f"noedges_seed{s}"], s)
+        (results[f"{g_}{s}"], results[f"{n_}{s}"], s)
         for s in seeds
-        if "overall/Acc@0.25" in results.get(f"graph_seed{s}", {})
-        and "overall/Acc@0.25" in results.get(f"noedges_seed{s}", {})
+        if "overall/Acc@0.25" in results.get(f"{g_}{s}", {}) and "overall/Acc@0.25" in results.get(f"{n_}{s}", {})
     ]
     if not pairs:
         return None
-    summary: dict = {"seeds": [s for _, _, s in pairs]}
-    for k in SPLITS:
+    summary: dict = {"seeds": [s for _, _, s in pairs], "n_val": pairs[0][0].get("n")}
+    for k in splits:
         summary[f"graph/{k}"] = _mean_std([g[k] for g, _, _ in pairs])
         summary[f"noedges/{k}"] = _mean_std([n[k] for _, n, _ in pairs])
     geo = [
-        results[f"geometry_seed{s}"] for _, _, s in pairs if "overall/Acc@0.25" in results.get(f"geometry_seed{s}", {})
+        results[f"{prefix}geometry_seed{s}"]
+        for _, _, s in pairs
+        if "overall/Acc@0.25" in results.get(f"{prefix}geometry_seed{s}", {})
     ]
     if geo:
         summary["geometry_seeds"] = len(geo)
@@ -244,9 +302,12 @@ def seed_summary(results: dict) -> dict | None:
 
 def _write(out: Path, results: dict) -> None:
     summary = seed_summary(results)
-    (out / "report.json").write_text(
-        json.dumps(dict(results, **({"graph_vs_noedges": summary} if summary else {})), indent=1)
-    )
+    summaries = {"graph_vs_noedges": summary} if summary else {}
+    for prefix in VARIANTS:
+        v = seed_summary(results, prefix, PRED_SPLITS if prefix == "pred_" else SPLITS)
+        if v:
+            summaries[f"{prefix}graph_vs_noedges"] = v
+    (out / "report.json").write_text(json.dumps(dict(results, **summaries), indent=1))
     lines = [
         "# scene_graph tiny report",
         "",
@@ -286,6 +347,7 @@ def _write(out: Path, results: dict) -> None:
             f"{summary['min_diff']:+.1f}. Class-only oracle (a uniform pick among the target's class): "
             f"{_num(summary['class_oracle'])}.",
         ]
+    lines += _variant_lines(summaries)
     ft = {name: _seed_stats(results, name) for pair in PAIRS for name in pair[:2]}
     rows = [(g, n, what) for g, n, what in PAIRS if ft[g] or ft[n]]
     if rows:
@@ -323,3 +385,28 @@ def _write(out: Path, results: dict) -> None:
                 f"grounding of the asked-about object Acc@0.25 {_f(r, 'overall/Acc@0.25')}.",
             ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _variant_lines(summaries: dict) -> list[str]:
+    """One table per variant (sr3d relations, predicted proposals): graph vs no edges."""
+    lines = []
+    for prefix, what in VARIANTS.items():
+        v = summaries.get(f"{prefix}graph_vs_noedges")
+        if not v:
+            continue
+        splits = PRED_SPLITS if prefix == "pred_" else SPLITS
+        lines += [
+            "",
+            f"## Variant {prefix[:-1]}: {what}",
+            "",
+            f"Mean ± sample std over {len(v['seeds'])} seed(s) ({', '.join(v['seeds'])}); "
+            f"{v['n_val']} val expressions.",
+            "",
+            "| split | graph | no edges |",
+            "|---|---|---|",
+        ]
+        for k in splits:
+            lines.append(f"| {k} | {_ms(v[f'graph/{k}'])} | {_ms(v[f'noedges/{k}'])} |")
+        dm, ds = v["diff"]
+        lines += ["", f"Graph - no edges (overall Acc@0.25): {dm:+.1f} ± {ds:.1f}; smallest {v['min_diff']:+.1f}."]
+    return lines

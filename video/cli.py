@@ -153,3 +153,19 @@ def run_features(args: argparse.Namespace) -> int:
     )
     print(json.dumps(res))
     return 0
+
+
+def add_merge_lora_parser(sub) -> None:
+    """``vlx video merge-lora RUN --out DIR`` (``sub``: the ``vlx video`` sub-commands)."""
+    m = sub.add_parser("merge-lora", help="a video_llava run (LoRA folded in) as one plain Hugging Face directory")
+    m.add_argument("run", help="run dir, checkpoints dir or checkpoint dir of a video_llava run")
+    m.add_argument("--out", required=True, help="output directory (loads with <Class>.from_pretrained)")
+    m.add_argument("--config", default=None, help="the run's config (default: config.yaml next to the checkpoint)")
+    m.set_defaults(func=run_merge_lora)
+
+
+def run_merge_lora(args: argparse.Namespace) -> int:
+    from video.recipes_llava import merge_lora_run
+
+    merge_lora_run(args.run, args.out, args.config or str(find_run_config(args.run)))
+    return 0

@@ -396,7 +396,8 @@ class HardNegativeGroups(Dataset):
         return [self.base[k] for k in self.groups[i]]
 
     def set_epoch(self, epoch: int) -> None:
-        self.base.set_epoch(epoch)
+        if hasattr(self.base, "set_epoch"):  # cached-feature datasets have no epoch
+            self.base.set_epoch(epoch)
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
         return self.base.on_epoch_end(epoch)

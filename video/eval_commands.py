@@ -12,8 +12,11 @@ from typing import Any
 
 
 def add_video_parser(subparsers) -> None:
-    p = subparsers.add_parser("video", help="video benchmark evaluation (QA, generation, retrieval)")
+    p = subparsers.add_parser("video", help="video benchmark evaluation (QA, generation, retrieval), merge-lora")
     sub = p.add_subparsers(dest="video_command", required=True)
+    from video.cli import add_merge_lora_parser
+
+    add_merge_lora_parser(sub)
 
     def common(q, judge: bool = True):
         q.add_argument("--video-root", required=True, help="folder of the benchmark's videos")

@@ -1,6 +1,7 @@
 """Registers video's recipes and CLI commands with the vlx core (entry point `vlx.plugins`)."""
 
 import video.recipes  # noqa: F401  registers video_retrieval, video_captioning, video_qa
+import video.recipes_llava  # noqa: F401  registers video_llava
 from video import cli as _cli
 from vlx.cli import register_command, register_quickstart
 

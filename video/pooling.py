@@ -114,3 +114,65 @@ class AdaptiveGridPooling(nn.Module):
             raise ValueError(f"AdaptiveGridPooling expects (B, T, H, W, D), got {tuple(x.shape)}")
         y = F.adaptive_avg_pool3d(x.permute(0, 4, 1, 2, 3), self.output_size)  # (B, D, t, h, w)
         return y.permute(0, 2, 3, 4, 1)
+
+
+def pllava_frame_repeats(total: int, num_frames: int) -> list[int]:
+    """How often PLLaVA's projector repeats each of ``total`` frames when ``total < num_frames``
+    (``PllavaMultiModalProjector.forward``): every frame ``int(num_frames / total) + 1`` times
+    (``repeat_interleave``), then the first ``num_frames`` kept. 4 -> 16 gives [5, 5, 5, 1];
+    3 -> 16 gives [6, 6, 4]; 8 -> 16 gives [3, 3, 3, 3, 3, 1, 0, 0] (the last two frames
+    dropped: PLLaVA's rule, kept as it is). ``total >= num_frames``: each frame once."""
+    if total >= num_frames:
+        return [1] * total
+    m = int(num_frames / total) + 1
+    return [max(0, min(m, num_frames - i * m)) for i in range(total)]
+
+
+def pllava_repeat_frames(x: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """``x (B, T, ...) -> (B, max(T, num_frames), ...)`` with PLLaVA's frame repetition
+    (:func:`pllava_frame_repeats`)."""
+    T = x.shape[1]
+    if T >= num_frames:
+        return x
+    reps = torch.tensor(pllava_frame_repeats(T, num_frames), device=x.device)
+    return x.repeat_interleave(reps, dim=1)
+
+
+class PLLaVAPooling(nn.Module):
+    """PLLaVA's pooling around a projector (passed to ``forward``, so that the checkpoint's
+    own projector stays where it is): ``(B, T, N, Dv) -> (B, t*h*w, D_lm)``.
+
+    ``order="project_then_pool"`` is PLLaVA's (``PllavaMultiModalProjector``): the MLP
+    projector on every patch token, then ``AdaptiveAvgPool3d`` to ``(t, h, w)`` over the
+    (T, H, W) grid. ``"pool_then_project"`` is vlx's earlier order (pool the vision features,
+    then project): fewer tokens through the MLP, different numbers (the GELU does not
+    commute with averaging). Clips with fewer than ``num_frames`` frames are first repeated
+    as PLLaVA does (:func:`pllava_frame_repeats`); ``num_frames=0`` turns that off.
+
+    Shapes: x (B, T, N, Dv) with N = H*W (square grid unless ``grid`` is given).
+    """
+
+    def __init__(
+        self,
+        output_size: tuple[int, int, int],
+        order: Literal["project_then_pool", "pool_then_project"] = "project_then_pool",
+        num_frames: int = 0,
+        grid: tuple[int, int] | None = None,
+    ):
+        super().__init__()
+        if order not in ("project_then_pool", "pool_then_project"):
+            raise ValueError(f"pooling_order must be project_then_pool or pool_then_project, got {order!r}")
+        self.order, self.num_frames, self.grid = order, num_frames, grid
+        self.pool = AdaptiveGridPooling(tuple(output_size))
+
+    def forward(self, x: torch.Tensor, projector: nn.Module) -> torch.Tensor:
+        if self.num_frames:
+            x = pllava_repeat_frames(x, self.num_frames)
+        B, T, N, _ = x.shape
+        h, w = self.grid or (int(round(N**0.5)),) * 2
+        if h * w != N:
+            raise ValueError(f"PLLaVAPooling: {N} tokens per frame do not form a {h}x{w} grid")
+        if self.order == "project_then_pool":
+            x = projector(x)
+            return self.pool(x.reshape(B, T, h, w, -1)).flatten(1, 3)
+        return projector(self.pool(x.reshape(B, T, h, w, -1)).flatten(1, 3))

@@ -63,6 +63,18 @@ class TaskEnv(ABC):
     def completed_subgoals(self, info: dict) -> set[str]:
         """Names (from ``task.subgoals``) of the sub-goals completed so far in this episode."""
 
+    def chain_length(self, info: dict) -> int:
+        """CALVIN chain length so far: sub-goals completed in order from the start. Default:
+        the leading run of ``task.subgoals`` in ``completed_subgoals`` (an env that can tell
+        completion order, such as Franka Kitchen, makes it order-sensitive)."""
+        done = self.completed_subgoals(info)
+        n = 0
+        for g in self.task.subgoals:
+            if g not in done:
+                break
+            n += 1
+        return n
+
     @abstractmethod
     def render(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB frame of the current state (env made with ``render=True``)."""

@@ -3,10 +3,14 @@
 multi-subtask instructions ("open the microwave, then turn on the light") with ground-truth
 ordered plans, read from ``embodied/data/kitchen_tasks.yaml``.
 
-Success is the env's own signal: a subtask is complete when its object joints are within
-0.3 of the goal (``info['episode_task_completions']``, in completion order). A task succeeds
-when all its subtasks are complete *in the instructed order* (the instruction says "then");
-``completed_subgoals`` reports every completed subtask, whatever the order.
+Success uses the env's own completion rule: a subtask is complete when its object joints are
+within 0.3 of the goal (``BONUS_THRESH``; ``info['episode_task_completions']`` lists the
+task's own subtasks in completion order). ``KitchenEnv`` applies the same rule to all seven
+subtasks (``info['vlx_all_completions']``, first-completion order), so that a task is an
+order-sensitive chain (``embodied.chains``): it succeeds when its subtasks are completed in
+the instructed order with no other subtask completed in between or before (a wrong step);
+``chain_length`` is CALVIN's count of instructed subtasks done in order from the start.
+``completed_subgoals`` reports every completed subtask of the task, whatever the order.
 
 Randomness: FrankaKitchen-v1 starts every episode in the same state; ``reset(seed)`` seeds
 only the observation noise (robot joints 1% and objects 0.05% of their noise amplitude).
@@ -22,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from embodied.chains import chain_progress, chain_success
 from embodied.envs import register_benchmark
 from embodied.envs.base import Benchmark, TaskEnv, TaskSpec, ensure_gl
 from embodied.types import PlanStep, SkillSpec
@@ -35,7 +40,9 @@ PROTOCOL = (
     "Franka Kitchen protocol: a subtask is complete when the env's completion signal "
     "(info['episode_task_completions'], object joints within 0.3 of the goal) lists it; a task "
     "succeeds when all its subtasks complete in the instructed order within "
-    f"{STEPS_PER_SUBTASK} steps per subtask; the start state is fixed, seeds vary the observation noise."
+    f"{STEPS_PER_SUBTASK} steps per subtask, with no other subtask completed before the chain is done "
+    "(order-sensitive chains; chain length = instructed subtasks done in order from the start); "
+    "the start state is fixed, seeds vary the observation noise."
 )
 
 
@@ -152,6 +159,22 @@ def load_kitchen_tasks(path: str | Path | None = None) -> KitchenTaskSet:
     return KitchenTaskSet(subtasks, tuple(instructions))
 
 
+def all_completions(qpos: np.ndarray, done: list[str]) -> list[str]:
+    """Append to ``done`` (in place, and return it) every subtask whose object joints in the
+    true ``qpos`` are within the env's threshold of its goal and that is not listed yet: the
+    env's own rule (``compute_reward``), applied to all seven subtasks."""
+    from gymnasium_robotics.envs.franka_kitchen.kitchen_env import (
+        BONUS_THRESH,
+        OBS_ELEMENT_GOALS,
+        OBS_ELEMENT_INDICES,
+    )
+
+    for g in ENV_SUBTASKS:
+        if g not in done and np.linalg.norm(qpos[OBS_ELEMENT_INDICES[g]] - OBS_ELEMENT_GOALS[g]) < BONUS_THRESH:
+            done.append(g)
+    return done
+
+
 def ordered_completion(subgoals: tuple[str, ...], completions: list[str]) -> bool:
     """Whether every subgoal is in ``completions`` and they were completed in ``subgoals``' order
     (other subtasks completed in between do not matter)."""
@@ -202,6 +225,7 @@ class KitchenEnv(TaskEnv):
         self.shadows = True  # shadows and reflections in render() (see embodied.envs.render)
         self._steps = 0
         self.init_noise = float(init_noise)
+        self._all_done: list[str] = []
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
         self._steps = 0
@@ -213,6 +237,7 @@ class KitchenEnv(TaskEnv):
             qpos[:7] += rng.uniform(-self.init_noise, self.init_noise, size=7)
             u.robot_env.set_state(qpos, qvel)
             obs = u._get_obs(u.robot_env._get_obs())
+        self._all_done = all_completions(self.env.unwrapped.data.qpos, [])
         return obs["observation"], info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -222,11 +247,21 @@ class KitchenEnv(TaskEnv):
         self._steps += 1
         info = dict(info)
         info["episode_task_completions"] = list(info.get("episode_task_completions", []))
+        info["vlx_all_completions"] = list(all_completions(self.env.unwrapped.data.qpos, self._all_done))
         truncated = bool(truncated) or self._steps >= self.max_episode_steps
         return obs["observation"], float(reward), bool(terminated), truncated, info
 
+    def _log(self, info: dict) -> list[str]:
+        if "vlx_all_completions" in info:
+            return list(info["vlx_all_completions"])
+        return list(info.get("episode_task_completions", []))  # an info from elsewhere: the env's own
+
     def success(self, info: dict) -> bool:
-        return ordered_completion(self.task.subgoals, list(info.get("episode_task_completions", [])))
+        return chain_success(self.task.subgoals, self._log(info))
+
+    def chain_length(self, info: dict) -> int:
+        """Instructed subtasks completed in order from the start, before any wrong step."""
+        return chain_progress(self.task.subgoals, self._log(info))
 
     def completed_subgoals(self, info: dict) -> set[str]:
         return set(info.get("episode_task_completions", [])) & set(self.task.subgoals)
@@ -335,4 +370,4 @@ def _kitchen(variant: str) -> KitchenBenchmark:
     return KitchenBenchmark(variant)
 
 
-__all__ = ["KitchenBenchmark", "KitchenEnv", "load_kitchen_tasks", "ordered_completion"]
+__all__ = ["KitchenBenchmark", "KitchenEnv", "all_completions", "load_kitchen_tasks", "ordered_completion"]

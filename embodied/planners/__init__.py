@@ -10,6 +10,8 @@ imported only when that planner is built.
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from importlib import import_module
 from typing import Any
 
@@ -64,6 +66,29 @@ def planner_class(name: str) -> type:
     return getattr(import_module(mod), cls)
 
 
+_SIMPLE = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+
+
+def _check_option_types(name: str, cls: type, kwargs: dict[str, Any]) -> None:
+    """Options annotated int / float / bool / str (or ``X | None``) must have that type
+    (``--planner-arg`` values are YAML: ``max_retries=two`` is a string)."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001  unresolvable annotations: nothing to check against
+        return
+    for k, v in kwargs.items():
+        tp = hints.get(k)
+        args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+        if v is None and type(None) in args:
+            continue
+        allowed = [t for a in args for t in _SIMPLE.get(a, ())]
+        if len(allowed) != sum(len(_SIMPLE.get(a, ())) for a in args) or not allowed:
+            continue  # not a plain scalar option
+        if isinstance(v, bool) and bool not in allowed or not isinstance(v, tuple(allowed)):
+            want = " or ".join(a.__name__ for a in args if a is not type(None))
+            raise ConfigError(f"planner {name!r}: option {k!r}: expected {want}, got {v!r}")
+
+
 def build_planner(name: str, **kwargs: Any) -> Any:
     """The planner registered as ``name`` built with ``kwargs``; an unknown name or option
     raises ``ConfigError`` naming it and listing what is known."""
@@ -77,6 +102,11 @@ def build_planner(name: str, **kwargs: Any) -> Any:
         for k in kwargs:
             if k not in known:
                 raise ConfigError(f"planner {name!r}: unknown option {k!r}; known: {', '.join(known)}")
+    _check_option_types(name, cls, kwargs)
+    for k, p in params.items():
+        plain = p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if k != "self" and plain and p.default is p.empty and k not in kwargs:
+            raise ConfigError(f"planner {name!r}: missing option {k!r} (--planner-arg {k}=...)")
     return cls(**kwargs)
 
 

@@ -32,7 +32,12 @@ DONE = "done"  # the stop option of step-by-step scoring planners (SayCan's "don
 
 class PlannerRequestError(RuntimeError):
     """A remote planner could not produce an answer (timeouts, refused connection, HTTP
-    errors) after its retries. The message never contains credentials."""
+    errors) after its retries. The message never contains credentials. ``error_kind``: the
+    harness's failure column (``embodied.types.PLANNER_ERROR_KINDS``) of the last attempt."""
+
+    def __init__(self, message: str, error_kind: str = "connection"):
+        super().__init__(message)
+        self.error_kind = error_kind
 
 
 # ----------------------------------------------------------------------------- prompts

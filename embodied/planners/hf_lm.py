@@ -21,6 +21,7 @@ import copy
 import inspect
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,8 +35,44 @@ from embodied.planners.base import (
     step_text,
 )
 from embodied.types import Plan, PlanStep, SkillSpec
+from vlx.config import ConfigError
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Files of which a saved tokenizer has at least one (fast, sentencepiece, BPE, WordPiece, tiktoken).
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "tokenizer.tiktoken",
+)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
+def check_model_folder(path: Any) -> Path:
+    """``path`` must be a local folder holding a model (config.json) and its tokenizer;
+    otherwise one ``ConfigError`` line saying what is missing (transformers would take a
+    missing folder for a hub repo id and fail many lines later)."""
+    if path is None or not str(path).strip():
+        raise ConfigError("planner 'hf_lm': missing option 'path' (a local model folder: --planner-arg path=DIR)")
+    p = Path(str(path)).expanduser()
+    if not p.is_dir():
+        raise ConfigError(
+            f"planner 'hf_lm': key 'path': {str(path)!r} is not an existing folder (a local model folder)"
+        )
+    if not (p / "config.json").is_file():
+        raise ConfigError(f"planner 'hf_lm': key 'path': {p} has no config.json (not a saved Hugging Face model)")
+    if not any((p / f).is_file() for f in _TOKENIZER_FILES):
+        raise ConfigError(
+            f"planner 'hf_lm': key 'path': {p} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}); "
+            "save the tokenizer into the model folder"
+        )
+    return p
 
 
 class HFLMPlanner:
@@ -55,7 +92,7 @@ class HFLMPlanner:
 
     def __init__(
         self,
-        path: str,
+        path: str | None = None,
         mode: str = "generate",
         chain_of_thought: bool = False,
         max_new_tokens: int = 256,
@@ -67,14 +104,15 @@ class HFLMPlanner:
         dtype: str = "float32",
         reuse_prefix_cache: bool = True,
     ):
+        if mode not in ("generate", "score"):
+            raise ConfigError(f"planner 'hf_lm': key 'mode': expected 'generate' or 'score', got {mode!r}")
+        if score_norm not in ("sum", "mean"):
+            raise ConfigError(f"planner 'hf_lm': key 'score_norm': expected 'sum' or 'mean', got {score_norm!r}")
+        if dtype not in _DTYPES:
+            raise ConfigError(f"planner 'hf_lm': key 'dtype': expected one of {list(_DTYPES)}, got {dtype!r}")
+        check_model_folder(path)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if mode not in ("generate", "score"):
-            raise ValueError(f"HFLMPlanner: mode must be 'generate' or 'score', got {mode!r}")
-        if score_norm not in ("sum", "mean"):
-            raise ValueError(f"HFLMPlanner: score_norm must be 'sum' or 'mean', got {score_norm!r}")
-        if dtype not in _DTYPES:
-            raise ValueError(f"HFLMPlanner: dtype must be one of {list(_DTYPES)}, got {dtype!r}")
         self.path = str(path)
         self.mode = mode
         self.chain_of_thought = chain_of_thought
@@ -86,12 +124,19 @@ class HFLMPlanner:
         from vlx.utils import pick_device
 
         self.device = pick_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        self.model = (
-            AutoModelForCausalLM.from_pretrained(self.path, local_files_only=True, dtype=_DTYPES[dtype])
-            .to(self.device)
-            .eval()
-        )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        except Exception as e:  # noqa: BLE001  transformers raises many kinds; one line for the user
+            raise ConfigError(
+                f"planner 'hf_lm': key 'path': {self.path}: cannot load its tokenizer ({_first_line(e)})"
+            ) from None
+        try:
+            model = AutoModelForCausalLM.from_pretrained(self.path, local_files_only=True, dtype=_DTYPES[dtype])
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(
+                f"planner 'hf_lm': key 'path': {self.path}: cannot load a causal LM ({_first_line(e)})"
+            ) from None
+        self.model = model.to(self.device).eval()
         # transformers >= 5.2x names the KV cache `cache`; earlier versions `past_key_values`.
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.use_chat_template = bool(use_chat_template and getattr(self.tokenizer, "chat_template", None))

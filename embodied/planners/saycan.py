@@ -14,20 +14,49 @@ per planner instance, so after the first call a plan costs one small encoder bat
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from embodied.planners.base import enumerate_groundings, step_text
 from embodied.types import Plan, PlanError, PlanErrorKind, PlanStep, SkillSpec
+from vlx.config import ConfigError
 
 # An affordance estimate: (observation, skills) -> per-skill score in [0, 1], as a mapping
 # (keyed by skill name or by a grounding's ``step_text``; missing = 1) or a sequence aligned
 # with ``skills``.
 Affordance = Callable[[Any, Sequence[SkillSpec]], "Mapping[str, float] | Sequence[float]"]
+
+
+EXEMPLARS_FILE = Path(__file__).resolve().parent.parent / "data" / "saycan_exemplars.json"
+
+
+def load_exemplars(path: str | Path | None) -> dict[str, tuple[str, list[str]]]:
+    """skill name -> (description, exemplar texts) from a JSON file of
+    ``{skill: {"description": str, "exemplars": [str, ...]}}`` (keys starting with "_" are
+    notes); None -> {}."""
+    if path is None:
+        return {}
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"planner 'saycan': key 'exemplars': cannot read {p} ({e})") from None
+    out = {}
+    for name, entry in data.items():
+        if name.startswith("_"):
+            continue
+        ok = isinstance(entry, dict) and isinstance(entry.get("description"), str)
+        texts = entry.get("exemplars") if ok else None
+        if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ConfigError(f"{p}: key {name!r}: expected {{'description': str, 'exemplars': [str, ...]}}")
+        out[name] = (entry["description"], list(texts))
+    return out
 
 
 def uniform_affordance(observation: Any, skills: Sequence[SkillSpec]) -> list[float]:
@@ -143,6 +172,10 @@ class SayCanPlanner:
         max_steps: cap on plan length; 1 scores the whole instruction as one step.
         stop_similarity: greedy mode's stop threshold (cosine).
         embedder: anything mapping texts to (N, D) normalised embeddings; default MiniLM.
+        exemplars: example phrasings per skill, matched like paraphrases: "builtin" (the
+            default: ``embodied/data/saycan_exemplars.json``, Meta-World MT10 skills; an
+            entry is used only for a skill whose name and description both equal the
+            entry's), a path to such a JSON file, or None.
     """
 
     def __init__(
@@ -154,13 +187,15 @@ class SayCanPlanner:
         stop_similarity: float = 0.3,
         embedder: Callable[[Sequence[str]], torch.Tensor] | None = None,
         device: str = "cpu",
+        exemplars: str | None = "builtin",
     ):
         if mode not in ("clauses", "greedy"):
-            raise ValueError(f"SayCanPlanner: mode must be 'clauses' or 'greedy', got {mode!r}")
+            raise ConfigError(f"planner 'saycan': key 'mode': expected 'clauses' or 'greedy', got {mode!r}")
         if max_steps is not None and max_steps < 1:
-            raise ValueError(f"SayCanPlanner: max_steps must be >= 1 or None, got {max_steps}")
+            raise ConfigError(f"planner 'saycan': key 'max_steps': expected >= 1 or None, got {max_steps}")
         self.affordance = affordance or uniform_affordance
         self.paraphrases = {k: list(v) for k, v in (paraphrases or {}).items()}
+        self.exemplars = load_exemplars(EXEMPLARS_FILE if exemplars == "builtin" else exemplars)
         self.mode = mode
         self.max_steps = max_steps
         self.stop_similarity = stop_similarity
@@ -184,6 +219,9 @@ class SayCanPlanner:
         vals = " ".join(v for _, v in step.args)
         texts = [f"{spec.description} {vals}".strip(), re.sub(r"[-_]+", " ", f"{spec.name} {vals}").strip()]
         texts += self.paraphrases.get(spec.name, []) + self.paraphrases.get(step_text(step), [])
+        entry = self.exemplars.get(spec.name)
+        if entry is not None and entry[0] == spec.description:
+            texts += [f"{t} {vals}".strip() for t in entry[1]]
         return texts
 
     def similarities(self, queries: Sequence[str], skills: Sequence[SkillSpec]) -> tuple[list[PlanStep], torch.Tensor]:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from scene_graph.builder import GraphConfig, SceneObjects, boxes_from_points, build_scene_graph
 from scene_graph.data.scannet import write_scannet_scene
-from scene_graph.relations import REL_INDEX
+from scene_graph.relations import REL_INDEX, RelationConfig
 
 SHAPES = ("box", "sphere", "cylinder", "cone")
 COLORS = {"red": (0.85, 0.1, 0.1), "green": (0.1, 0.75, 0.15), "blue": (0.1, 0.2, 0.9), "yellow": (0.9, 0.85, 0.1)}
@@ -49,8 +49,14 @@ class RoomConfig:
     # "pointcloud": surfaces from pointcloud's primitive generator (make_primitive, no tilt),
     # fitted to each object's box; "builtin": the small sampler below.
     primitives: str = "builtin"
+    # The relation set the expressions are generated from (scene_graph.relations): "viewer"
+    # (vlx's own) or "sr3d" (referit3d's rules; the rooms' objects have no front, so no
+    # left/right/front/behind).
+    relations: str = "viewer"
 
     def __post_init__(self) -> None:
+        if self.relations not in ("viewer", "sr3d"):
+            raise ValueError(f"rooms.relations must be 'viewer' or 'sr3d', got {self.relations!r}")
         if self.primitives not in ("builtin", "pointcloud"):
             raise ValueError(f"rooms.primitives must be 'builtin' or 'pointcloud', got {self.primitives!r}")
 
@@ -162,7 +168,7 @@ def generate_rooms(out_dir: str | Path, cfg: RoomConfig | None = None, graph_cfg
     """Write ``scans/``, ``scanrefer_{train,val}.json``, ``sr3d_{train,val}.csv``,
     ``scanqa_{train,val}.json`` and ``meta.json`` under ``out_dir``; returns it."""
     cfg = cfg or RoomConfig()
-    graph_cfg = graph_cfg or GraphConfig(edges="all", between=False)
+    graph_cfg = graph_cfg or GraphConfig(edges="all", between=False, relations=RelationConfig(set=cfg.relations))
     out = Path(out_dir)
     rng = np.random.default_rng(cfg.seed)
     refer: dict[str, list] = {"train": [], "val": []}

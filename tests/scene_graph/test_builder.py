@@ -10,7 +10,7 @@ from scene_graph.builder import (
     relation_triples,
     to_hetero,
 )
-from scene_graph.relations import RELATIONS
+from scene_graph.relations import REL_INDEX, RELATIONS, RelationConfig
 from vlx.data.errors import DataError
 
 
@@ -24,7 +24,7 @@ def scene(n, seed=0, scene_id="s0"):
 
 
 def test_graph_fields_and_edges():
-    g = build_scene_graph(scene(8), GraphConfig(num_points=16))
+    g = build_scene_graph(scene(8), GraphConfig(num_points=16, relations=RelationConfig(set="viewer")))
     assert g.num_nodes == 8 and g.points.shape == (8, 16, 6)
     assert g.edge_index.shape == (2, 8 * 7)  # k >= n-1: all ordered pairs
     assert g.edge_attr.shape == (56, EDGE_DIM)
@@ -34,6 +34,28 @@ def test_graph_fields_and_edges():
     assert torch.allclose(g.edge_attr[:, len(RELATIONS) : len(RELATIONS) + 3], off)
     trip = relation_triples(g)
     assert trip and all(a in range(100, 108) and b in range(100, 108) for a, _, b in trip)
+
+
+def test_sr3d_set_feeds_edges_and_between():
+    # a book on a table (both unique), a lamp between a bed and a desk (no other object
+    # lies inside the outline of two others)
+    boxes = torch.tensor(
+        [
+            [6, 20, 0.4, 1, 1, 0.8],  # table, far off to the side
+            [6, 20, 0.85, 0.1, 0.1, 0.1],  # book on it
+            [5, 0, 0.5, 1, 1, 1],  # bed
+            [7, 0, 0.5, 1, 1, 1],  # desk
+            [6, 0, 0.25, 0.4, 0.4, 0.5],  # lamp between them
+        ]
+    )
+    objs = SceneObjects("s", [10, 11, 12, 13, 14], ["table", "book", "bed", "desk", "lamp"], boxes)
+    g = build_scene_graph(objs, GraphConfig(edges="knn", k=1))
+    trip = set(relation_triples(g))
+    assert (11, "on", 10) in trip and (10, "supports", 11) in trip
+    assert not g.edge_rel[:, [REL_INDEX[r] for r in ("near", "larger", "smaller")]].any()
+    assert g.between_index.t().tolist() == [[4, 2, 3]]
+    viewer = build_scene_graph(objs, GraphConfig(edges="knn", k=1, relations=RelationConfig(set="viewer")))
+    assert (11, "near", 10) in set(relation_triples(viewer))
 
 
 def test_knn_edges_are_a_subset_with_identical_relations():

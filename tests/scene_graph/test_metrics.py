@@ -47,13 +47,45 @@ def test_candidate_accuracy():
     assert m["view_dep"] == pytest.approx(200 / 3) and m["view_indep"] == pytest.approx(100 / 3)
 
 
-def test_qa_exact_match():
-    preds = [["Red", "blue"], ["blue"] + ["x"] * 8 + ["green."], ["yellow"]]
-    refs = [["red"], ["green"], ["red", "dark red"]]
+def test_qa_exact_match_scanqa_raw_and_leo_refined():
+    preds = [
+        ["Red", "blue"],  # raw: "Red" is not "red"; refined: cleaned to "red"
+        ["blue"] + ["x"] * 8 + ["green."],  # refined top-10 only ("green." -> "green")
+        ["yellow"],  # no match either way
+        ["2 chairs"],  # refined: "two chairs" contains the reference "two"
+        ["the brown chair"],  # refined: "brown chair" contains "brown"
+        ["white", "brown"],  # raw and refined top-10
+        ["brown"],  # raw top-1
+    ]
+    refs = [["red"], ["green"], ["red", "dark red"], ["two"], ["brown"], ["brown"], ["brown"]]
     m = qa_exact_match(preds, refs)
-    assert m["EM@1"] == pytest.approx(100 / 3) and m["EM@10"] == pytest.approx(200 / 3)
-    with pytest.raises(ValueError, match="2 predictions for 3"):
+    assert m["EM@1"] == pytest.approx(100 / 7) and m["EM@10"] == pytest.approx(200 / 7)
+    assert m["EM@1_refined"] == pytest.approx(400 / 7) and m["EM@10_refined"] == pytest.approx(600 / 7)
+    with pytest.raises(ValueError, match="2 predictions for 7"):
         qa_exact_match(preds[:2], refs)
+
+
+def test_leo_clean_answer():
+    from scene_graph.metrics import clean_answer
+
+    assert clean_answer("  The  Brown Chair!! ") == "brown chair"
+    assert clean_answer("none") == "zero" and clean_answer("23") == "twenty-three"
+    assert clean_answer("mat2") == "mat" and clean_answer("on the letf") == "on left"
+
+
+def test_meteor_when_java_is_present_else_na(monkeypatch):
+    import shutil
+
+    from scene_graph import metrics
+
+    if shutil.which("java"):
+        m = metrics.qa_meteor(["brown", "right side"], [["brown"], ["on the left side", "left"]])
+        assert 20 < m["METEOR"] < 35 and "METEOR_note" not in m  # pycocoevalcap: 1.0 and 0.156 -> 26.8
+    else:
+        assert metrics.qa_meteor(["brown"], [["brown"]])["METEOR_note"].startswith("n/a")
+    monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
+    m = metrics.qa_meteor(["brown"], [["brown"]])
+    assert "METEOR" not in m and "no java" in m["METEOR_note"]
 
 
 def test_scan2cap_zeroes_captions_of_badly_localised_objects():
@@ -67,5 +99,5 @@ def test_scan2cap_zeroes_captions_of_badly_localised_objects():
     # all localised at 0.25 except the last; at 0.5 only the first counts
     assert m["CIDEr-D@0.25IoU"] < full["CIDEr-D"] and m["CIDEr-D@0.5IoU"] < m["CIDEr-D@0.25IoU"]
     assert scan2cap_metrics(preds, refs, torch.ones(3))["CIDEr-D@0.5IoU"] == pytest.approx(full["CIDEr-D"])
-    q = qa_metrics([["red", "blue"], ["green"]], [["red"], ["blue"]])
+    q = qa_metrics([["red", "blue"], ["green"]], [["red"], ["blue"]], meteor=False)
     assert q["EM@1"] == 50.0 and "CIDEr-D" in q

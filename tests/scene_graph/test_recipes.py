@@ -11,6 +11,7 @@ from vlx.train.recipe import RECIPES
 from vlx.train.trainer import Trainer
 
 ROOMS = {"n_train": 8, "n_val": 3, "points_per_object": 24, "seed": 1}
+GRAPH = {"num_points": 16, "between": False, "relations": {"set": "viewer"}}
 
 
 def config(name, root, out, **extra):
@@ -27,7 +28,8 @@ def config(name, root, out, **extra):
         },
         "model": {"dim": 32, "fusion_heads": 2, "gnn": {"heads": 2, "layers": 1}},
         "tokenizer": {"max_length": 24},
-        "data": {"root": str(root), "rooms": ROOMS, "graph": {"num_points": 16, "between": False}},
+        # as the tiny configs: the rooms' text comes from the viewer relations, unique by the scene rule
+        "data": {"root": str(root), "rooms": ROOMS, "graph": GRAPH, "unique_rule": "scene"},
         "eval_batch_size": 8,
     }
     for k, v in extra.items():
@@ -148,7 +150,7 @@ def test_tiny_relation_model_grounds_through_the_edges(tmp_path_factory, tmp_pat
                 "text": {"name": "minilm", "preset": None, "freeze": True},
                 "gnn": {"heads": 4, "layers": 1, "use_edges": use_edges},
             },
-            data={"rooms": E2E_ROOMS, "graph": {"num_points": 16, "between": False}},
+            data={"rooms": E2E_ROOMS, "graph": GRAPH, "unique_rule": "scene"},
         )
         res[use_edges] = fit(recipe, cfg)
     graph, bare = res[True]["multiple/Acc@0.25"], res[False]["multiple/Acc@0.25"]

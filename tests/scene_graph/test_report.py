@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from scene_graph.report import _finished, _keep, _write, seed_summary
 
 
@@ -47,3 +49,57 @@ def test_no_summary_without_a_complete_pair_and_finished_runs_read_back(tmp_path
     _keep(tmp_path, results, "graph_seed0", r(90.0, 100.0, 88.0))
     assert _finished(tmp_path / "graph_seed0") == r(90.0, 100.0, 88.0)
     assert "graph_seed0" in (tmp_path / "report.md").read_text()
+
+
+def test_variants_sr3d_and_pred_get_their_own_tables(tmp_path):
+    def p(o25, o5):
+        return {"overall/Acc@0.25": o25, "overall/Acc@0.5": o5, "multiple/Acc@0.25": o25, "multiple/Acc@0.5": o5,
+                "unique/Acc@0.25": 100.0, "n": 40}  # fmt: skip
+
+    results = {
+        "graph_seed0": r(98.0, 100.0, 97.0),
+        "noedges_seed0": r(56.0, 98.0, 52.0),
+        "sr3d_graph_seed0": r(80.0, 100.0, 75.0),
+        "sr3d_noedges_seed0": r(50.0, 100.0, 45.0),
+        "pred_graph_seed0": p(70.0, 40.0),
+        "pred_noedges_seed0": p(50.0, 30.0),
+        "pred_graph_seed1": p(72.0, 44.0),
+        "pred_noedges_seed1": p(48.0, 30.0),
+    }
+    _write(tmp_path, results)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Variant sr3d: expressions and graph edges from the sr3d relation set" in md
+    assert "| overall/Acc@0.25 | 80.0 ± 0.0 | 50.0 ± 0.0 |" in md
+    assert "## Variant pred: predicted proposals" in md
+    assert "| overall/Acc@0.5 | 42.0 ± 2.8 | 30.0 ± 0.0 |" in md
+    assert "Graph - no edges (overall Acc@0.25): +22.0 ± 2.8; smallest +20.0." in md
+    js = json.loads((tmp_path / "report.json").read_text())
+    assert js["pred_graph_vs_noedges"]["seeds"] == ["0", "1"] and js["graph_vs_noedges"]["seeds"] == ["0"]
+
+
+@pytest.mark.slow
+def test_report_runs_the_sr3d_and_pred_variants_end_to_end(tmp_path):
+    from types import SimpleNamespace
+
+    from scene_graph.report import run_report
+
+    tiny = [
+        f"data.root={tmp_path / 'rooms'}",
+        "data.rooms.n_train=6",
+        "data.rooms.n_val=3",
+        "data.rooms.points_per_object=16",
+        "train.max_steps=2",
+        "train.batch_size=2",
+        "train.progress=false",
+        "model.dim=32",
+        "eval_batch_size=8",
+    ]
+    args = SimpleNamespace(out=str(tmp_path / "out"), config_dir=None, set=tiny, only=["sr3d", "pred"], threads=1,
+                           jobs=1, seeds=[0], finetune_epochs=1)  # fmt: skip
+    assert run_report(args) == 0
+    js = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert js["pred_graph_seed0"]["proposals_pred"] == 1.0 and js["sr3d_graph_seed0"]["proposals_pred"] == 0.0
+    assert (tmp_path / "rooms" / "proposals_noisy.npz").is_file() and (tmp_path / "rooms_sr3d" / "meta.json").is_file()
+    assert json.loads((tmp_path / "rooms_sr3d" / "meta.json").read_text())["config"]["relations"] == "sr3d"
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Variant sr3d" in md and "## Variant pred" in md

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.yaml"))
+# accelerate_*.yaml are accelerate/DeepSpeed launcher configs, not recipe configs.
+CONFIGS = sorted(
+    p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.yaml") if not p.name.startswith("accelerate_")
+)
 TINY = [c for c in CONFIGS if c.endswith("_tiny.yaml")]
 # The pointcloud 3D pre-trainings distil from a trained image-text teacher.
 TEACHER = "configs/pointcloud/image_text_tiny.yaml"
@@ -76,6 +79,21 @@ def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) ->
             "data.rooms.n_val=2",
             "data.rooms.points_per_object=16",
             "data.graph.num_points=16",
+            "eval_batch_size=8",
+        ]
+    elif recipe == "video_llava":
+        s += [
+            f"data.shapes_root={data}/moving_shapes",
+            "data.n_train=16",
+            "data.n_test=8",
+            "data.render_size=32",
+            "data.load.size=32",
+            "data.load.sampler.num_frames=4",
+            "data.max_length=48",
+            "data.max_test=4",
+            "model.pool_shape=[4,2,2]",
+            "tiny_size={width: 32, hidden: 64}",
+            "max_new_tokens=4",
             "eval_batch_size=8",
         ]
     elif recipe.startswith("video_"):
