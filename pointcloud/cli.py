@@ -41,6 +41,40 @@ def add_pointcloud_parser(subparsers) -> None:
         help="config override for one stage, e.g. classify:train.epochs=5 (repeatable)",
     )
     d.set_defaults(func=run_demo)
+    z = sub.add_parser("zeroshot", help="zero-shot classification of ModelNet40 / ScanObjectNN h5 -> eval.json")
+    z.add_argument(
+        "--model",
+        required=True,
+        help="image-text teacher: a local HF CLIP/SigLIP directory, a vlx preset or a pc_image_text run directory",
+    )
+    z.add_argument("--data", required=True, help="modelnet40_ply_hdf5_2048 folder, ScanObjectNN folder or .h5 file")
+    z.add_argument("--method", default="pointclip_v2", choices=["pointclip_v2", "clip2point"])
+    z.add_argument("--split", default="test", choices=["train", "test"])
+    z.add_argument("--variant", default="main_split", help="ScanObjectNN folder: main_split or main_split_nobg")
+    z.add_argument("--views", default="clip2point_6")
+    z.add_argument("--view-weights", default="", help="comma-separated weight per view (default: equal)")
+    z.add_argument("--image-size", type=int, default=0, help="0: the teacher's image size")
+    z.add_argument("--prompts", default="", help="template set in zeroshot_prompts.json (default: the method's)")
+    z.add_argument("--limit", type=int, default=0, help="first N clouds only (0: all)")
+    z.add_argument("--out", default="runs/pointcloud_zeroshot")
+    z.set_defaults(func=run_zeroshot_cmd)
+
+
+def run_zeroshot_cmd(args: argparse.Namespace) -> int:
+    from pointcloud.zeroshot import run_zeroshot
+    from vlx.config import ConfigError
+
+    try:
+        weights = [float(w) for w in args.view_weights.split(",")] if args.view_weights else None
+    except ValueError:
+        raise ConfigError(f"--view-weights: expected comma-separated numbers, got {args.view_weights!r}") from None
+    rep = run_zeroshot(
+        args.model, args.data, args.out, args.method, args.split, args.variant, args.views,
+        args.image_size or None, args.prompts or None, weights, args.limit,
+    )  # fmt: skip
+    print(json.dumps({k: rep[k] for k in ("benchmark", "method", "top1", "mean_class_acc", "n")}))
+    print(f"wrote {Path(args.out) / 'eval.json'}")
+    return 0
 
 
 def load_any_cloud(path: str, index: int = 0):

@@ -1,0 +1,166 @@
+"""Zero-shot point-cloud classification through an image-text model's image tower.
+
+``pointclip_v2``: PointCLIP V2 realistic projections (``projection.realistic_projection``);
+``clip2point``: CLIP2Point's depth maps (``projection.depth_maps``). Each view is encoded by
+the teacher's image tower, scored against prompt-ensembled class texts, and the per-view
+logits are summed with ``view_weights`` (CLIP2Point sums views with equal weight).
+Prompt templates live in ``pointcloud/data/zeroshot_prompts.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pointcloud import projection
+from pointcloud.models.clip2point import class_text_embeddings
+from vlx.config import ConfigError
+
+PROMPTS_FILE = Path(__file__).resolve().parent / "data" / "zeroshot_prompts.json"
+METHODS = {"pointclip_v2": "pointclip", "clip2point": "clip2point"}
+
+
+def prompt_templates(name: str) -> list[str]:
+    table = json.loads(PROMPTS_FILE.read_text())
+    if name not in table:
+        raise ConfigError(f"prompts: unknown template set {name!r} (have: {sorted(table)})")
+    return [t.replace("{}", "{shape}") for t in table[name]["templates"]]
+
+
+def load_run_teacher(path: str | Path):
+    """(teacher DualEncoder, tokenizer, image_size) from a ``pc_image_text`` run directory
+    (its ``config.yaml`` and checkpoint)."""
+    from pointcloud.recipes import ImageTextConfig, load_teacher
+    from vlx.config import from_dict, read_yaml
+    from vlx.tokenizers import build_tokenizer
+
+    p = Path(path)
+    cfg_file = p / "config.yaml"
+    if not cfg_file.is_file():
+        raise ConfigError(f"{p}: no config.yaml (expected a pc_image_text run directory)")
+    raw = read_yaml(cfg_file)
+    keep = {k: raw[k] for k in ("model", "tokenizer", "image_size") if k in raw}
+    cfg = from_dict(ImageTextConfig, keep, str(cfg_file))
+    return load_teacher(cfg.model, str(p)), build_tokenizer(cfg.tokenizer), cfg.image_size
+
+
+def load_zeroshot_teacher(name_or_path: str | Path):
+    """(DualEncoder, tokenizer, image_size, mean, std) for zero-shot: a ``pc_image_text`` run
+    directory (``config.yaml``; images fed in [0, 1]), else a vlx preset or a local HF CLIP /
+    SigLIP directory through ``vlx.create_model_and_transforms`` (its size, mean and std)."""
+    p = Path(name_or_path)
+    if (p / "config.yaml").is_file() and not (p / "config.json").is_file():
+        dual, tok, size = load_run_teacher(p)
+        return dual, tok, size, None, None
+    from vlx.factory import create_model_and_transforms, get_tokenizer
+
+    model, _, val = create_model_and_transforms(str(name_or_path))
+    dual = model.dual.eval().requires_grad_(False)
+    return dual, get_tokenizer(str(name_or_path)), val.output_size[0], val.mean, val.std
+
+
+def render_views(points: torch.Tensor, method: str, views, image_size: int) -> torch.Tensor:
+    """points (B, N, 3) -> (B, V, 3, S, S) images in [0, 1] (grey replicated to RGB)."""
+    if method == "pointclip_v2":
+        img = projection.realistic_projection(points, views, image_size)
+    elif method == "clip2point":
+        img = projection.depth_maps(points, views, image_size)
+    else:
+        raise ConfigError(f"method: expected one of {sorted(METHODS)}, got {method!r}")
+    return img.unsqueeze(2).expand(-1, -1, 3, -1, -1)
+
+
+@torch.no_grad()
+def zero_shot_logits(
+    teacher,
+    text: torch.Tensor,
+    points: torch.Tensor,
+    method: str,
+    views="clip2point_6",
+    image_size: int = 224,
+    view_weights: list[float] | None = None,
+    batch_size: int = 32,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> torch.Tensor:
+    """(n, C) summed weighted per-view logits for clouds (n, N, 3); rendered views in [0, 1]
+    are normalised with the teacher's ``mean`` / ``std`` when given."""
+    device = text.device
+    out = []
+    for s in range(0, len(points), batch_size):
+        imgs = render_views(points[s : s + batch_size].to(device), method, views, image_size)
+        b, V = imgs.shape[:2]
+        if mean is not None:
+            m = torch.tensor(mean, device=device).view(1, 1, 3, 1, 1)
+            sd = torch.tensor(std, device=device).view(1, 1, 3, 1, 1)
+            imgs = (imgs - m) / sd
+        w = torch.ones(V, device=device) if view_weights is None else torch.tensor(view_weights, device=device)
+        if len(w) != V:
+            raise ConfigError(f"view_weights: {len(w)} weights for {V} views")
+        feats = F.normalize(teacher.encode_image(imgs.reshape(b * V, 3, image_size, image_size)), dim=-1)
+        logits = (feats @ text.T).view(b, V, -1)
+        out.append((logits * w[None, :, None]).sum(1).float().cpu())
+    return torch.cat(out)
+
+
+def evaluate(logits: torch.Tensor, labels: np.ndarray, n_classes: int) -> dict:
+    pred = logits.argmax(1).numpy()
+    correct = pred == labels
+    per_class = [float(correct[labels == c].mean() * 100) for c in range(n_classes) if (labels == c).any()]
+    return {
+        "top1": float(correct.mean() * 100),
+        "mean_class_acc": float(np.mean(per_class)),
+        "n": int(len(labels)),
+        "chance": 100.0 / n_classes,
+    }
+
+
+def run_zeroshot(
+    model: str,
+    data: str,
+    out: str,
+    method: str = "pointclip_v2",
+    split: str = "test",
+    variant: str = "main_split",
+    views: str = "clip2point_6",
+    image_size: int | None = None,
+    prompts: str | None = None,
+    view_weights: list[float] | None = None,
+    limit: int = 0,
+) -> dict:
+    """Read the benchmark, classify zero-shot, write ``<out>/eval.json``; returns the report."""
+    from pointcloud.data.benchmarks import read_benchmark
+
+    if method not in METHODS:
+        raise ConfigError(f"method: expected one of {sorted(METHODS)}, got {method!r}")
+    bench = read_benchmark(data, split, variant)
+    teacher, tok, teacher_size, mean, std = load_zeroshot_teacher(model)
+    size = image_size or teacher_size
+    templates = prompt_templates(prompts or METHODS[method])
+    names = [n.replace("_", " ") for n in bench.class_names]
+    text = class_text_embeddings(teacher, tok, names, templates)
+    pts, labels = bench.points, bench.labels
+    if limit:
+        pts, labels = pts[:limit], labels[:limit]
+    logits = zero_shot_logits(
+        teacher, text, torch.from_numpy(pts), method, views, size, view_weights, mean=mean, std=std
+    )
+    report = {
+        "benchmark": bench.name,
+        "method": method,
+        "model": str(model),
+        "files": bench.files,
+        "views": views,
+        "view_weights": view_weights,
+        "image_size": size,
+        "templates": templates,
+        **evaluate(logits, labels, len(bench.class_names)),
+    }
+    o = Path(out)
+    o.mkdir(parents=True, exist_ok=True)
+    (o / "eval.json").write_text(json.dumps(report, indent=2))
+    return report
