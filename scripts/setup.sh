@@ -14,6 +14,11 @@ grep -q 'libusb-1.0.so.0' <<<"$libs" || need+=(libusb-1.0-0)
 grep -q 'libOSMesa.so' <<<"$libs" || need+=(libosmesa6)
 grep -q 'libGL.so.1' <<<"$libs" || need+=(libgl1)
 grep -q 'libgomp.so.1' <<<"$libs" || need+=(libgomp1)
+# On a GPU node MuJoCo renders headless through EGL (vlx/runtime.py probes it and falls back to
+# OSMesa): libglvnd's libEGL, which dispatches to the NVIDIA driver's EGL vendor library.
+if [ -e /dev/nvidia0 ] || [ -e /dev/dri/renderD128 ]; then
+  grep -q 'libEGL.so.1' <<<"$libs" || need+=(libegl1)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "[setup] apt-get install ${need[*]}"

@@ -186,6 +186,10 @@ def _read_limited(resp: http.client.HTTPResponse, sock: socket.socket, deadline:
         sock.settimeout(left)
         chunk = resp.read1(_CHUNK)  # at most one recv: a drip cannot hold one read open
         if not chunk:
+            if deadline.remaining() <= 0:
+                raise TimeoutError  # the deadline timer shut the socket: an end, not a whole reply
+            if length and length.isdigit() and n < int(length):
+                raise RequestFailed("connection", f"reply cut short: {n} of {int(length)} bytes", retryable=True)
             return b"".join(chunks)
         n += len(chunk)
         if n > max_bytes:

@@ -34,6 +34,27 @@ def _recipe_of(config: str) -> str:
     return read_yaml_with_extends(str(ROOT / config))["recipe"]
 
 
+def _tiny_clip(data: Path) -> Path:
+    """A tiny random CLIP checkpoint under ``data`` standing in for a config's checkpoint
+    directory; written once, atomically (the 2-process test's ranks may race to write it)."""
+    import os
+    import shutil
+    import tempfile
+
+    from _hf_ckpt import save_tiny_clip  # same folder as this file
+
+    d = data / "tiny_clip"
+    if not (d / "config.json").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=data, prefix=".tiny_clip."))
+        save_tiny_clip(tmp)
+        try:
+            os.rename(tmp, d)
+        except OSError:  # another process got there first: its copy is the same
+            shutil.rmtree(tmp, ignore_errors=True)
+    return d
+
+
 def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) -> list[str]:
     """``--set`` items that make ``config`` run on tiny data under ``data`` for ``steps``."""
     recipe = _recipe_of(config)
@@ -59,6 +80,11 @@ def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) ->
             "data.render_size=32",
             "eval_batch_size=8",
         ]
+        from vlx.config import read_yaml_with_extends
+
+        source = read_yaml_with_extends(str(ROOT / config)).get("model", {}).get("name_or_path")
+        if source and "/" in str(source):  # a checkpoint directory (clip_finetune*): a tiny random CLIP
+            s.append(f"model.name_or_path={_tiny_clip(data)}")
     elif recipe in ("pc_classify", "pc_image_text", "clip2point", "text4point"):
         s += [
             f"data.root={data}/primitives",

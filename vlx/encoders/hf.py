@@ -75,6 +75,10 @@ class HFTextEncoder(nn.Module):
         self.path, self.pooling = str(p), pooling
         self.model = AutoModel.from_pretrained(str(p), local_files_only=True)
         self.output_dim = int(self.model.config.hidden_size)
+        # BERT-style models carry a pooler (dense + tanh over [CLS]) that neither pooling here
+        # reads: frozen, so DDP never waits for gradients that cannot come.
+        if getattr(self.model, "pooler", None) is not None:
+            self.model.pooler.requires_grad_(False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> EncoderOutput:
         if attention_mask is None:
