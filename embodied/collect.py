@@ -135,6 +135,21 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)  # a kill leaves the old state or the whole file, never half of one
 
 
+def _complete(path: Path) -> bool:
+    """Whether an episode file is whole: it exists and its zip directory (written last) lists
+    ``meta``. Files are renamed into place only when complete, so this is False only for one
+    truncated some other way (a copy cut short, a full disk); such a file is collected again."""
+    import zipfile
+
+    if not path.exists():
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "meta.npy" in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def _write_dataset_json(out: Path, cfg: CollectConfig, tasks: list[str]) -> None:
     meta_path = out / "dataset.json"
     settings = cfg.settings()
@@ -231,7 +246,7 @@ def run_episode(
 
 def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None = None) -> list[Path]:
     """Write this rank's missing episodes; returns the paths it wrote. Running it again after a
-    kill writes only what is missing (finished files are complete by construction)."""
+    kill writes only what is missing: episodes without a file, or whose file is truncated."""
     from tqdm import tqdm
 
     from embodied.envs import build_benchmark
@@ -263,7 +278,7 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
     skills = build_skills(bench, cfg.skills)
     specs = {s.name: s for s in bench.skill_specs()}
     units = [(all_tasks.index(t), t, e) for t in tasks for e in range(cfg.episodes)]
-    mine = [u for i, u in enumerate(units) if i % world_size == rank and not episode_path(out, u[1], u[2]).exists()]
+    mine = [u for i, u in enumerate(units) if i % world_size == rank and not _complete(episode_path(out, u[1], u[2]))]
     for _, t, e in mine:  # temp files a killed writer left for this rank's episodes
         p = episode_path(out, t, e)
         for stale in p.parent.glob(f".{p.stem}.*.tmp.npz"):
@@ -349,7 +364,7 @@ def _write_lerobot(cfg: CollectConfig, out: Path, tasks: list[str], bench: Any, 
     from embodied.lerobot import write_lerobot
 
     files = [episode_path(out, t, e) for t in tasks for e in range(cfg.episodes)]
-    missing = [p for p in files if not p.exists()]
+    missing = [p for p in files if not _complete(p)]
     if missing:
         print(f"lerobot: {len(missing)} episode file(s) not written yet (other ranks); rerun to write {out}/meta")
         return None

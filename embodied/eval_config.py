@@ -34,6 +34,8 @@ class HarnessConfig:
     planner: str = "saycan"
     planner_args: dict[str, Any] = field(default_factory=dict)
     skills: str = "scripted"
+    policy: str | None = None
+    policy_mode: str = "plan"
     episodes: int = 10
     seed: int = 0
     out: str | None = None
@@ -61,6 +63,8 @@ HELP = {
     "planner": "oracle | saycan | hf_lm | openai",
     "planner_args": "planner option KEY=VALUE (YAML value; repeatable)",
     "skills": "skill set kind (scripted | learned)",
+    "policy": "skills learned: output_dir of a `vlx train` run of embodied_policy (state or vision policy)",
+    "policy_mode": "skills learned: the policy's text: plan (the plan step's, as trained) | instruction | none",
     "episodes": "episodes per task (Meta-World: one goal each)",
     "seed": "run seed (episode seeds derive from it, the task and the episode)",
     "out": "run folder (default: runs/embodied/<benchmark>-<planner>-<fingerprint>)",
@@ -100,6 +104,10 @@ def _validate(c: HarnessConfig) -> None:
         raise ConfigError(
             f"instructions: expected 'paraphrases', 'canonical' or a .json/.jsonl/.yaml file, got {c.instructions!r}"
         )
+    if c.policy_mode not in ("plan", "instruction", "none"):
+        raise ConfigError(f"policy_mode: expected plan, instruction or none, got {c.policy_mode!r}")
+    if c.policy is not None and c.skills != "learned":
+        raise ConfigError(f"policy: a trained policy runs only as skills 'learned', got skills {c.skills!r}")
     if c.tasks is not None and not c.tasks:
         raise ConfigError("tasks: expected task names or None (all tasks), got an empty list")
     parse_episode_ids(c.video_episodes)

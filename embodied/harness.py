@@ -111,15 +111,20 @@ class Harness:
 
         self.cfg = cfg
         self.benchmark = benchmark or build_benchmark(cfg.benchmark)
-        if skills is None:
-            skills = build_skills(self.benchmark, cfg.skills)
-        self.skills = skills if isinstance(skills, SkillLibrary) else SkillLibrary(skills)
-        self.specs = self.skills.specs()
         built = planner is None
         if built:
             from embodied.planners import build_planner
 
             planner = build_planner(cfg.planner, **cfg.planner_args)
+        caller_planner = planner
+        if skills is None and cfg.skills == "learned" and cfg.policy is not None:
+            from embodied.policy.skill import skills_from_run
+
+            skills, caller_planner = skills_from_run(self.benchmark, cfg.policy, cfg.policy_mode, planner)
+        elif skills is None:
+            skills = build_skills(self.benchmark, cfg.skills)
+        self.skills = skills if isinstance(skills, SkillLibrary) else SkillLibrary(skills)
+        self.specs = self.skills.specs()
         self.planner = planner
         r, w = _dist()
         self.rank = r if rank is None else rank
@@ -136,7 +141,8 @@ class Harness:
                 instructions=dict(name=self.instruction_set.name, sha256=self.instruction_set.sha256),
                 planner=_planner_identity(cfg, planner, built),
                 planner_args={k: v for k, v in cfg.planner_args.items() if not is_secret_option(k)},
-                skills=dict(kind=cfg.skills, names=sorted(s.name for s in self.specs)),
+                skills=dict(kind=cfg.skills, names=sorted(s.name for s in self.specs))
+                | ({"policy": str(cfg.policy), "policy_mode": cfg.policy_mode} if cfg.policy else {}),
                 seed=cfg.seed,
                 episodes=cfg.episodes,
                 max_steps=cfg.max_steps,
@@ -150,7 +156,7 @@ class Harness:
         self.out = claim_run_folder(out, self.fingerprint, new=cfg.new)
         endpoint = getattr(planner, "url", None) or cfg.planner_args.get("base_url") or cfg.planner
         self.caller = PlannerCaller(
-            planner, self.specs, cfg.planner_timeout_s, cfg.max_planner_failures, endpoint, where=str(self.out)
+            caller_planner, self.specs, cfg.planner_timeout_s, cfg.max_planner_failures, endpoint, where=str(self.out)
         )
 
     # -- what to run

@@ -50,10 +50,9 @@ class PolicyConfig(RecipeConfig):
     tokenizer: TokenizerConfig = field(default_factory=lambda: TokenizerConfig(name="minilm", max_length=32))
 
 
-def build_policy_model(
-    cfg: PolicyConfig, state_dim: int | None, action_dim: int = 4
-) -> tuple[PlanConditionedPolicy, Any]:
-    """The (untrained) policy and the frozen text-feature cache. ``state_dim=None`` reads the
+def build_policy_model(cfg: PolicyConfig, state_dim: int | None, action_dim: int = 4) -> tuple[torch.nn.Module, Any]:
+    """The (untrained) policy (``PlanConditionedPolicy`` for states, ``VisionPolicy`` for
+    ``model.obs: image``) and the frozen text-feature cache. ``state_dim=None`` reads the
     dimensions from the demos' benchmark (for loading a trained run)."""
     from embodied.policy.text import TextFeatureCache
 
@@ -69,7 +68,12 @@ def build_policy_model(
         env.close()
     cache = TextFeatureCache(cfg.text, cfg.tokenizer)
     torch.manual_seed(cfg.train.seed)  # model init is part of the seeded run
-    model = PlanConditionedPolicy(cfg.model, state_dim, action_dim, cache.dim, cache.length)
+    if cfg.model.obs == "image":
+        from embodied.policy.vision import VisionPolicy
+
+        model = VisionPolicy(cfg.model, state_dim, action_dim, cache.dim, cache.length)
+    else:
+        model = PlanConditionedPolicy(cfg.model, state_dim, action_dim, cache.dim, cache.length)
     null_tokens, null_mask = cache.features([""])
     model.set_null_text(null_tokens[0], null_mask[0])
     return model, cache

@@ -17,10 +17,12 @@ from embodied.collect import Episode
 class DemoFrames(Dataset):
     """``episodes`` -> samples ``{"state" (D,), "actions" (K, A), "action_mask" (K,),
     "text_id" int[, "image" (3, H, W) float in [0, 1]]}``; ``texts`` lists the bank's strings
-    (index = text_id), plan-step texts in order of first appearance."""
+    (index = text_id), plan-step texts in order of first appearance. With ``frames`` F > 1 the
+    image is the history (F, 3, H, W), oldest first, the episode's first frame repeated before
+    its start (as the runner does at the start of a rollout)."""
 
-    def __init__(self, episodes: Sequence[Episode], chunk: int = 1, camera: str | None = None):
-        self.episodes, self.chunk, self.camera = list(episodes), int(chunk), camera
+    def __init__(self, episodes: Sequence[Episode], chunk: int = 1, camera: str | None = None, frames: int = 1):
+        self.episodes, self.chunk, self.camera, self.frames = list(episodes), int(chunk), camera, int(frames)
         self.texts: list[str] = []
         ids: dict[str, int] = {}
         self.index: list[tuple[int, int, int]] = []  # (episode, t, text id)
@@ -56,7 +58,12 @@ class DemoFrames(Dataset):
             "text_id": tid,
         }
         if self.camera is not None:
-            item["image"] = torch.from_numpy(ep.rgb[self.camera][t]).permute(2, 0, 1).float() / 255.0
+            rgb = ep.rgb[self.camera]
+            if self.frames > 1:
+                idx = [max(0, t - self.frames + 1 + i) for i in range(self.frames)]
+                item["image"] = torch.from_numpy(rgb[idx]).permute(0, 3, 1, 2).float() / 255.0
+            else:
+                item["image"] = torch.from_numpy(rgb[t]).permute(2, 0, 1).float() / 255.0
         return item
 
 
@@ -65,12 +72,15 @@ def make_collate(text_tokens: torch.Tensor, text_mask: torch.Tensor):
 
     def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         ids = torch.tensor([it["text_id"] for it in items])
+        # Trailing all-padding columns are cut: the models ignore padded tokens (tested), so
+        # this changes nothing but the cost.
+        length = max(1, int(text_mask[ids].any(0).nonzero().max()) + 1) if text_mask[ids].any() else 1
         batch = {
             "state": torch.stack([it["state"] for it in items]),
             "actions": torch.stack([it["actions"] for it in items]),
             "action_mask": torch.stack([it["action_mask"] for it in items]),
-            "text_tokens": text_tokens[ids],
-            "text_mask": text_mask[ids],
+            "text_tokens": text_tokens[ids, :length],
+            "text_mask": text_mask[ids, :length],
         }
         if "image" in items[0]:
             batch["images"] = torch.stack([it["image"] for it in items])

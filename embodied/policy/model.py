@@ -1,8 +1,9 @@
-"""The plan-conditioned policy, after EmbodiedGPT's embodied-former (Mu et al., 2023):
-learnable queries cross-attend to observation tokens (image features, or state tokens for
-state inputs) and to the plan text's token features; the query outputs, concatenated with a
-global observation feature and proprioception, feed an MLP that predicts a chunk of K actions
-(K = 1: a plain BC head; K > 1: ACT-style action chunks, executed receding-horizon).
+"""The plan-conditioned state policy, after EmbodiedGPT's embodied-former (Mu et al., 2023):
+learnable queries cross-attend to state tokens and to the plan text's token features; the query
+outputs, concatenated with a global state feature and proprioception, feed an MLP that predicts
+a chunk of K actions (K = 1: a plain BC head; K > 1: ACT-style action chunks, executed
+receding-horizon). Image observations (``obs: image``) build ``embodied.policy.vision``'s
+``VisionPolicy`` instead (``build_policy``).
 
 Text features come precomputed from a frozen text encoder (``embodied.policy.text``), so
 this module trains only its own (small) weights and its checkpoint holds no text encoder.
@@ -23,11 +24,16 @@ from vlx.encoders import EncoderConfig
 @dataclass
 class PolicyModelConfig:
     """obs: "state" (flat observation vector, split into ``state_token_size`` tokens) or
-    "image" (RGB from ``camera`` through ``image_encoder``: ``cnn`` = a small CNN for small
-    inputs, or any core image encoder such as ``vit``). ``proprio_dims``: the leading state
-    dims that are proprioception (Meta-World: hand xyz + gripper = 4), fed to the head
-    directly. ``text_dropout``: training-time probability of replacing the plan text by the
-    empty text, so the "no text" evaluation mode stays in distribution."""
+    "image" (RGB from ``camera`` at ``image_size`` through ``image_encoder``: ``cnn`` = a small
+    CNN, any core image encoder such as ``vit``, or ``pretrained`` + ``path`` for
+    ``vlx.create_model_and_transforms``; see ``embodied.policy.vision``). ``proprio_dims``: the
+    leading state dims that are proprioception (Meta-World: hand xyz + gripper = 4), fed to the
+    head directly. ``text_dropout``: training-time probability of replacing the plan text by
+    the empty text, so the "no text" evaluation mode stays in distribution. Image policies
+    only: ``arch`` "former" (embodied-former) or "concat" (the baseline), ``frames`` of
+    history, ``concat_hidden`` (None: sized to the former's parameter count), ``image_shift``
+    (random-shift augmentation in training: pad by that many pixels, edge-replicated, then
+    crop at a random offset, as DrQ, Kostrikov et al. 2021)."""
 
     obs: Literal["state", "image"] = "state"
     state_token_size: int = 3
@@ -43,6 +49,10 @@ class PolicyModelConfig:
     chunk: int = 1
     dropout: float = 0.0
     text_dropout: float = 0.1
+    arch: Literal["former", "concat"] = "former"
+    frames: int = 1
+    concat_hidden: int | None = None
+    image_shift: int = 0  # training-time random shift of the frames by up to this many pixels (DrQ)
 
 
 class SmallCNN(nn.Module):
@@ -66,15 +76,6 @@ class SmallCNN(nn.Module):
         fmap = self.net(images)  # (B, C, h, w)
         tokens = fmap.flatten(2).transpose(1, 2)
         return EncoderOutput(pooled=tokens.mean(1), tokens=tokens, mask=None)
-
-
-def build_obs_image_encoder(cfg: EncoderConfig) -> nn.Module:
-    """``cnn`` (this module's SmallCNN) or any encoder of the core's IMAGE_ENCODERS."""
-    if cfg.name == "cnn":
-        return SmallCNN(**dict(cfg.kwargs))
-    from vlx.encoders import build_image_encoder
-
-    return build_image_encoder(cfg)
 
 
 class StateTokenizer(nn.Module):
@@ -136,14 +137,11 @@ class PlanConditionedPolicy(nn.Module):
         self.register_buffer("state_std", torch.ones(state_dim))
         self.register_buffer("null_text_tokens", torch.zeros(text_len, text_dim))
         self.register_buffer("null_text_mask", torch.zeros(text_len, dtype=torch.bool))
-        if cfg.obs == "state":
-            self.state_tokens = StateTokenizer(state_dim, cfg.state_token_size, W)
-            self.obs_pos = nn.Parameter(torch.zeros(1, self.state_tokens.n, W))
-            self.global_obs = nn.Sequential(nn.Linear(state_dim, W), nn.GELU(), nn.Linear(W, W))
-        else:
-            self.image_encoder = build_obs_image_encoder(cfg.image_encoder)
-            self.image_proj = nn.Linear(self.image_encoder.output_dim, W)
-            self.global_obs = nn.Linear(self.image_encoder.output_dim, W)
+        if cfg.obs != "state":
+            raise ValueError("PlanConditionedPolicy takes states; image policies are embodied.policy.vision")
+        self.state_tokens = StateTokenizer(state_dim, cfg.state_token_size, W)
+        self.obs_pos = nn.Parameter(torch.zeros(1, self.state_tokens.n, W))
+        self.global_obs = nn.Sequential(nn.Linear(state_dim, W), nn.GELU(), nn.Linear(W, W))
         self.text_proj = nn.Linear(text_dim, W)
         self.queries = nn.Parameter(torch.randn(1, cfg.num_queries, W) * 0.02)
         self.layers = nn.ModuleList(FormerLayer(W, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
@@ -173,17 +171,11 @@ class PlanConditionedPolicy(nn.Module):
         text_mask: torch.Tensor,
         images: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """state (B, D), text_tokens (B, L, Dt), text_mask (B, L) bool[, images (B, 3, H, W)]
-        -> actions (B, K, A)."""
+        """state (B, D), text_tokens (B, L, Dt), text_mask (B, L) bool -> actions (B, K, A)
+        (``images`` is ignored: the interface is shared with ``VisionPolicy``)."""
         s = (state - self.state_mean) / self.state_std
-        if self.cfg.obs == "state":
-            obs_tokens = self.state_tokens(s) + self.obs_pos
-            glob = self.global_obs(s)
-        else:
-            if images is None:
-                raise ValueError("PlanConditionedPolicy(obs='image'): batch has no 'images'")
-            enc = self.image_encoder(images)
-            obs_tokens, glob = self.image_proj(enc.tokens), self.global_obs(enc.pooled)
+        obs_tokens = self.state_tokens(s) + self.obs_pos
+        glob = self.global_obs(s)
         text = self.text_proj(text_tokens)
         mask = text_mask.bool()
         q = self.queries.expand(s.shape[0], -1, -1)
@@ -194,16 +186,26 @@ class PlanConditionedPolicy(nn.Module):
         return out.view(s.shape[0], self.cfg.chunk, self.action_dim)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        tokens, mask = batch["text_tokens"], batch["text_mask"].bool()
-        if self.training and self.cfg.text_dropout > 0:
-            drop = torch.rand(tokens.shape[0], device=tokens.device) < self.cfg.text_dropout
-            tokens = torch.where(drop[:, None, None], self.null_text_tokens.to(tokens.dtype), tokens)
-            mask = torch.where(drop[:, None], self.null_text_mask, mask)
-        pred = self.predict(batch["state"], tokens, mask, batch.get("images"))
-        target, amask = batch["actions"], batch["action_mask"].float()
-        err = ((pred - target) ** 2).mean(-1)  # (B, K)
-        loss = (err * amask).sum() / amask.sum().clamp_min(1.0)
-        return {"loss": loss, "mse_first": err[:, 0].mean().detach()}
+        return bc_loss(self, batch)
+
+
+def bc_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Behaviour cloning: masked MSE over the action chunk, with text dropout in training
+    (the text swapped for the model's empty-text buffers with probability ``text_dropout``)."""
+    tokens, mask = batch["text_tokens"], batch["text_mask"].bool()
+    if model.training and model.cfg.text_dropout > 0:
+        drop = torch.rand(tokens.shape[0], device=tokens.device) < model.cfg.text_dropout
+        null_t, null_m = model.null_text_tokens, model.null_text_mask
+        L, N = tokens.shape[1], null_t.shape[0]
+        if L < N:  # the collate cut trailing padding: pad back (padding is ignored anyway)
+            tokens, mask = F.pad(tokens, (0, 0, 0, N - L)), F.pad(mask, (0, N - L))
+        tokens = torch.where(drop[:, None, None], null_t.to(tokens.dtype), tokens[:, :N])
+        mask = torch.where(drop[:, None], null_m, mask[:, :N])
+    pred = model.predict(batch["state"], tokens, mask, batch.get("images"))
+    target, amask = batch["actions"], batch["action_mask"].float()
+    err = ((pred - target) ** 2).mean(-1)  # (B, K)
+    loss = (err * amask).sum() / amask.sum().clamp_min(1.0)
+    return {"loss": loss, "mse_first": err[:, 0].mean().detach()}
 
 
 __all__ = [
@@ -212,5 +214,5 @@ __all__ = [
     "PolicyModelConfig",
     "SmallCNN",
     "StateTokenizer",
-    "build_obs_image_encoder",
+    "bc_loss",
 ]

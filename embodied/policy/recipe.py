@@ -44,6 +44,10 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
     from embodied.policy.data import DemoFrames, make_collate
     from vlx.data.errors import DataError
 
+    if cfg.model.obs == "image":  # before any collection at that size
+        from embodied.policy.vision import check_image_size
+
+        check_image_size(cfg.model.image_encoder, cfg.model.image_size)
     root = ensure_demos(cfg)
     camera = cfg.model.camera if cfg.model.obs == "image" else None
     episodes = load_demos(
@@ -57,7 +61,7 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
     )
     if not episodes:
         raise DataError(f"{root}: no successful demos to train on (data.only_success is true)")
-    data = DemoFrames(episodes, chunk=cfg.model.chunk, camera=camera)
+    data = DemoFrames(episodes, chunk=cfg.model.chunk, camera=camera, frames=cfg.model.frames)
     state_dim, action_dim = episodes[0].obs.shape[1], episodes[0].actions.shape[1]
     if cfg.model.proprio_dims > state_dim:
         from vlx.config import ConfigError
@@ -65,6 +69,9 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
         raise ConfigError(f"model.proprio_dims: {cfg.model.proprio_dims} exceeds the demos' state size {state_dim}")
     model, cache = build_policy_model(cfg, state_dim, action_dim)
     model.set_normalization(*data.state_stats())
+    if hasattr(model, "parameter_counts"):
+        counts = model.parameter_counts()
+        print(f"policy parameters ({cfg.model.arch}): " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     bank_tokens, bank_mask = cache.features(data.texts)
 
     def evaluate(m: torch.nn.Module, device: torch.device) -> dict[str, Any]:

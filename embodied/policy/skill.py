@@ -48,6 +48,7 @@ class PolicyRunner:
         self.execute = max(1, min(int(execute), model.cfg.chunk))
         self.camera = camera if model.cfg.obs == "image" else None
         self._queue: list[np.ndarray] = []
+        self._frames: list[torch.Tensor] = []  # image history (model.frames), cleared on reset
         self._env, self._rig = None, None
 
     @classmethod
@@ -70,7 +71,7 @@ class PolicyRunner:
         return cls(model, cache, device, execute, camera=cfg.model.camera)
 
     def reset(self, env: Any = None) -> None:
-        self._queue = []
+        self._queue, self._frames = [], []
         if self.camera is not None and env is not None and env is not self._env:
             from embodied.collect import CameraRig, sim_handles
 
@@ -81,22 +82,29 @@ class PolicyRunner:
 
     @torch.no_grad()
     def act(self, obs: Any, text: str) -> np.ndarray:
+        history = int(getattr(self.model.cfg, "frames", 1)) > 1
+        images = None
+        if self.camera is not None and (history or not self._queue):
+            images = self._observe()  # with a history, every step's frame enters it
         if not self._queue:
             tokens, mask = self.text.features([text])
             state = torch.from_numpy(flatten_obs(obs))[None]
-            images = None
-            if self.camera is not None:
-                if self._rig is None:
-                    raise RuntimeError(
-                        "image policy needs the env: the skill's reset(env, ...) got env=None (vector envs?)"
-                    )
-                from embodied.collect import sim_handles
-
-                frame = self._rig.render(sim_handles(self._env)[1], self.camera, "rgb")
-                images = torch.from_numpy(frame).permute(2, 0, 1)[None].float().div(255.0).to(self.device)
             chunk = self.model.predict(state.to(self.device), tokens.to(self.device), mask.to(self.device), images)[0]
             self._queue = [a for a in chunk[: self.execute].float().cpu().numpy()]
         return np.clip(self._queue.pop(0), -1.0, 1.0).astype(np.float32)
+
+    def _observe(self) -> torch.Tensor:
+        """The camera frame now, appended to the history: (1, F, 3, H, W) in [0, 1], oldest
+        first, the episode's first frame repeated before its start (as ``DemoFrames``)."""
+        if self._rig is None:
+            raise RuntimeError("image policy needs the env: the skill's reset(env, ...) got env=None (vector envs?)")
+        from embodied.collect import sim_handles
+
+        rgb = self._rig.render(sim_handles(self._env)[1], self.camera, "rgb")
+        frame = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)
+        F_ = int(getattr(self.model.cfg, "frames", 1))
+        self._frames = ((self._frames or [frame] * F_)[1:] + [frame]) if F_ > 1 else [frame]
+        return torch.stack(self._frames)[None].to(self.device)
 
 
 class PlanConditionedSkill(LearnedPolicySkill):
@@ -123,6 +131,11 @@ class InstructionRecorder:
         self.instruction = instruction
         return self.planner.plan(instruction, observation, skills)
 
+    def __getattr__(self, name: str) -> Any:  # the planner's other attributes (name, url, ...)
+        if name == "planner":
+            raise AttributeError(name)
+        return getattr(self.planner, name)
+
 
 def policy_skills(
     benchmark: Any, runner: PolicyRunner, mode: str, recorder: InstructionRecorder | None = None
@@ -145,6 +158,16 @@ def policy_skills(
             fn = lambda args: ""  # noqa: E731
         skills[spec.name] = PlanConditionedSkill(spec, runner, ok, fn)
     return skills
+
+
+def skills_from_run(benchmark: Any, run_dir: str | Path, mode: str, planner: Any) -> tuple[dict, Any]:
+    """``vlx embodied eval --skills learned --policy RUN``: every skill of ``benchmark`` run by
+    the trained policy of ``run_dir`` with ``mode``'s text; returns (skills, the planner the
+    harness should call: ``planner``, wrapped to record the instruction in mode
+    ``instruction``)."""
+    runner = PolicyRunner.from_run(run_dir)
+    recorder = InstructionRecorder(planner) if mode == "instruction" else None
+    return policy_skills(benchmark, runner, mode, recorder), (recorder or planner)
 
 
 def evaluate_policy(
@@ -250,4 +273,5 @@ __all__ = [
     "evaluate_policy",
     "policy_skills",
     "report_markdown",
+    "skills_from_run",
 ]

@@ -59,6 +59,9 @@ def learned_skills(benchmark: Any, policy: Policy | None = None) -> dict[str, Le
     if policy is None:
         from vlx.config import ConfigError
 
-        raise ConfigError("skills 'learned': needs policy= (an object with act(obs, text) -> action)")
+        raise ConfigError(
+            "skills 'learned': needs policy= (an object with act(obs, text) -> action); from the CLI, "
+            "--policy RUN_DIR (a `vlx train` run of embodied_policy)"
+        )
     ok = lambda info: bool(info.get("success", 0.0) >= 1.0)  # noqa: E731
     return {s.name: LearnedPolicySkill(s, policy, ok) for s in benchmark.skill_specs()}
