@@ -1,0 +1,182 @@
+"""The vision policy: the embodied-former reads the plan text and the image and ignores text
+padding (with the real MiniLM features), the concat baseline's size, the image-size and
+pretrained-tower paths, frame history and the random-shift augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embodied.policy.model import PolicyModelConfig
+from embodied.policy.vision import VisionPolicy, random_shift
+from vlx.config import ConfigError
+from vlx.encoders import EncoderConfig
+
+TEXTS = ["reach-v3: Reach a goal position.", "pick-place-v3: Pick the puck and place it at the goal."]
+
+
+def _cfg(**kw) -> PolicyModelConfig:
+    base = dict(
+        obs="image",
+        image_size=32,
+        image_encoder=EncoderConfig(name="vit", kwargs=dict(patch_size=8, width=32, layers=1, heads=2, pool="mean")),
+        width=32,
+        num_queries=3,
+        heads=2,
+        layers=2,
+        head_hidden=64,
+    )
+    return PolicyModelConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The policy's own text features (frozen MiniLM) at two padded lengths."""
+    from embodied.policy.text import TextFeatureCache
+    from vlx.tokenizers import TokenizerConfig
+
+    short = TextFeatureCache(tokenizer=TokenizerConfig(name="minilm", max_length=24))
+    long = TextFeatureCache(tokenizer=TokenizerConfig(name="minilm", max_length=40))
+    return short, long
+
+
+def test_former_reads_text_and_image_and_ignores_padding(minilm):
+    short, long = minilm
+    torch.manual_seed(0)
+    m = VisionPolicy(_cfg(), state_dim=39, action_dim=4, text_dim=short.dim, text_len=24).eval()
+    tok, mask = short.features(TEXTS)
+    tok40, mask40 = long.features(TEXTS)
+    assert tok40.shape[1] == 40 and int(mask40.sum()) == int(mask.sum())  # 16 more padded positions
+    images = torch.rand(2, 3, 32, 32)
+    state = torch.randn(2, 39)
+    with torch.no_grad():
+        f = m.former_features(images, tok, mask)
+        assert f.shape == (2, 3, 32)
+        # more padding, and garbage in the padded positions: the same output
+        torch.testing.assert_close(m.former_features(images, tok40, mask40), f, atol=1e-5, rtol=0)
+        garbage = tok40.clone()
+        garbage[~mask40] = 50.0
+        torch.testing.assert_close(m.former_features(images, garbage, mask40), f, atol=1e-5, rtol=0)
+        torch.testing.assert_close(m.predict(state, garbage, mask40, images), m.predict(state, tok, mask, images))
+        # another plan text: other outputs
+        swapped = m.former_features(images, tok.flip(0), mask.flip(0))
+        assert (swapped - f).abs().amax(dim=(1, 2)).min() > 1e-3
+        # another image (one patch changed): other outputs
+        img2 = images.clone()
+        img2[:, :, 8:16, 8:16] = 1.0 - img2[:, :, 8:16, 8:16]
+        assert (m.former_features(img2, tok, mask) - f).abs().amax(dim=(1, 2)).min() > 1e-3
+
+
+def test_concat_baseline_has_the_formers_size_and_ignores_padding(minilm):
+    short, long = minilm
+    torch.manual_seed(0)
+    former = VisionPolicy(_cfg(), 39, 4, short.dim, 24)
+    concat = VisionPolicy(_cfg(arch="concat"), 39, 4, short.dim, 24).eval()
+    nf, nc = former.parameter_counts()["total"], concat.parameter_counts()["total"]
+    print(f"parameters: former {nf:,}, concat {nc:,}")
+    assert abs(nf - nc) / nf < 0.005
+    assert not any("queries" in n or "layers" in n for n, _ in concat.named_parameters())
+    tok, mask = short.features(TEXTS)
+    tok40, mask40 = long.features(TEXTS)
+    x, s = torch.rand(2, 3, 32, 32), torch.randn(2, 39)
+    with torch.no_grad():
+        a = concat.predict(s, tok, mask, x)
+        torch.testing.assert_close(concat.predict(s, tok40, mask40, x), a, atol=1e-5, rtol=0)
+        assert (concat.predict(s, tok.flip(0), mask.flip(0), x) - a).abs().max() > 1e-4
+
+
+def test_image_size_the_encoder_cannot_take_is_one_line_error():
+    with pytest.raises(ConfigError, match=r"model\.image_size: 60 is not a multiple of the vit encoder's patch size 8"):
+        VisionPolicy(_cfg(image_size=60), 39, 4, 8, 4)
+    with pytest.raises(ConfigError) as e:
+        VisionPolicy(_cfg(image_size=4, image_encoder=EncoderConfig(name="cnn")), 39, 4, 8, 4)
+    assert "\n" not in str(e.value) and "model.image_size: 4" in str(e.value)
+    with pytest.raises(ConfigError, match="model.arch"):
+        VisionPolicy(_cfg(arch="film"), 39, 4, 8, 4)
+
+
+def test_pretrained_clip_tower_frozen_and_trainable(tmp_path):
+    """``image_encoder: {name: pretrained, path: <HF CLIP dir>}`` goes through
+    ``vlx.create_model_and_transforms``: the checkpoint's tower, frames resized to its input
+    size and normalised with its mean/std; ``freeze`` keeps its weights fixed."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vlx"))
+    from _hf_ckpt import save_tiny_clip
+
+    from vlx.factory import create_model_and_transforms
+
+    d = save_tiny_clip(tmp_path / "clip")
+    _, _, val = create_model_and_transforms(str(d))
+    for freeze in (True, False):
+        cfg = _cfg(image_size=64, image_encoder=EncoderConfig(name="pretrained", path=str(d), freeze=freeze))
+        torch.manual_seed(0)
+        m = VisionPolicy(cfg, 39, 4, 8, 4)
+        tower = m.image_encoder
+        assert tower.resize == tuple(val.output_size) and tower.output_dim == 32
+        torch.testing.assert_close(tower.mean.flatten(), torch.tensor(val.mean, dtype=torch.float32))
+        before = {k: v.clone() for k, v in tower.encoder.state_dict().items()}
+        batch = {
+            "state": torch.randn(4, 39),
+            "images": torch.rand(4, 3, 64, 64),
+            "text_tokens": torch.randn(4, 4, 8),
+            "text_mask": torch.ones(4, 4, dtype=torch.bool),
+            "actions": torch.randn(4, 1, 4),
+            "action_mask": torch.ones(4, 1, dtype=torch.bool),
+        }
+        m.train()
+        assert tower.encoder.training is not freeze
+        opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
+        m(batch)["loss"].backward()
+        opt.step()
+        changed = any(not torch.equal(before[k], v) for k, v in tower.encoder.state_dict().items())
+        assert changed is not freeze
+        assert all(p.requires_grad is not freeze for p in tower.encoder.parameters())
+
+
+def test_frame_history_in_data_and_model():
+    from embodied.episode import Episode
+    from embodied.policy.data import DemoFrames
+
+    T = 6
+    rgb = np.stack([np.full((8, 8, 3), 10 * t, np.uint8) for t in range(T + 1)])
+    ep = Episode(
+        path=None,
+        meta={"plan_texts": ["reach: go"]},
+        obs=np.zeros((T + 1, 5), np.float32),
+        actions=np.zeros((T, 4), np.float32),
+        rewards=np.zeros(T, np.float32),
+        success=np.zeros(T, bool),
+        step_index=np.zeros(T, np.int16),
+        rgb={"cam": rgb},
+    )
+    data = DemoFrames([ep], camera="cam", frames=3)
+    first = data[0]["image"]
+    assert first.shape == (3, 3, 8, 8)
+    assert [round(float(first[i].mean()) * 255) for i in range(3)] == [0, 0, 0]
+    assert [round(float(data[4]["image"][i].mean()) * 255) for i in range(3)] == [20, 30, 40]
+    torch.manual_seed(0)
+    m = VisionPolicy(_cfg(frames=3), 5, 4, 8, 4).eval()
+    x = torch.rand(1, 3, 3, 32, 32)
+    tok, mask = torch.randn(1, 4, 8), torch.ones(1, 4, dtype=torch.bool)
+    with torch.no_grad():
+        f = m.former_features(x, tok, mask)
+        x2 = x.clone()
+        x2[:, 0] = torch.rand(3, 32, 32)  # the oldest frame matters too
+        assert (m.former_features(x2, tok, mask) - f).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="expected 3 frame"):
+        m.former_features(x[:, :2], tok, mask)
+
+
+def test_random_shift_is_a_crop_of_the_edge_padded_frames():
+    torch.manual_seed(0)
+    x = torch.rand(5, 2, 3, 10, 12)
+    torch.testing.assert_close(random_shift(x, 0), x)
+    y = random_shift(x, 3)
+    assert y.shape == x.shape
+    p = torch.nn.functional.pad(x.flatten(1, 2), (3, 3, 3, 3), mode="replicate").unflatten(1, (2, 3))
+    for b in range(5):  # some offset reproduces it, the same for both frames of a sample
+        hits = [(i, j) for i in range(7) for j in range(7) if torch.equal(p[b, :, :, i : i + 10, j : j + 12], y[b])]
+        assert hits
