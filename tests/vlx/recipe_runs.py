@@ -140,7 +140,8 @@ def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) ->
             s += ["train.batch_size=2"]  # batches of caption groups (6 groups in 16 videos)
     elif recipe == "embodied_policy":
         s += [
-            f"data.demos={data}/demos" + ("_vision" if "vision" in config else ""),  # rendered demos apart
+            # rendered demos apart (each image size its own folder)
+            f"data.demos={data}/demos" + (f"_{Path(config).stem}" if "vision" in config else ""),
             "data.tasks=[reach-v3]",
             "data.episodes=1",
             "data.max_steps=16",
