@@ -104,10 +104,13 @@ class CollectConfig:
     progress: bool = True
     format: str = "npz"  # or "lerobot": also a LeRobotDataset v3.0 at ``out`` (embodied.lerobot)
     fps: int | None = None  # lerobot only; None: the env's control rate (1 / env.dt), rounded
+    shadows: bool = True  # False: frames without shadows and reflections (CameraRig; ~6x cheaper)
 
     def settings(self) -> dict[str, Any]:
         """What must match between a run and the directory it resumes into."""
         extra = {"format": self.format} if self.format != "npz" else {}
+        if not self.shadows:  # only when off, so folders collected before the option still resume
+            extra["shadows"] = False
         return dict(
             **extra,
             benchmark=self.benchmark,
@@ -299,7 +302,12 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
                 fps = fps or _env_fps(env)
                 rig = (
                     CameraRig(
-                        sim_handles(env)[0], cfg.cameras, cfg.width, cfg.height, where=f"{bench.name} {task_name}"
+                        sim_handles(env)[0],
+                        cfg.cameras,
+                        cfg.width,
+                        cfg.height,
+                        where=f"{bench.name} {task_name}",
+                        shadows=cfg.shadows,
                     )
                     if cfg.cameras
                     else None
@@ -327,6 +335,7 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
                 width=cfg.width,
                 height=cfg.height,
                 depth=cfg.depth,
+                shadows=cfg.shadows,
                 success=bool(arrays["success"].any()),
                 length=int(len(arrays["actions"])),
                 first_success_step=int(np.argmax(arrays["success"]) + 1) if arrays["success"].any() else None,

@@ -41,6 +41,7 @@ class PolicyModelConfig:
     image_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name="cnn"))
     camera: str = "corner"
     image_size: int = 64
+    shadows: bool = False  # the camera renders shadows/reflections (must match the demos; off: ~6x cheaper)
     width: int = 128
     num_queries: int = 4
     heads: int = 4

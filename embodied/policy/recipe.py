@@ -32,10 +32,31 @@ def ensure_demos(cfg: PolicyConfig) -> Path:
                 cameras=cams,
                 width=cfg.model.image_size,
                 height=cfg.model.image_size,
+                shadows=cfg.model.shadows,
                 max_steps=cfg.data.max_steps,
             )
         )
     return root
+
+
+def _check_rendering(cfg: PolicyConfig, root: Path, episodes: list) -> None:
+    """The policy renders its camera at rollout as ``model``; the demos must match (frame size,
+    shadows), or it would be evaluated on images unlike its training frames."""
+    if cfg.model.obs != "image" or not episodes:
+        return
+    from vlx.config import ConfigError
+
+    ep = episodes[0]
+    shape = ep.rgb[cfg.model.camera].shape[1:3]
+    if tuple(shape) != (cfg.model.image_size, cfg.model.image_size):
+        raise ConfigError(
+            f"model.image_size: {cfg.model.image_size}, but the demos in {root} have {shape[1]}x{shape[0]} frames"
+        )
+    shadows = ep.meta.get("shadows", True)  # demos from before the option were rendered with shadows
+    if "shadows" in ep.meta and bool(shadows) != cfg.model.shadows:
+        raise ConfigError(
+            f"model.shadows: {cfg.model.shadows}, but the demos in {root} were rendered with shadows={shadows}"
+        )
 
 
 @register_recipe("embodied_policy", PolicyConfig)
@@ -59,6 +80,7 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
         only_success=cfg.data.only_success,
         max_mib=cfg.data.max_demo_mib,
     )
+    _check_rendering(cfg, root, episodes)
     if not episodes:
         raise DataError(f"{root}: no successful demos to train on (data.only_success is true)")
     data = DemoFrames(episodes, chunk=cfg.model.chunk, camera=camera, frames=cfg.model.frames)

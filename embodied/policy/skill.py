@@ -78,7 +78,8 @@ class PolicyRunner:
             if self._rig is not None:
                 self._rig.close()
             size = self.model.cfg.image_size
-            self._env, self._rig = env, CameraRig(sim_handles(env)[0], [self.camera], size, size)
+            shadows = bool(getattr(self.model.cfg, "shadows", True))  # rendered as the demos were
+            self._env, self._rig = env, CameraRig(sim_handles(env)[0], [self.camera], size, size, shadows=shadows)
 
     @torch.no_grad()
     def act(self, obs: Any, text: str) -> np.ndarray:
