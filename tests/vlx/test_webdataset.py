@@ -207,7 +207,7 @@ def test_converted_shards_train_clip_shapes_as_well_as_the_folder(tmp_path):
     """Same recipe, same data, from the JSONL folder and from `vlx data shards` output, seeds
     0-2 (benchmarks/shards_vs_folder.py; docs/results/vlx_checkpoints.md has seeds 0-7). One
     seed's gap is not evidence: these 72-step runs are seed-sensitive (seed 0: held-out loss
-    folder 2.26, shards 2.94; seed 2: 2.43, 2.17). So: every run learns (t2i R@5 above twice
+    folder 2.24, shards 2.94; seed 2: 2.425, 2.15). So: every run learns (t2i R@5 above twice
     chance), and the shards' mean is not worse than the folder's by more than three standard
     errors of the seed-to-seed spread (both sides' sample variances)."""
     bench = _load_benchmark("shards_vs_folder")
