@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pointcloud import projection
 from pointcloud.models.clip2point import class_text_embeddings
@@ -31,26 +32,57 @@ def prompt_templates(name: str) -> list[str]:
     return [t.replace("{}", "{shape}") for t in table[name]["templates"]]
 
 
+class DepthTower(nn.Module):
+    """A ``clip2point`` run's pre-trained depth encoder as the image tower (it reads the first
+    channel of the grey renders) beside its frozen teacher's text tower: CLIP2Point's own
+    zero-shot, depth features against the image-text model's class texts."""
+
+    def __init__(self, depth: nn.Module, teacher: nn.Module):
+        super().__init__()
+        self.depth, self.teacher = depth, teacher
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.depth(images[:, :1])
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.teacher.encode_text(input_ids, attention_mask)
+
+
 def load_run_teacher(path: str | Path):
-    """(teacher DualEncoder, tokenizer, image_size) from a ``pc_image_text`` run directory
-    (its ``config.yaml`` and checkpoint)."""
-    from pointcloud.recipes import ImageTextConfig, load_teacher
+    """(image tower + text tower, tokenizer, image_size) from a run directory (its
+    ``config.yaml`` and checkpoint): a ``pc_image_text`` run (the teacher itself) or a
+    ``clip2point`` run (its depth encoder beside its teacher's text tower, ``DepthTower``)."""
+    from pointcloud.recipes import Clip2PointConfig, ImageTextConfig, load_teacher
     from vlx.config import from_dict, read_yaml
     from vlx.tokenizers import build_tokenizer
 
     p = Path(path)
     cfg_file = p / "config.yaml"
     if not cfg_file.is_file():
-        raise ConfigError(f"{p}: no config.yaml (expected a pc_image_text run directory)")
+        raise ConfigError(f"{p}: no config.yaml (expected a pc_image_text or clip2point run directory)")
     raw = read_yaml(cfg_file)
+    if raw.get("recipe") == "clip2point":
+        from pointcloud.models.clip2point import Clip2PointPretrainer, DepthEncoder
+        from vlx.models.dual_encoder import build_dual_encoder
+        from vlx.train.checkpoint import load_model_weights
+
+        keep = {k: raw[k] for k in ("teacher", "depth_encoder", "image_size") if k in raw}
+        c = from_dict(Clip2PointConfig, keep, str(cfg_file))
+        if c.teacher.model.name_or_path:
+            raise ConfigError(f"{cfg_file}: a clip2point run on a checkpoint teacher; pass that checkpoint as --model")
+        # the run's checkpoint holds the frozen teacher too: no need for teacher.ckpt's path
+        teacher = build_dual_encoder(c.teacher.model)
+        model = Clip2PointPretrainer(teacher, DepthEncoder(c.depth_encoder, teacher.embed_dim), c.image_size)
+        load_model_weights(model, str(p))
+        return DepthTower(model.depth, model.teacher).eval(), build_tokenizer(c.teacher.tokenizer), c.image_size
     keep = {k: raw[k] for k in ("model", "tokenizer", "image_size") if k in raw}
     cfg = from_dict(ImageTextConfig, keep, str(cfg_file))
     return load_teacher(cfg.model, str(p)), build_tokenizer(cfg.tokenizer), cfg.image_size
 
 
 def load_zeroshot_teacher(name_or_path: str | Path):
-    """(DualEncoder, tokenizer, image_size, mean, std) for zero-shot: a ``pc_image_text`` run
-    directory (``config.yaml``; images fed in [0, 1]), else a vlx preset or a local HF CLIP /
+    """(DualEncoder, tokenizer, image_size, mean, std) for zero-shot: a ``pc_image_text`` or
+    ``clip2point`` run directory (``config.yaml``; images fed in [0, 1]), else a vlx preset or a local HF CLIP /
     SigLIP directory through ``vlx.create_model_and_transforms`` (its size, mean and std)."""
     p = Path(name_or_path)
     if (p / "config.yaml").is_file() and not (p / "config.json").is_file():
