@@ -7,7 +7,9 @@ FPS (16 x 8192 -> 1024) and kNN (k=16, every point queries its cloud) against op
 ``cKDTree`` and pytorch3d when installed; multi-view depth (10 views, 224 x 224) against
 open3d's ``t.geometry.PointCloud.project_to_depth_image`` for the same cameras, with
 PointCLIP V2's densify and smooth timed separately. Prints a table of seconds (best of
-``--repeat``) and ratios (library time / ours: > 1 means ours is faster).
+``--repeat``) and ratios (library time / ours: > 1 means ours is faster); the depth target is
+also measured interleaved (open3d then ours in each of ``--rounds`` rounds; median ratio,
+IQR, min and max printed).
 
 The machines this runs on are shared, so next to wall-clock it prints each row's process CPU
 seconds (all threads, best of ``--repeat``) and the load average before and after: on a busy
@@ -72,6 +74,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--rounds", type=int, default=9, help="interleaved open3d/ours depth rounds (median, spread)")
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
     ap.add_argument(
         "--device", default="cpu", help="where vlx's ops and torch/pytorch3d rows run (cuda: the GPU rows of gpu_check)"
@@ -177,6 +180,10 @@ def main() -> None:
             best_of(lambda: projection.depth_maps(pts, names, S, normalize=False), a.repeat),
         )
     )
+    # side by side: open3d then ours inside every round, so load changes hit both alike
+    depth_rounds = interleaved(
+        {"open3d": o3d_depth, "ours": lambda: projection.depth_maps(pts, names, S, normalize=False)}, a.rounds
+    )
     pix, dep = projection.project_points(pts, mats, S)
     rows.append(
         (
@@ -236,6 +243,15 @@ def main() -> None:
     for op in ("fps", "knn"):
         ratio(op, lambda o, n, op=op: o == op and not n.startswith("OURS") and not n.startswith("torch"))
     ratio("depth", lambda o, n: o == "depth" and n.startswith("open3d"))
+    dr = sorted(o / n for o, n in zip(depth_rounds["open3d"], depth_rounds["ours"]))
+    q = lambda f: dr[min(len(dr) - 1, int(f * len(dr)))]  # noqa: E731
+    summary["depth_interleaved_median"] = dr[len(dr) // 2]
+    print(
+        f"depth: open3d / ours, interleaved rounds, wall: median {dr[len(dr) // 2]:.2f}x "
+        f"(IQR {q(0.25):.2f}-{q(0.75):.2f}, min {dr[0]:.2f}, max {dr[-1]:.2f}, {len(dr)} rounds; "
+        f"median open3d {sorted(depth_rounds['open3d'])[len(dr) // 2]:.4f} s, "
+        f"ours {sorted(depth_rounds['ours'])[len(dr) // 2]:.4f} s; target >= 2x)"
+    )
     per_round = sorted(o / n for o, n in zip(fps_old_new["old"], fps_old_new["new"]))
     summary["fps_torch_old_over_new"] = per_round[len(per_round) // 2]
     print(
