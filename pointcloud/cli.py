@@ -60,6 +60,12 @@ def add_pointcloud_parser(subparsers) -> None:
     z.add_argument("--image-size", type=int, default=0, help="0: the teacher's image size")
     z.add_argument("--prompts", default="", help="template set in zeroshot_prompts.json (default: the method's)")
     z.add_argument("--limit", type=int, default=0, help="first N clouds only (0: all)")
+    z.add_argument(
+        "--points",
+        type=int,
+        default=-1,
+        help="FPS every cloud to N points (0: all; -1: CLIP2Point's choice, 1024 for clip2point on ScanObjectNN)",
+    )
     z.add_argument("--out", default="runs/pointcloud_zeroshot")
     z.set_defaults(func=run_zeroshot_cmd)
     h = sub.add_parser(
@@ -102,7 +108,7 @@ def run_zeroshot_cmd(args: argparse.Namespace) -> int:
         raise ConfigError(f"--view-weights: expected comma-separated numbers, got {args.view_weights!r}") from None
     rep = run_zeroshot(
         args.model, args.data, args.out, args.method, args.split, args.variant, args.views,
-        args.image_size or None, args.prompts or None, weights, args.limit,
+        args.image_size or None, args.prompts or None, weights, args.limit, args.points,
     )  # fmt: skip
     print(json.dumps({k: rep[k] for k in ("benchmark", "method", "top1", "mean_class_acc", "n")}))
     print(f"wrote {Path(args.out) / 'eval.json'}")

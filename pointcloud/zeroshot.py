@@ -163,8 +163,13 @@ def run_zeroshot(
     prompts: str | None = None,
     view_weights: list[float] | None = None,
     limit: int = 0,
+    points: int = -1,
 ) -> dict:
-    """Read the benchmark, classify zero-shot, write ``<out>/eval.json``; returns the report."""
+    """Read the benchmark, classify zero-shot, write ``<out>/eval.json``; returns the report.
+
+    ``points``: subsample every cloud to this many by farthest point sampling (from point 0,
+    as pointnet2's CUDA op); 0 keeps all; -1 (default) is CLIP2Point's choice: 1024 for
+    ``clip2point`` on ScanObjectNN (its zeroshot.py), all points otherwise."""
     from pointcloud.data.benchmarks import read_benchmark
 
     if method not in METHODS:
@@ -178,9 +183,14 @@ def run_zeroshot(
     pts, labels = bench.points, bench.labels
     if limit:
         pts, labels = pts[:limit], labels[:limit]
-    logits = zero_shot_logits(
-        teacher, text, torch.from_numpy(pts), method, views, size, view_weights, mean=mean, std=std
-    )
+    if points < 0:
+        points = 1024 if method == "clip2point" and bench.name == "scanobjectnn" else 0
+    clouds = torch.from_numpy(pts)
+    if 0 < points < clouds.shape[1]:
+        from pointcloud.ops import farthest_point_sample, gather_points
+
+        clouds = gather_points(clouds, farthest_point_sample(clouds, points))
+    logits = zero_shot_logits(teacher, text, clouds, method, views, size, view_weights, mean=mean, std=std)
     report = {
         "benchmark": bench.name,
         "method": method,
@@ -189,6 +199,7 @@ def run_zeroshot(
         "views": views,
         "view_weights": view_weights,
         "image_size": size,
+        "points_per_cloud": int(clouds.shape[1]),
         "templates": templates,
         **evaluate(logits, labels, len(bench.class_names)),
     }

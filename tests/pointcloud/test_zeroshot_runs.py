@@ -70,7 +70,8 @@ def test_zeroshot_from_clip2point_run_uses_its_depth_encoder(tmp_path):
 @pytest.mark.parametrize("method", ["pointclip_v2", "clip2point"])
 def test_tiny_hf_clip_on_both_benchmark_formats(tmp_path, method):
     """A tiny random CLIPModel saved with save_pretrained, through run_zeroshot on ModelNet40 h5
-    and ScanObjectNN h5 with and without background: eval.json written, sizes right."""
+    and ScanObjectNN h5 with and without background: eval.json written, sizes right (the
+    ModelNet40 logits are also recomputed in-process in test_zeroshot.py)."""
     from pointcloud.zeroshot import run_zeroshot
     from tests.vlx._hf_ckpt import save_tiny_clip
 
@@ -88,6 +89,8 @@ def test_tiny_hf_clip_on_both_benchmark_formats(tmp_path, method):
         assert on_disk["benchmark"] == bench and on_disk["n"] == n and on_disk["method"] == method
         assert on_disk["top1"] == rep["top1"] and 0 <= rep["top1"] <= 100
         assert on_disk["chance"] == pytest.approx(100 / (40 if bench == "modelnet40" else 15))
+        # CLIP2Point's zeroshot.py FPS-samples ScanObjectNN to 1024 points; everything else keeps 2048
+        assert on_disk["points_per_cloud"] == (1024 if method == "clip2point" and bench == "scanobjectnn" else 2048)
 
 
 def test_modelnet40_writer_round_trips_through_the_reader(tmp_path):
