@@ -81,13 +81,20 @@ def load_run_teacher(path: str | Path):
 
 
 def load_zeroshot_teacher(name_or_path: str | Path):
-    """(DualEncoder, tokenizer, image_size, mean, std) for zero-shot: a ``pc_image_text`` or
-    ``clip2point`` run directory (``config.yaml``; images fed in [0, 1]), else a vlx preset or a local HF CLIP /
-    SigLIP directory through ``vlx.create_model_and_transforms`` (its size, mean and std)."""
+    """(DualEncoder, tokenizer, image_size, mean, std) for zero-shot: a ``pc_image_text`` run
+    directory (``config.yaml``; renders normalised with the mean/std its training images had)
+    or a ``clip2point`` run directory (depth images fed in [0, 1], as in its pre-training),
+    else a vlx preset or a local HF CLIP / SigLIP directory through
+    ``vlx.create_model_and_transforms`` (its size, mean and std)."""
     p = Path(name_or_path)
     if (p / "config.yaml").is_file() and not (p / "config.json").is_file():
         dual, tok, size = load_run_teacher(p)
-        return dual, tok, size, None, None
+        if isinstance(dual, DepthTower):  # its depth encoder was trained on depth_maps' [0, 1] images
+            return dual, tok, size, None, None
+        # a pc_image_text teacher was trained on renders CLIP-normalised by vlx's image loader
+        from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
+
+        return dual, tok, size, IMAGE_MEAN, IMAGE_STD
     from vlx.factory import create_model_and_transforms, get_tokenizer
 
     model, _, val = create_model_and_transforms(str(name_or_path))

@@ -93,6 +93,25 @@ def test_tiny_hf_clip_on_both_benchmark_formats(tmp_path, method):
         assert on_disk["points_per_cloud"] == (1024 if method == "clip2point" and bench == "scanobjectnn" else 2048)
 
 
+def test_run_teachers_get_the_normalisation_they_were_trained_with(tmp_path):
+    # a pc_image_text teacher learned from renders loaded by vlx's image loader (CLIP mean/std);
+    # a clip2point run's depth encoder from depth_maps' raw [0, 1] images
+    from pointcloud.zeroshot import load_zeroshot_teacher
+    from tests.pointcloud.test_zeroshot import tiny_teacher_run
+    from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD, load_image
+
+    *_, mean, std = load_zeroshot_teacher(tiny_teacher_run(tmp_path / "t"))
+    assert (mean, std) == (IMAGE_MEAN, IMAGE_STD)
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(tmp_path / "red.png")  # what training saw for pure red
+    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    torch.testing.assert_close(load_image(tmp_path / "red.png")[:, :1, :1], (red - m) / s)
+    *_, mean, std = load_zeroshot_teacher(tiny_clip2point_run(tmp_path / "c")[0])
+    assert mean is None and std is None
+
+
 def test_modelnet40_writer_round_trips_through_the_reader(tmp_path):
     rng = np.random.default_rng(0)
     pts = rng.normal(size=(4, 64, 3)).astype(np.float32)
