@@ -89,5 +89,8 @@ def test_vlx_view_sets_keep_their_old_cameras():
     assert P.VIEW_SETS["vlx_10"][6:] == [(45, 30), (135, 30), (225, 30), (315, 30)]
     m = P.view_matrices("vlx_6")
     torch.testing.assert_close(m[0], torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0]]))
+    m.zero_()  # named sets are built once and handed out as copies
+    assert P.view_matrices("vlx_6")[0, 0, 0] == 1.0
+    torch.testing.assert_close(P.view_matrices("vlx_10"), P.view_matrices(P.VIEW_SETS["vlx_10"]), atol=0, rtol=0)
     with pytest.raises(KeyError, match="clip2point_10"):
         P.view_matrices("nope")
