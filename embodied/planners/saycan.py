@@ -7,9 +7,10 @@ normalised) of the instruction clause and of the grounding's texts (description,
 name, paraphrases; the best match counts). Multi-step instructions are split into clauses
 ("then", ";", "after that", ... always; "," and "and" only where the pieces match
 different skills better than the whole does, never after a bare verb: "push and close a
-drawer" is one task; "A after B" / "before A, B" reordered to execution order) and one step is chosen per clause in order,
-with the already-chosen groundings' affordance set to zero. Grounding embeddings are cached
-per planner instance, so after the first call a plan costs one small encoder batch.
+drawer" is one task; "A after B" / "before A, B" reordered to execution order) and one
+step is chosen per clause in order, with the already-chosen groundings' affordance set to
+zero. Grounding embeddings are cached per planner instance, so after the first call a plan
+costs one small encoder batch.
 """
 
 from __future__ import annotations

@@ -70,7 +70,9 @@ def skill_choice_accuracy(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m embodied.planners.skill_choice")
     p.add_argument("--benchmark", default="metaworld-mt10")
-    p.add_argument("--instructions", action="append", required=True, help="descriptions | paraphrases | FILE (repeatable)")
+    p.add_argument(
+        "--instructions", action="append", required=True, help="descriptions | paraphrases | FILE (repeatable)"
+    )
     p.add_argument("--planner", default="saycan")
     p.add_argument("--planner-arg", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--show-mistakes", action="store_true")

@@ -5,10 +5,12 @@ signal (``info['episode_task_completions']``), as Meta-World's scripted experts 
 Each controller reads the robot and object joint positions from the observation, writes them
 into a private copy of the kitchen MuJoCo model, and reads from it the end-effector pose
 and Jacobian (``mujoco.mj_jacSite``) and the pose of the handle/knob site it acts on. It
-moves through phases: approach with a pre-contact offset, contact (and grasp), then follow
-the articulation (the target is the handle site with the object's joint advanced a little,
-the grasp kept rigid: an arc for the microwave door and the knobs, a line for the slide
-cabinet), release, retreat and return to the home posture, so the next skill of a
+moves through phases: home first when the arm starts more than ``HOME_START_TOL`` off the
+home posture (a perturbed start, or the previous skill's return home within its tolerance),
+approach with a pre-contact offset and the home posture's hand orientation (not the start's),
+contact (and grasp), then follow the articulation (the target is the handle site with the
+object's joint advanced a little, the grasp kept rigid: an arc for the microwave door and the
+knobs, a line for the slide cabinet), release, retreat and return to the home posture, so the next skill of a
 multi-subtask episode starts where every skill was tuned. A skill's ``success`` is the
 subtask's completion in the env's info once the skill has returned home.
 
