@@ -54,3 +54,25 @@ def test_every_mt10_canonical_description_is_a_one_step_plan(mt10):
     for task in bench.tasks():
         plan = planner.plan(task.instruction, None, skills)
         assert [s.skill for s in plan.steps] == [task.ground_truth[0].skill], (task.instruction, plan.reasoning)
+
+
+def test_skill_choice_counts_an_extra_step_against_the_exact_plan_only(mt10):
+    from embodied.planners.skill_choice import instruction_queries, skill_choice_accuracy
+    from embodied.types import Plan, PlanStep
+
+    bench, skills, _ = mt10
+    queries = instruction_queries(bench, "descriptions")
+    assert queries["drawer-close-v3"] == ["Push and close a drawer."] and len(queries) == 10
+
+    class TwoSteps:  # the old splitter's plan for every instruction: the right skill after a push
+        def plan(self, text, obs, specs):
+            task = next(t for t, q in queries.items() if text in q)
+            right = bench.task(task).ground_truth[0].skill
+            steps = [PlanStep(right)] if right == "push" else [PlanStep("push"), PlanStep(right)]
+            return Plan(steps=steps)
+
+    expected = {t.name: t.ground_truth[0].skill for t in bench.tasks()}
+    r = skill_choice_accuracy(TwoSteps(), queries, skills, expected)
+    assert r["n"] == 10 and r["accuracy"] == pytest.approx(0.1)  # first step push: right for push only
+    assert r["exact_plan"] == pytest.approx(0.1) and len(r["extra_steps"]) == 9
+    assert ("drawer-close-v3", "Push and close a drawer.", ["push", "drawer-close"]) in r["extra_steps"]
