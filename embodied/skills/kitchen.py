@@ -413,14 +413,15 @@ def measure_success(subtasks: list[str], episodes: int, seed: int = 0, init_nois
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m embodied.skills.kitchen --episodes 10 --init-noise 0.1 --out "
-    "runs/embodied/kitchen_controllers.md``"""
+    """``python -m embodied.skills.kitchen [--episodes 60] [--init-noise 0.1] [--out FILE.md]``:
+    each controller's success rate with its 95% Wilson interval (60/60 gives a lower bound of
+    0.940; 59/60 0.911; 58/60 0.886)."""
     import argparse
     from pathlib import Path
 
     ap = argparse.ArgumentParser(description="Franka Kitchen controller success rates")
     ap.add_argument("--subtasks", default=",".join(SUBTASKS))
-    ap.add_argument("--episodes", type=int, default=10)
+    ap.add_argument("--episodes", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init-noise", type=float, default=0.0, help="arm joint start perturbation (rad)")
     ap.add_argument("--out", default="runs/embodied/kitchen_controllers.md")
