@@ -72,3 +72,14 @@ def test_burners_and_kettle_complete_from_perturbed_arm_starts(bench, skills, ta
                 break
         assert env.success(info), (task, seed, sk.trace)
     env.close()
+
+
+def test_controller_rate_script_prints_wilson_interval_and_failed_episodes(tmp_path):
+    from embodied.skills.kitchen import main
+
+    out = tmp_path / "rates.md"
+    assert main(["--episodes", "1", "--subtasks", "light switch", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| 95% CI |" in text and "| failed episodes |" in text
+    # 1/1 -> Wilson 95% interval 0.207-1.000 (z = 1.96: lower = 1 / (1 + z^2) = 0.2065)
+    assert "| light switch | flip-light-switch | 1/1 | 100% | 0.207-1.000 |" in text
