@@ -254,13 +254,18 @@ def evaluate_grounding(
     return res
 
 
+def answer_names(cfg: SceneDataConfig) -> list[str]:
+    """The QA answer classes: the train file's first answers, lower-cased and sorted."""
+    refs = read_annotations(cfg, Path(cfg.root) / cfg.train_file)
+    return sorted({r.answers[0].lower() for r in refs if r.answers})
+
+
 def _build(cfg: SceneGraphRecipeConfig, qa: bool) -> Task:
     _prepare(cfg.data)
     tok = build_tokenizer(cfg.tokenizer)
     answer_vocab, names = None, None
     if qa:
-        refs = read_annotations(cfg.data, Path(cfg.data.root) / cfg.data.train_file)
-        names = sorted({r.answers[0].lower() for r in refs if r.answers})
+        names = answer_names(cfg.data)
         answer_vocab = {a: k for k, a in enumerate(names)}
         cfg.model.num_answers = len(names)
     train, val = load_splits(cfg.data, answer_vocab)
