@@ -50,6 +50,11 @@ class SceneDataConfig:
     # the raw object_name) or "scene" (vlx's variant: its raw label once among all the scene's objects).
     unique_rule: Literal["scanrefer", "scene"] = "scanrefer"
     label_map: str | None = None  # scannetv2-labels.combined.tsv, relative to root
+    # Object fronts for sr3d's left/right/front/behind: referit3d's Scan2CAD files, relative to
+    # root (object_oriented_bboxes_aligned_scans.json and shapenet_has_front.csv); see
+    # scene_graph.data.scan2cad. Without them no object has a front.
+    scan2cad: str | None = None
+    scan2cad_has_front: str | None = None
     # referit3d's default filters for Nr3D / Sr3D csv files (mentions_target_class, <= 24 tokens).
     referit3d_filters: bool = True
     max_tokens: int = 24
@@ -96,7 +101,13 @@ def make_store(cfg: SceneDataConfig) -> SceneStore:
         proposals = read_proposals(Path(cfg.root) / cfg.proposal_file, known)
     elif cfg.proposals != "gt":
         raise ConfigError(f"data.proposals: expected 'gt' or 'pred', got {cfg.proposals!r}")
-    return SceneStore(scans, cfg.graph, proposals=proposals)
+    scan2cad = None
+    if cfg.scan2cad:
+        from scene_graph.data.scan2cad import read_has_front, read_scan2cad_boxes
+
+        front = read_has_front(Path(cfg.root) / cfg.scan2cad_has_front) if cfg.scan2cad_has_front else None
+        scan2cad = read_scan2cad_boxes(Path(cfg.root) / cfg.scan2cad, front)
+    return SceneStore(scans, cfg.graph, proposals=proposals, scan2cad=scan2cad)
 
 
 def _scans_fingerprint(scans: Path) -> list:
@@ -108,6 +119,13 @@ def _scans_fingerprint(scans: Path) -> list:
         for f in scans.glob("*/*")
         if f.is_file() and (st := f.stat())
     )
+
+
+def _file_stamp(root: Path, name: str | None) -> list | None:
+    if not name or not (root / name).is_file():
+        return None
+    st = (root / name).stat()
+    return [name, st.st_size, st.st_mtime_ns]
 
 
 def _cache_path(cfg: SceneDataConfig) -> Path:
@@ -128,6 +146,8 @@ def _cache_path(cfg: SceneDataConfig) -> Path:
         "rooms": to_dict(cfg.rooms) if cfg.generate else None,
         "files": _scans_fingerprint(Path(cfg.root) / cfg.scans),
     }
+    if cfg.scan2cad:  # only when set, so the keys of existing caches stay as they were
+        key["scan2cad"] = [_file_stamp(Path(cfg.root), f) for f in (cfg.scan2cad, cfg.scan2cad_has_front)]
     digest = hashlib.md5(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return Path(cfg.root) / f"graphs_{digest}.pt"
 
