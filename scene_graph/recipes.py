@@ -17,7 +17,7 @@ from scene_graph.data.annotations import read_referit3d_csv, read_scanqa, read_s
 from scene_graph.data.dataset import ReferralDataset, SceneStore, collate_referrals
 from scene_graph.data.rooms import RoomConfig, generate_rooms, rooms_ready
 from scene_graph.losses import PretrainLossConfig, SceneGraphPretrainer
-from scene_graph.metrics import candidate_accuracy, grounding_accuracy, qa_exact_match, qa_meteor
+from scene_graph.metrics import box_iou_3d, candidate_accuracy, grounding_accuracy, qa_exact_match, qa_meteor
 from scene_graph.models import SceneModelConfig, build_scene_model, predict_objects
 from vlx.config import ConfigError
 from vlx.data.errors import DataError
@@ -252,6 +252,13 @@ def evaluate_grounding(
     share = [it["same_class"] for it in dataset.items]
     res["class_oracle/overall"] = 100.0 * sum(1.0 / k for k in share) / len(share)
     res.update(grounding_accuracy(torch.cat(pred_box), torch.cat(gt_box), torch.cat(uniq)))
+    if dataset.proposals == "pred":  # the best proposal of each target: the ceiling of Acc@k here
+        known = [it for it in dataset.items if it["target"] >= 0]
+        if known:
+            best = torch.stack([it["graph"].box[it["target"], :6] for it in known]).float()
+            iou = box_iou_3d(best, torch.stack([it["gt_box"] for it in known]).float())
+            for thr in (0.25, 0.5):
+                res[f"proposal_ceiling/Acc@{thr}"] = float((iou >= thr).float().mean() * 100)
     res.update(
         {f"candidate/{k}": v for k, v in candidate_accuracy(torch.cat(correct), torch.cat(hard), torch.cat(vd)).items()}
     )

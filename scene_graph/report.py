@@ -44,6 +44,8 @@ SHOW = (
     "overall/Acc@0.25",
     "overall/Acc@0.5",
     "proposals_pred",
+    "proposal_ceiling/Acc@0.25",
+    "proposal_ceiling/Acc@0.5",
     "unique/Acc@0.25",
     "multiple/Acc@0.25",
     "candidate/overall",
