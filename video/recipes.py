@@ -235,6 +235,8 @@ def _caption_collate(model, prompt: str, max_length: int):
         else:
             prompts, targets = [prompt] * len(items), batch["caption"]
         batch.update(model.make_targets(prompts, targets, max_length))
+        if model.preprocess is not None:  # a checkpoint's geometry (PIL, per frame) in the loader workers
+            batch["frames"] = model.prepare_frames(batch["frames"])
         for k in ("caption", "video_id"):
             batch.pop(k, None)
         return batch

@@ -135,6 +135,11 @@ def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) ->
         if recipe != "video_retrieval":
             s += [f"model.lm.tiny_dir={data}/tiny_lm", "model.pool_size=[4,2,2]", "max_length=24"]
             s += ["model.vision.kwargs={image_size: 32}"]
+            from vlx.config import read_yaml_with_extends
+
+            tower = read_yaml_with_extends(str(ROOT / config)).get("model", {}).get("vision_name_or_path")
+            if tower:  # a CLIP/SigLIP checkpoint as the vision tower (captioning_clip*): a tiny random CLIP
+                s.append(f"model.vision_name_or_path={_tiny_clip(data)}")
         else:
             s += ["model.dual.image.kwargs={image_size: 32}"]
             s += ["train.batch_size=2"]  # batches of caption groups (6 groups in 16 videos)

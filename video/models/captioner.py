@@ -1,5 +1,6 @@
 """LLaVA-style video captioner / video QA (Liu et al. 2023; PLLaVA, Xu et al. 2024): a vision
-tower encodes each frame to patch tokens, PLLaVA adaptive pooling shrinks the (T, H, W)
+tower (vlx's own, or a user's CLIP/SigLIP checkpoint: :mod:`video.models.vision_tower`)
+encodes each frame to patch tokens, PLLaVA adaptive pooling shrinks the (T, H, W)
 grid to (t, h, w), an MLP projector maps the tokens into the LM's embedding space, and any
 Hugging Face causal LM from a local directory reads ``[visual tokens] [bos] prompt`` and
 predicts the answer. LoRA (peft) on the LM is optional; ``generate`` exposes the usual
@@ -20,6 +21,7 @@ from torch import nn
 from video.io import frames_to_model
 from video.pooling import AdaptiveGridPooling
 from vlx.config import ConfigError
+from vlx.data.preprocess import ImagePreprocess
 from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
 from vlx.encoders import EncoderConfig, build_image_encoder
 
@@ -71,8 +73,16 @@ class VideoCaptionerConfig:
     # the image encoder inside it.
     vision_init: str | None = None
     vision_init_prefix: str = "dual.image_encoder."
+    # A local HF CLIPModel / SiglipModel directory as the vision tower (LLaVA's way, replacing
+    # ``vision``): its weights, its preprocessing (preprocessor_config.json), hidden states of
+    # ``vision_feature_layer`` (LLaVA/PLLaVA: -2, no post-layernorm), patch tokens only.
+    vision_name_or_path: str | None = None
+    vision_feature_layer: int = -2
     freeze_vision: bool = False
     pool_size: list[int] = field(default_factory=lambda: [4, 2, 2])  # PLLaVA (t, h, w)
+    # "pool_then_project": vlx's captioner order (fewer tokens through the MLP);
+    # "project_then_pool": PLLaVA's (the MLP on every patch token, then the 3D pool).
+    pooling_order: Literal["pool_then_project", "project_then_pool"] = "pool_then_project"
     # Also give the LM each frame's CLS token (T more tokens, in time order): the summary a
     # contrastively trained tower learned to produce.
     use_cls: bool = False
@@ -193,9 +203,11 @@ def _special(tok, *names: str) -> int | None:
 
 
 class VideoCaptioner(nn.Module):
-    """``forward(batch) -> {"loss"}`` with batch: frames uint8 (B, T, H, W, 3), input_ids (B, L)
-    (``[bos] prompt target [eos]`` right-padded), attention_mask (B, L), labels (B, L) (-100
-    outside the target). ``generate(frames, prompts) -> list[str]``."""
+    """``forward(batch) -> {"loss"}`` with batch: frames uint8 (B, T, H, W, 3) or prepared float
+    (B, T, 3, H, W) (:meth:`prepare_frames`), input_ids (B, L) (``[bos] prompt target [eos]``
+    right-padded), attention_mask (B, L), labels (B, L) (-100 outside the target).
+    ``generate(frames, prompts) -> list[str]``. ``preprocess``: a checkpoint tower's image
+    preprocessing (:mod:`video.models.vision_tower`), applied to uint8 frames."""
 
     def __init__(
         self,
@@ -207,11 +219,22 @@ class VideoCaptioner(nn.Module):
         generation: GenerationConfig | None = None,
         use_cls: bool = False,
         visual_pos_embed: bool = False,
+        preprocess: ImagePreprocess | None = None,
+        pooling_order: str = "pool_then_project",
     ):
         super().__init__()
         self.use_cls = use_cls
         self.vision, self.lm, self.tokenizer = vision, lm, tokenizer
+        # The checkpoint's preprocessing when the tower came from one (vision_name_or_path);
+        # None: vlx's towers, frames normalised with the OpenAI CLIP mean/std as before.
+        self.preprocess = preprocess
+        self.has_cls = bool(getattr(vision, "has_cls", True))
+        if use_cls and not self.has_cls:
+            raise ConfigError("model.use_cls: the vision tower has no CLS token (SigLIP); set use_cls: false")
         self.pool = AdaptiveGridPooling(tuple(pool_size))
+        if pooling_order not in ("pool_then_project", "project_then_pool"):
+            raise ConfigError(f"model.pooling_order: pool_then_project or project_then_pool, got {pooling_order!r}")
+        self.pooling_order = pooling_order
         d_v, d_lm = vision.output_dim, lm.get_input_embeddings().embedding_dim
         layers: list[nn.Module] = [nn.Linear(d_v, d_lm)]
         for _ in range(projector_layers - 1):
@@ -230,19 +253,43 @@ class VideoCaptioner(nn.Module):
         self.pad_id = _special(tokenizer, "pad_token_id", "eos_token_id") or 0
 
     # -- vision -> LM tokens --------------------------------------------------------------
-    def visual_tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames uint8 (B, T, H, W, 3) or float (B, T, 3, H, W) -> (B, t*h*w, D_lm)."""
+    def prepare_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, T, H, W, 3) -> float (B, T, 3, h, w) as the vision tower expects: the
+        checkpoint's preprocessing (geometry on the CPU) or vlx's normalisation."""
+        if self.preprocess is not None:
+            from video.models.vision_tower import preprocess_frames
+
+            return preprocess_frames(frames, self.preprocess)
+        return frames_to_model(frames, IMAGE_MEAN, IMAGE_STD)
+
+    def vision_features(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """frames uint8 (B, T, H, W, 3) or prepared float (B, T, 3, H, W) -> (patch tokens
+        (B, T, N, Dv), each frame's CLS token (B, T, Dv) or None when the tower has none)."""
         if frames.dtype == torch.uint8:
-            frames = frames_to_model(frames, IMAGE_MEAN, IMAGE_STD)
+            frames = self.prepare_frames(frames)
         B, T = frames.shape[:2]
-        all_tokens = self.vision(frames.flatten(0, 1)).tokens  # (B*T, 1+N, Dv), CLS first
-        tokens = all_tokens[:, 1:]
-        g = int(round(tokens.shape[1] ** 0.5))
+        all_tokens = self.vision(frames.flatten(0, 1)).tokens  # (B*T, [1+]N, Dv), CLS first
+        patches = all_tokens[:, 1:] if self.has_cls else all_tokens
+        cls = all_tokens[:, 0].reshape(B, T, -1) if self.has_cls else None
+        return patches.reshape(B, T, *patches.shape[1:]), cls
+
+    def visual_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames uint8 (B, T, H, W, 3) or prepared float (B, T, 3, H, W) -> (B, t*h*w, D_lm)."""
+        tokens, cls = self.vision_features(frames)
+        B, T, N = tokens.shape[:3]
+        g = int(round(N**0.5))
+        if g * g != N:
+            raise ValueError(f"visual tokens: {N} patch tokens per frame do not form a square grid")
         grid = tokens.reshape(B, T, g, g, -1)
-        pooled = self.pool(grid).flatten(1, 3)  # (B, t*h*w, Dv)
-        if self.use_cls:
-            pooled = torch.cat([pooled, all_tokens[:, 0].reshape(B, T, -1)], 1)  # + (B, T, Dv)
-        out = self.projector(pooled)
+        if self.pooling_order == "project_then_pool":  # PLLaVA: MLP per patch token, then pool
+            out = self.pool(self.projector(grid)).flatten(1, 3)  # (B, t*h*w, D_lm)
+            if self.use_cls:
+                out = torch.cat([out, self.projector(cls)], 1)  # + (B, T, D_lm)
+        else:
+            pooled = self.pool(grid).flatten(1, 3)  # (B, t*h*w, Dv)
+            if self.use_cls:
+                pooled = torch.cat([pooled, cls], 1)  # + (B, T, Dv)
+            out = self.projector(pooled)
         if self.visual_pos is not None:
             if out.shape[1] != self.visual_pos.shape[1]:
                 raise ValueError(
@@ -361,12 +408,28 @@ def build_video_captioner(cfg: VideoCaptionerConfig, corpus: Sequence[str] | Non
     """``corpus``: training text, used only to build a tiny LM's word vocabulary."""
     if len(cfg.pool_size) != 3:
         raise ConfigError(f"model.pool_size must be [t, h, w], got {cfg.pool_size}")
-    vision = build_image_encoder(cfg.vision)
+    if cfg.vision_name_or_path:
+        if cfg.vision_init:
+            raise ConfigError("model.vision_init and model.vision_name_or_path both set; give one vision source")
+        from video.models.vision_tower import load_vision_tower
+
+        vision, pre = load_vision_tower(cfg.vision_name_or_path, cfg.vision_feature_layer)
+    else:
+        vision, pre = build_image_encoder(cfg.vision), None
     if cfg.vision_init:
         load_vision_init(vision, cfg.vision_init, cfg.vision_init_prefix)
     if cfg.freeze_vision:
         vision.requires_grad_(False)
     lm, tok = load_lm(cfg.lm, corpus)
     return VideoCaptioner(
-        vision, lm, tok, cfg.pool_size, cfg.projector_layers, cfg.generation, cfg.use_cls, cfg.visual_pos_embed
+        vision,
+        lm,
+        tok,
+        cfg.pool_size,
+        cfg.projector_layers,
+        cfg.generation,
+        cfg.use_cls,
+        cfg.visual_pos_embed,
+        pre,
+        cfg.pooling_order,
     )

@@ -83,12 +83,12 @@ def _vision_config(kind: str, image_size: int, patch: int, width: int):
     return SiglipVisionConfig(**common) if kind == "llava_onevision" else CLIPVisionConfig(**common)
 
 
-def _text_kwargs(tok, hidden: int) -> dict:
+def _text_kwargs(tok, hidden: int, layers: int = 2) -> dict:
     return dict(
         vocab_size=len(tok),
         hidden_size=hidden,
         intermediate_size=2 * hidden,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
@@ -98,14 +98,14 @@ def _text_kwargs(tok, hidden: int) -> dict:
     )
 
 
-def _build(kind: str, tok, image_size: int, patch: int, width: int, hidden: int):
+def _build(kind: str, tok, image_size: int, patch: int, width: int, hidden: int, lm_layers: int = 2):
     import transformers as T
 
     ids = dict(image_token_index=tok.convert_tokens_to_ids("<image>"))
     if kind == "qwen2_vl":
         cfg = T.Qwen2VLConfig(
             text_config=dict(
-                **_text_kwargs(tok, hidden),
+                **_text_kwargs(tok, hidden, lm_layers),
                 rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
             ),
             vision_config=dict(
@@ -118,8 +118,8 @@ def _build(kind: str, tok, image_size: int, patch: int, width: int, hidden: int)
         )
         return T.Qwen2VLForConditionalGeneration(cfg)
     vision = _vision_config(kind, image_size, patch, width)
-    text = T.Qwen2Config(**_text_kwargs(tok, hidden)) if kind == "llava_onevision" else None
-    text = text or T.LlamaConfig(**_text_kwargs(tok, hidden))
+    text = T.Qwen2Config(**_text_kwargs(tok, hidden, lm_layers)) if kind == "llava_onevision" else None
+    text = text or T.LlamaConfig(**_text_kwargs(tok, hidden, lm_layers))
     if kind in ("llava", "pllava"):
         return T.LlavaForConditionalGeneration(T.LlavaConfig(vision_config=vision, text_config=text, **ids))
     video = dict(video_token_index=tok.convert_tokens_to_ids("<video>"))
@@ -242,16 +242,18 @@ def build_tiny_vlm(
     seed: int = 0,
     pooling_shape: Sequence[int] = (4, 2, 2),
     num_frames: int = 4,
+    lm_layers: int = 2,
 ) -> Path:
     """A random tiny checkpoint of ``kind`` (one of :data:`KINDS`) saved to ``out_dir`` with its
-    tokenizer (vocabulary: ``words``), ``preprocessor_config.json`` and ``chat_template.jinja``.
-    Idempotent: an existing complete dir is reused."""
+    tokenizer (vocabulary: ``words``), ``preprocessor_config.json`` and ``chat_template.jinja``;
+    the LM has ``lm_layers`` layers of width ``hidden``. Idempotent: an existing complete dir
+    is reused."""
     out = Path(out_dir)
     if (out / "config.json").is_file() and (out / "chat_template.jinja").is_file():
         return out
     tok = tiny_tokenizer(words)
     torch.manual_seed(seed)
-    model = _build("llava" if kind == "pllava" else kind, tok, image_size, patch, width, hidden)
+    model = _build("llava" if kind == "pllava" else kind, tok, image_size, patch, width, hidden, lm_layers)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
