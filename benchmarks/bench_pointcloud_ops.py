@@ -1,13 +1,16 @@
 """Side-by-side timings of pointcloud's dispatched ops against the libraries they compete with.
 
     python benchmarks/bench_pointcloud_ops.py [--batch 16] [--points 8192] [--repeat 3] [--device cuda]
+        [--ops fps,knn,depth,pcv2] [--rounds 9]
 
 FPS (16 x 8192 -> 1024) and kNN (k=16, every point queries its cloud) against open3d's C++
 (legacy ``farthest_point_down_sample``; ``core.nns.NearestNeighborSearch``), scipy's
 ``cKDTree`` and pytorch3d when installed; multi-view depth (10 views, 224 x 224) against
 open3d's ``t.geometry.PointCloud.project_to_depth_image`` for the same cameras, with
 PointCLIP V2's densify and smooth timed separately. Prints a table of seconds (best of
-``--repeat``) and ratios (library time / ours: > 1 means ours is faster).
+``--repeat``) and ratios (library time / ours: > 1 means ours is faster); the depth target is
+also measured interleaved (open3d then ours in each of ``--rounds`` rounds; median ratio,
+IQR, min and max printed).
 
 The machines this runs on are shared, so next to wall-clock it prints each row's process CPU
 seconds (all threads, best of ``--repeat``) and the load average before and after: on a busy
@@ -72,6 +75,13 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--rounds", type=int, default=9, help="interleaved open3d/ours depth rounds (median, spread)")
+    ap.add_argument(
+        "--ops",
+        default="fps,knn,depth,pcv2",
+        type=lambda v: set(v.split(",")),
+        help="comma-separated subset of fps,knn,depth,pcv2 to time",
+    )
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
     ap.add_argument(
         "--device", default="cpu", help="where vlx's ops and torch/pytorch3d rows run (cuda: the GPU rows of gpu_check)"
@@ -94,121 +104,131 @@ def main() -> None:
     pts = host.to(a.device)  # vlx's (and torch/pytorch3d's) input
     rows: list[tuple[str, str, tuple[float, float]]] = []
 
-    # ---- FPS
-    legacy = [o3d.geometry.PointCloud(o3d.utility.Vector3dVector(c.astype(np.float64))) for c in arr]
-    rows.append(
-        (
-            "fps",
-            "open3d legacy C++ (points only, no indices)",
-            best_of(lambda: [p.farthest_point_down_sample(a.samples) for p in legacy], a.repeat),
+    if "fps" in a.ops:
+        # ---- FPS
+        legacy = [o3d.geometry.PointCloud(o3d.utility.Vector3dVector(c.astype(np.float64))) for c in arr]
+        rows.append(
+            (
+                "fps",
+                "open3d legacy C++ (points only, no indices)",
+                best_of(lambda: [p.farthest_point_down_sample(a.samples) for p in legacy], a.repeat),
+            )
         )
-    )
-    rows.append(
-        (
-            "fps",
-            "torch batched (4 kernels a step)",
-            best_of(lambda: ops.farthest_point_sample(pts, a.samples, backend="torch"), a.repeat),
+        rows.append(
+            (
+                "fps",
+                "torch batched (4 kernels a step)",
+                best_of(lambda: ops.farthest_point_sample(pts, a.samples, backend="torch"), a.repeat),
+            )
         )
-    )
-    fps_old_new = interleaved(
-        {"old": lambda: ops._fps_loop(pts, a.samples), "new": lambda: ops._fps_torch(pts, a.samples)}, a.repeat
-    )
-    if ops.pytorch3d_problem(pts.device) is None:  # installed and working on this device
-        from pytorch3d.ops import sample_farthest_points
-
-        rows.append(("fps", "pytorch3d", best_of(lambda: sample_farthest_points(pts, K=a.samples), a.repeat)))
-    rows.append(
-        (
-            "fps",
-            "OURS farthest_point_sample(auto)",
-            best_of(lambda: ops.farthest_point_sample(pts, a.samples), a.repeat),
+        fps_old_new = interleaved(
+            {"old": lambda: ops._fps_loop(pts, a.samples), "new": lambda: ops._fps_torch(pts, a.samples)}, a.repeat
         )
-    )
+        if ops.pytorch3d_problem(pts.device) is None:  # installed and working on this device
+            from pytorch3d.ops import sample_farthest_points
 
-    # ---- kNN
-    def o3d_knn():
-        for c in arr:
-            nns = o3c.nns.NearestNeighborSearch(o3c.Tensor(c))
-            nns.knn_index()
-            nns.knn_search(o3c.Tensor(c), a.k)
-
-    rows.append(("knn", "open3d NearestNeighborSearch", best_of(o3d_knn, a.repeat)))
-    rows.append(
-        (
-            "knn",
-            "scipy cKDTree (workers=-1)",
-            best_of(lambda: [cKDTree(c).query(c, a.k, workers=-1) for c in arr], a.repeat),
+            rows.append(("fps", "pytorch3d", best_of(lambda: sample_farthest_points(pts, K=a.samples), a.repeat)))
+        rows.append(
+            (
+                "fps",
+                "OURS farthest_point_sample(auto)",
+                best_of(lambda: ops.farthest_point_sample(pts, a.samples), a.repeat),
+            )
         )
-    )
-    rows.append(("knn", "torch cdist+topk", best_of(lambda: ops.knn(pts, pts, a.k, backend="torch"), a.repeat)))
-    if ops.pytorch3d_problem(pts.device) is None:  # installed and working on this device
-        from pytorch3d.ops import knn_points
 
-        rows.append(("knn", "pytorch3d", best_of(lambda: knn_points(pts, pts, K=a.k), a.repeat)))
-    rows.append(("knn", "OURS knn(auto)", best_of(lambda: ops.knn(pts, pts, a.k), a.repeat)))
+    if "knn" in a.ops:
+        # ---- kNN
+        def o3d_knn():
+            for c in arr:
+                nns = o3c.nns.NearestNeighborSearch(o3c.Tensor(c))
+                nns.knn_index()
+                nns.knn_search(o3c.Tensor(c), a.k)
 
-    # ---- depth projection: the same 10 cameras for both
+        rows.append(("knn", "open3d NearestNeighborSearch", best_of(o3d_knn, a.repeat)))
+        rows.append(
+            (
+                "knn",
+                "scipy cKDTree (workers=-1)",
+                best_of(lambda: [cKDTree(c).query(c, a.k, workers=-1) for c in arr], a.repeat),
+            )
+        )
+        rows.append(("knn", "torch cdist+topk", best_of(lambda: ops.knn(pts, pts, a.k, backend="torch"), a.repeat)))
+        if ops.pytorch3d_problem(pts.device) is None:  # installed and working on this device
+            from pytorch3d.ops import knn_points
+
+            rows.append(("knn", "pytorch3d", best_of(lambda: knn_points(pts, pts, K=a.k), a.repeat)))
+        rows.append(("knn", "OURS knn(auto)", best_of(lambda: ops.knn(pts, pts, a.k), a.repeat)))
+
+    # ---- depth projection: the same 10 cameras for both (CLIP2Point's, y up)
     names = "clip2point_10" if a.views == 10 else "clip2point_6"
     mats = projection.view_matrices(names)
     S = a.image_size
-    # open3d is a pinhole camera; a long focal length from far away approximates the orthographic view.
-    dist, f = 20.0, 20.0 * S / 2 / 1.1
-    K = o3c.Tensor(np.array([[f, 0, S / 2], [0, f, S / 2], [0, 0, 1]], dtype=np.float64))
-    # open3d's camera: x right, y down, z forward; ours: x right, y up, depth forward.
-    flip = np.diag([1.0, -1.0, 1.0])
-    extr = []
-    for m in mats.cpu().numpy().astype(np.float64):
-        E = np.eye(4)
-        E[:3, :3] = flip @ m
-        E[2, 3] = dist
-        extr.append(o3c.Tensor(E))
-    tclouds = [o3d.t.geometry.PointCloud(o3c.Tensor(c)) for c in arr]
+    if "depth" in a.ops:
+        # open3d is a pinhole camera; a long focal length from far away approximates the orthographic view.
+        dist, f = 20.0, 20.0 * S / 2 / 1.1
+        K = o3c.Tensor(np.array([[f, 0, S / 2], [0, f, S / 2], [0, 0, 1]], dtype=np.float64))
+        # open3d's camera: x right, y down, z forward; ours: x right, y up, depth forward.
+        flip = np.diag([1.0, -1.0, 1.0])
+        extr = []
+        for m in mats.cpu().numpy().astype(np.float64):
+            E = np.eye(4)
+            E[:3, :3] = flip @ m
+            E[2, 3] = dist
+            extr.append(o3c.Tensor(E))
+        tclouds = [o3d.t.geometry.PointCloud(o3c.Tensor(c)) for c in arr]
 
-    def o3d_depth():
-        for pc in tclouds:
-            for E in extr:
-                pc.project_to_depth_image(S, S, K, E, depth_scale=1.0, depth_max=dist + 2)
+        def o3d_depth():
+            for pc in tclouds:
+                for E in extr:
+                    pc.project_to_depth_image(S, S, K, E, depth_scale=1.0, depth_max=dist + 2)
 
-    rows.append(("depth", f"open3d project_to_depth_image ({len(extr)} views, {S}px)", best_of(o3d_depth, a.repeat)))
-    rows.append(
-        (
-            "depth",
-            "OURS depth_maps (min-depth + fg normalise)",
-            best_of(lambda: projection.depth_maps(pts, names, S, normalize=False), a.repeat),
+        rows.append(
+            ("depth", f"open3d project_to_depth_image ({len(extr)} views, {S}px)", best_of(o3d_depth, a.repeat))
         )
-    )
-    pix, dep = projection.project_points(pts, mats, S)
-    rows.append(
-        (
-            "depth",
-            "  (reference) bare z-buffer: zbuffer(), scatter_reduce amin",
-            best_of(lambda: projection.zbuffer(pix, dep, S), a.repeat),
+        rows.append(
+            (
+                "depth",
+                "OURS depth_maps (min-depth + fg normalise)",
+                best_of(lambda: projection.depth_maps(pts, names, S, normalize=False), a.repeat),
+            )
         )
-    )
-    bins = 8
-    grid = projection.quantize_grid(pts, mats, S, bins)
-    rows.append(
-        (
-            "pcv2",
-            f"realistic: quantise into {bins} depth bins",
-            best_of(lambda: projection.quantize_grid(pts, mats, S, bins), a.repeat),
+        # side by side: open3d then ours inside every round, so load changes hit both alike
+        depth_rounds = interleaved(
+            {"open3d": o3d_depth, "ours": lambda: projection.depth_maps(pts, names, S, normalize=False)}, a.rounds
         )
-    )
-    rows.append(
-        (
-            "pcv2",
-            "realistic: densify (3-D max-pool)",
-            best_of(lambda: projection.densify_and_smooth(grid, 3, 0.0), a.repeat),
+        pix, dep = projection.project_points(pts, mats, S)
+        rows.append(
+            (
+                "depth",
+                "  (reference) bare z-buffer: zbuffer(), scatter_reduce amin",
+                best_of(lambda: projection.zbuffer(pix, dep, S), a.repeat),
+            )
         )
-    )
-    pooled = projection.densify_and_smooth(grid, 3, 0.0)
-    rows.append(
-        (
-            "pcv2",
-            "realistic: Gaussian smooth (sigma=1)",
-            best_of(lambda: projection.densify_and_smooth(pooled, 1, 1.0), a.repeat),
+    if "pcv2" in a.ops:
+        bins = 8
+        grid = projection.quantize_grid(pts, mats, S, bins)
+        rows.append(
+            (
+                "pcv2",
+                f"realistic: quantise into {bins} depth bins",
+                best_of(lambda: projection.quantize_grid(pts, mats, S, bins), a.repeat),
+            )
         )
-    )
+        rows.append(
+            (
+                "pcv2",
+                "realistic: densify (3-D max-pool)",
+                best_of(lambda: projection.densify_and_smooth(grid, 3, 0.0), a.repeat),
+            )
+        )
+        pooled = projection.densify_and_smooth(grid, 3, 0.0)
+        rows.append(
+            (
+                "pcv2",
+                "realistic: Gaussian smooth (sigma=1)",
+                best_of(lambda: projection.densify_and_smooth(pooled, 1, 1.0), a.repeat),
+            )
+        )
 
     load_after = os.getloadavg()
     print(
@@ -234,14 +254,28 @@ def main() -> None:
             )
 
     for op in ("fps", "knn"):
-        ratio(op, lambda o, n, op=op: o == op and not n.startswith("OURS") and not n.startswith("torch"))
-    ratio("depth", lambda o, n: o == "depth" and n.startswith("open3d"))
-    per_round = sorted(o / n for o, n in zip(fps_old_new["old"], fps_old_new["new"]))
-    summary["fps_torch_old_over_new"] = per_round[len(per_round) // 2]
-    print(
-        f"fps torch backend: previous loop / batched, interleaved rounds: median {per_round[len(per_round) // 2]:.2f}x "
-        f"(min {per_round[0]:.2f}, max {per_round[-1]:.2f}, {len(per_round)} rounds)"
-    )
+        if op in a.ops:
+            ratio(op, lambda o, n, op=op: o == op and not n.startswith("OURS") and not n.startswith("torch"))
+    if "depth" in a.ops:
+        ratio("depth", lambda o, n: o == "depth" and n.startswith("open3d"))
+    if "depth" in a.ops:
+        dr = sorted(o / n for o, n in zip(depth_rounds["open3d"], depth_rounds["ours"]))
+        q = lambda f: dr[min(len(dr) - 1, int(f * len(dr)))]  # noqa: E731
+        summary["depth_interleaved_median"] = dr[len(dr) // 2]
+        print(
+            f"depth: open3d / ours, interleaved rounds, wall: median {dr[len(dr) // 2]:.2f}x "
+            f"(IQR {q(0.25):.2f}-{q(0.75):.2f}, min {dr[0]:.2f}, max {dr[-1]:.2f}, {len(dr)} rounds; "
+            f"median open3d {sorted(depth_rounds['open3d'])[len(dr) // 2]:.4f} s, "
+            f"ours {sorted(depth_rounds['ours'])[len(dr) // 2]:.4f} s; target >= 2x)"
+        )
+    if "fps" in a.ops:
+        per_round = sorted(o / n for o, n in zip(fps_old_new["old"], fps_old_new["new"]))
+        summary["fps_torch_old_over_new"] = per_round[len(per_round) // 2]
+        print(
+            f"fps torch backend: previous loop / batched, interleaved rounds: "
+            f"median {per_round[len(per_round) // 2]:.2f}x "
+            f"(min {per_round[0]:.2f}, max {per_round[-1]:.2f}, {len(per_round)} rounds)"
+        )
     if a.out:
         with open(a.out, "w") as fh:
             json.dump(

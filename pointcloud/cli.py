@@ -19,7 +19,7 @@ def add_pointcloud_parser(subparsers) -> None:
     r.add_argument("input", help=".ply/.pcd/.xyz file, a .h5 (ModelNet40/ScanObjectNN) or primitives .npz")
     r.add_argument("--index", type=int, default=0, help="which cloud of an .h5/.npz")
     r.add_argument("--out", default="renders", help="output directory")
-    r.add_argument("--views", default="clip2point_10")
+    r.add_argument("--views", default="clip2point_10", help="clip2point_* (y up) or vlx_*/ring_8 (z up)")
     r.add_argument("--size", type=int, default=224)
     r.add_argument("--realistic", action="store_true", help="also PointCLIP V2 realistic projections")
     r.set_defaults(func=run_render)
@@ -51,13 +51,51 @@ def add_pointcloud_parser(subparsers) -> None:
     z.add_argument("--method", default="pointclip_v2", choices=["pointclip_v2", "clip2point"])
     z.add_argument("--split", default="test", choices=["train", "test"])
     z.add_argument("--variant", default="main_split", help="ScanObjectNN folder: main_split or main_split_nobg")
-    z.add_argument("--views", default="clip2point_6")
+    z.add_argument(
+        "--views",
+        default="clip2point_6",
+        help="view set: clip2point_6/clip2point_10 (CLIP2Point's cameras, y up), vlx_6/vlx_10/ring_8 (z up)",
+    )
     z.add_argument("--view-weights", default="", help="comma-separated weight per view (default: equal)")
     z.add_argument("--image-size", type=int, default=0, help="0: the teacher's image size")
     z.add_argument("--prompts", default="", help="template set in zeroshot_prompts.json (default: the method's)")
     z.add_argument("--limit", type=int, default=0, help="first N clouds only (0: all)")
+    z.add_argument(
+        "--points",
+        type=int,
+        default=-1,
+        help="FPS every cloud to N points (0: all; -1: CLIP2Point's choice, 1024 for clip2point on ScanObjectNN)",
+    )
     z.add_argument("--out", default="runs/pointcloud_zeroshot")
     z.set_defaults(func=run_zeroshot_cmd)
+    h = sub.add_parser(
+        "primitives-h5",
+        help="generate procedural primitives and write them in the modelnet40_ply_hdf5_2048 layout (y up)",
+    )
+    h.add_argument("--out", required=True, help="folder for shape_names.txt, test_files.txt, ply_data_test0.h5")
+    h.add_argument("--seed", type=int, default=1, help="generator seed (the recipes' primitives use 0)")
+    h.add_argument("--per-class", type=int, default=30, help="test clouds per class")
+    h.add_argument("--points", type=int, default=2048, help="points per cloud (ModelNet40's h5: 2048)")
+    h.set_defaults(func=run_primitives_h5)
+
+
+def run_primitives_h5(args: argparse.Namespace) -> int:
+    """Fresh primitives (their own seed) as a ModelNet40-format test split: the clouds are
+    rotated from the primitives' z up to ModelNet40's y up, so CLIP2Point's y-up views see
+    them the way its renders see ModelNet40."""
+    import numpy as np
+
+    from pointcloud.data.benchmarks import Z_UP_TO_Y_UP, write_modelnet40_h5
+    from pointcloud.data.primitives import generate_primitives
+    from pointcloud.data.readers import read_class_names
+
+    out = Path(args.out)
+    src = generate_primitives(out / "primitives", 0, args.per_class, args.points, seed=args.seed)
+    with np.load(src / "test.npz") as z:
+        pts, labels = z["points"] @ Z_UP_TO_Y_UP.T, z["labels"]
+    write_modelnet40_h5(out, pts, labels, read_class_names(src / "classes.txt"))
+    print(f"wrote {len(labels)} clouds ({args.per_class} per class, seed {args.seed}, y up) to {out}")
+    return 0
 
 
 def run_zeroshot_cmd(args: argparse.Namespace) -> int:
@@ -70,7 +108,7 @@ def run_zeroshot_cmd(args: argparse.Namespace) -> int:
         raise ConfigError(f"--view-weights: expected comma-separated numbers, got {args.view_weights!r}") from None
     rep = run_zeroshot(
         args.model, args.data, args.out, args.method, args.split, args.variant, args.views,
-        args.image_size or None, args.prompts or None, weights, args.limit,
+        args.image_size or None, args.prompts or None, weights, args.limit, args.points,
     )  # fmt: skip
     print(json.dumps({k: rep[k] for k in ("benchmark", "method", "top1", "mean_class_acc", "n")}))
     print(f"wrote {Path(args.out) / 'eval.json'}")

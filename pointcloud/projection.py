@@ -5,8 +5,9 @@ Two projections, both orthographic and both returning ``(B, V, H, W)`` images in
 (or ``.repeat`` to 3 channels):
 
 * ``depth_maps`` -- CLIP2Point (Huang et al. 2023): min-depth per pixel, foreground min-max
-  normalised; ``VIEW_SETS["clip2point_6"]`` for zero-shot, ``"clip2point_10"`` for
-  pre-training / few-shot, optional per-sample camera jitter (its two renders per sample).
+  normalised; its view sets ``"clip2point_6"`` (zero-shot) and ``"clip2point_10"``
+  (pre-training / few-shot) with its cameras (y up), optional per-sample camera jitter (its
+  two renders per sample).
 * ``realistic_projection`` -- PointCLIP V2 (Zhu et al. 2023): quantise into a pixel x
   depth-bin grid, densify by 3-D max pooling, Gaussian smoothing, max over depth.
 
@@ -18,22 +19,24 @@ recipes use as pixel-point correspondences.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from pointcloud.ops import normalize_points, rotation_matrices, validate_points
 
-# (azimuth, elevation) in degrees around the up (z) axis.
-# 6 views: front, right, back, left, top, bottom (PointCLIP / CLIP2Point zero-shot set);
-# 10 views: those plus four elevated corner views (CLIP2Point's pre-training / few-shot set).
+# vlx's own cameras: (azimuth, elevation) in degrees around the up (z) axis.
+# vlx_6: front, right, back, left, top, bottom; vlx_10: those plus four corner views at 30
+# degrees elevation (the sets vlx's recipes on the z-up primitives were run with).
 # ring_8: eight azimuths at 15 degrees elevation, inside the cameras the procedural
 # primitives' images are rendered from (azimuth U(0, 360), elevation U(0, 30)), so the views a
 # depth encoder pre-trained on those renders has actually seen (it never sees top/bottom).
 VIEW_SETS: dict[str, list[tuple[float, float]]] = {
-    "clip2point_6": [(0, 0), (90, 0), (180, 0), (270, 0), (0, 90), (0, -90)],
-    "clip2point_10": [
+    "vlx_6": [(0, 0), (90, 0), (180, 0), (270, 0), (0, 90), (0, -90)],
+    "vlx_10": [
         (0, 0),
         (90, 0),
         (180, 0),
@@ -48,9 +51,48 @@ VIEW_SETS: dict[str, list[tuple[float, float]]] = {
     "ring_8": [(a, 15) for a in range(0, 360, 45)],
 }
 
+# CLIP2Point's view sets as its render/selector.py lists them: (elevations, azimuths) in
+# degrees for pytorch3d's look_at_view_transform, world +Y up (see ``look_at_matrices``).
+# Elevations 180/270 go over the pole: 180 is the back view (upright, since the up vector
+# stays +Y), 270 the bottom view; 225/315 are four corners seen from below.
+Y_UP_VIEW_SETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "clip2point_6": ((0, 0, 0, 0, 90, -90), (0, 90, 180, 270, 0, 180)),
+    "clip2point_10": ((0, 90, 180, 270, 225, 225, 315, 315, 0, 0), (0, 0, 0, 0, -45, 45, -45, 45, -90, 90)),
+}
+
 # Camera axes for azimuth = elevation = 0: image x = world x, image y = world z (up),
 # depth = world y (the camera sits at -y looking along +y).
 _CANONICAL = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def view_set_names() -> list[str]:
+    return sorted([*VIEW_SETS, *Y_UP_VIEW_SETS])
+
+
+def look_at_matrices(elevation: Sequence[float], azimuth: Sequence[float]) -> torch.Tensor:
+    """(V, 3, 3) world -> (image right, image up, depth) for pytorch3d's
+    ``look_at_view_transform(dist, elev, azim)`` cameras, the ones CLIP2Point renders from:
+    the camera sits at (cos e sin a, sin e, cos e cos a) and looks at the origin with world
+    +Y as the up hint (so azimuth 0 / elevation 0 looks along -z, +x to the right).
+
+    pytorch3d's view frame has +X pointing left (NDC +X is the image's left edge), so the
+    image's right is minus its x axis. Straight above or below, the up hint is parallel to the
+    viewing direction and pytorch3d's result is set by float32 rounding (the residue of
+    cos(90 degrees) decides which way the image turns); the same formulas are evaluated here
+    in float32 so that CLIP2Point's top and bottom views turn the way its renders do. Written
+    here because pytorch3d (CUDA build) is not a dependency; only its camera math is needed."""
+    e = math.pi / 180.0 * torch.tensor(elevation, dtype=torch.float32)
+    a = math.pi / 180.0 * torch.tensor(azimuth, dtype=torch.float32)
+    cam = torch.stack([torch.cos(e) * torch.sin(a), torch.sin(e), torch.cos(e) * torch.cos(a)], 1)
+    up = torch.tensor([[0.0, 1.0, 0.0]]).expand_as(cam)
+    fwd = F.normalize(-cam, eps=1e-5)
+    x = F.normalize(torch.linalg.cross(up, fwd), eps=1e-5)
+    y = F.normalize(torch.linalg.cross(fwd, x), eps=1e-5)
+    # pytorch3d's fallback when x vanished (up parallel to the view): x from y and the view
+    pole = torch.isclose(x, torch.tensor(0.0), atol=5e-3).all(1, keepdim=True)
+    x = torch.where(pole, F.normalize(torch.linalg.cross(y, fwd), eps=1e-5), x)
+    mats = torch.stack([-x, y, fwd], 1)
+    return torch.where(mats.abs() < 1e-6, torch.zeros(()), mats)  # float32 residues -> exact 0
 
 
 # float32 holds every integer below 2^24 exactly: the most image rows depth_maps stacks at once.
@@ -58,14 +100,24 @@ _MAX_FLOAT_ROWS = 2**24
 _SAME_SIZE_INT = {torch.float32: torch.int32, torch.float64: torch.int64}
 
 
+@functools.cache
+def _named_view_matrices(name: str) -> torch.Tensor:
+    """A named set's matrices, built once (the trig of a 10-view set costs ~0.5-2 ms, next to
+    the ~15 ms of a 16 x 8192-point depth_maps call that names its views)."""
+    if name in Y_UP_VIEW_SETS:
+        return look_at_matrices(*Y_UP_VIEW_SETS[name])
+    return view_matrices(VIEW_SETS[name])
+
+
 def view_matrices(views: str | Sequence[tuple[float, float]] | torch.Tensor) -> torch.Tensor:
-    """(V, 3, 3) world -> camera (image x, image y, depth) matrices for a named view set, a
-    list of (azimuth, elevation) degrees, or a (V, 2) tensor of them (its device kept: per-
-    sample cameras need no host round trip; float32 at least)."""
+    """(V, 3, 3) world -> camera (image x, image y, depth) matrices for a named view set (a
+    ``VIEW_SETS`` one, z up, or a ``Y_UP_VIEW_SETS`` one, CLIP2Point's, y up), a list of
+    vlx (azimuth, elevation) degrees, or a (V, 2) tensor of them (its device kept: per-sample
+    cameras need no host round trip; float32 at least)."""
     if isinstance(views, str):
-        if views not in VIEW_SETS:
-            raise KeyError(f"unknown view set {views!r}; known: {sorted(VIEW_SETS)}")
-        views = VIEW_SETS[views]
+        if views not in VIEW_SETS and views not in Y_UP_VIEW_SETS:
+            raise KeyError(f"unknown view set {views!r}; known: {view_set_names()}")
+        return _named_view_matrices(views).clone()  # a copy: callers may modify theirs
     if isinstance(views, torch.Tensor):
         ang = views.to(torch.promote_types(views.dtype, torch.float32))
     else:

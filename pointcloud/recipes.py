@@ -319,7 +319,7 @@ class FewShotConfig:
     shots: int = 8  # per class
     adapter_steps: int = 300
     adapter_lr: float = 1e-2
-    views: str = "clip2point_10"
+    views: str = "vlx_10"
     seed: int = 0
 
 
@@ -331,7 +331,7 @@ class Clip2PointConfig(RecipeConfig):
     image_size: int = 32  # depth and teacher image size
     jitter_degrees: float = 10.0
     temperature: float = 0.1
-    zero_shot_views: str = "clip2point_6"
+    zero_shot_views: str = "vlx_6"
     few_shot: FewShotConfig = field(default_factory=FewShotConfig)
 
 
@@ -380,8 +380,9 @@ def build_clip2point(cfg: Clip2PointConfig) -> Task:
         text = prompt_classifier(m.teacher, tok, train.clouds.class_names)
         fs = cfg.few_shot
         # Zero-shot from the configured views, from the few-shot views (the like-for-like
-        # baseline of the adapter) and from CLIP2Point's published 6 for reference.
-        sets = list(dict.fromkeys([cfg.zero_shot_views, fs.views, "clip2point_6"]))
+        # baseline of the adapter) and from vlx_6 (z-up front/right/back/left/top/bottom:
+        # CLIP2Point's 6 directions on z-up data) for reference.
+        sets = list(dict.fromkeys([cfg.zero_shot_views, fs.views, "vlx_6"]))
         test_feats = {v: multiview_depth_embeddings(m.depth, test.points.to(device), v, cfg.image_size) for v in sets}
         result: dict = {}
         for v in sets:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pointcloud import projection
 from pointcloud.models.clip2point import class_text_embeddings
@@ -31,18 +32,49 @@ def prompt_templates(name: str) -> list[str]:
     return [t.replace("{}", "{shape}") for t in table[name]["templates"]]
 
 
+class DepthTower(nn.Module):
+    """A ``clip2point`` run's pre-trained depth encoder as the image tower (it reads the first
+    channel of the grey renders) beside its frozen teacher's text tower: CLIP2Point's own
+    zero-shot, depth features against the image-text model's class texts."""
+
+    def __init__(self, depth: nn.Module, teacher: nn.Module):
+        super().__init__()
+        self.depth, self.teacher = depth, teacher
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.depth(images[:, :1])
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.teacher.encode_text(input_ids, attention_mask)
+
+
 def load_run_teacher(path: str | Path):
-    """(teacher DualEncoder, tokenizer, image_size) from a ``pc_image_text`` run directory
-    (its ``config.yaml`` and checkpoint)."""
-    from pointcloud.recipes import ImageTextConfig, load_teacher
+    """(image tower + text tower, tokenizer, image_size) from a run directory (its
+    ``config.yaml`` and checkpoint): a ``pc_image_text`` run (the teacher itself) or a
+    ``clip2point`` run (its depth encoder beside its teacher's text tower, ``DepthTower``)."""
+    from pointcloud.recipes import Clip2PointConfig, ImageTextConfig, load_teacher
     from vlx.config import from_dict, read_yaml
     from vlx.tokenizers import build_tokenizer
 
     p = Path(path)
     cfg_file = p / "config.yaml"
     if not cfg_file.is_file():
-        raise ConfigError(f"{p}: no config.yaml (expected a pc_image_text run directory)")
+        raise ConfigError(f"{p}: no config.yaml (expected a pc_image_text or clip2point run directory)")
     raw = read_yaml(cfg_file)
+    if raw.get("recipe") == "clip2point":
+        from pointcloud.models.clip2point import Clip2PointPretrainer, DepthEncoder
+        from vlx.models.dual_encoder import build_dual_encoder
+        from vlx.train.checkpoint import load_model_weights
+
+        keep = {k: raw[k] for k in ("teacher", "depth_encoder", "image_size") if k in raw}
+        c = from_dict(Clip2PointConfig, keep, str(cfg_file))
+        if c.teacher.model.name_or_path:
+            raise ConfigError(f"{cfg_file}: a clip2point run on a checkpoint teacher; pass that checkpoint as --model")
+        # the run's checkpoint holds the frozen teacher too: no need for teacher.ckpt's path
+        teacher = build_dual_encoder(c.teacher.model)
+        model = Clip2PointPretrainer(teacher, DepthEncoder(c.depth_encoder, teacher.embed_dim), c.image_size)
+        load_model_weights(model, str(p))
+        return DepthTower(model.depth, model.teacher).eval(), build_tokenizer(c.teacher.tokenizer), c.image_size
     keep = {k: raw[k] for k in ("model", "tokenizer", "image_size") if k in raw}
     cfg = from_dict(ImageTextConfig, keep, str(cfg_file))
     return load_teacher(cfg.model, str(p)), build_tokenizer(cfg.tokenizer), cfg.image_size
@@ -50,12 +82,19 @@ def load_run_teacher(path: str | Path):
 
 def load_zeroshot_teacher(name_or_path: str | Path):
     """(DualEncoder, tokenizer, image_size, mean, std) for zero-shot: a ``pc_image_text`` run
-    directory (``config.yaml``; images fed in [0, 1]), else a vlx preset or a local HF CLIP /
-    SigLIP directory through ``vlx.create_model_and_transforms`` (its size, mean and std)."""
+    directory (``config.yaml``; renders normalised with the mean/std its training images had)
+    or a ``clip2point`` run directory (depth images fed in [0, 1], as in its pre-training),
+    else a vlx preset or a local HF CLIP / SigLIP directory through
+    ``vlx.create_model_and_transforms`` (its size, mean and std)."""
     p = Path(name_or_path)
     if (p / "config.yaml").is_file() and not (p / "config.json").is_file():
         dual, tok, size = load_run_teacher(p)
-        return dual, tok, size, None, None
+        if isinstance(dual, DepthTower):  # its depth encoder was trained on depth_maps' [0, 1] images
+            return dual, tok, size, None, None
+        # a pc_image_text teacher was trained on renders CLIP-normalised by vlx's image loader
+        from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD
+
+        return dual, tok, size, IMAGE_MEAN, IMAGE_STD
     from vlx.factory import create_model_and_transforms, get_tokenizer
 
     model, _, val = create_model_and_transforms(str(name_or_path))
@@ -131,8 +170,13 @@ def run_zeroshot(
     prompts: str | None = None,
     view_weights: list[float] | None = None,
     limit: int = 0,
+    points: int = -1,
 ) -> dict:
-    """Read the benchmark, classify zero-shot, write ``<out>/eval.json``; returns the report."""
+    """Read the benchmark, classify zero-shot, write ``<out>/eval.json``; returns the report.
+
+    ``points``: subsample every cloud to this many by farthest point sampling (from point 0,
+    as pointnet2's CUDA op); 0 keeps all; -1 (default) is CLIP2Point's choice: 1024 for
+    ``clip2point`` on ScanObjectNN (its zeroshot.py), all points otherwise."""
     from pointcloud.data.benchmarks import read_benchmark
 
     if method not in METHODS:
@@ -146,9 +190,14 @@ def run_zeroshot(
     pts, labels = bench.points, bench.labels
     if limit:
         pts, labels = pts[:limit], labels[:limit]
-    logits = zero_shot_logits(
-        teacher, text, torch.from_numpy(pts), method, views, size, view_weights, mean=mean, std=std
-    )
+    if points < 0:
+        points = 1024 if method == "clip2point" and bench.name == "scanobjectnn" else 0
+    clouds = torch.from_numpy(pts)
+    if 0 < points < clouds.shape[1]:
+        from pointcloud.ops import farthest_point_sample, gather_points
+
+        clouds = gather_points(clouds, farthest_point_sample(clouds, points))
+    logits = zero_shot_logits(teacher, text, clouds, method, views, size, view_weights, mean=mean, std=std)
     report = {
         "benchmark": bench.name,
         "method": method,
@@ -157,6 +206,7 @@ def run_zeroshot(
         "views": views,
         "view_weights": view_weights,
         "image_size": size,
+        "points_per_cloud": int(clouds.shape[1]),
         "templates": templates,
         **evaluate(logits, labels, len(bench.class_names)),
     }

@@ -60,6 +60,7 @@ class SceneObjects:
     points: list[Tensor] | None = None
     source: str = "<memory>"
     fronts: Tensor | None = None  # (N,) yaw (radians) of each object's front, NaN: none (sr3d)
+    oriented: Tensor | None = None  # (N, 7) object-aligned boxes (centre, size, yaw), NaN rows: none (sr3d)
 
     def __post_init__(self) -> None:
         validate_objects(self)
@@ -205,7 +206,10 @@ def _sr3d_edges(objs: SceneObjects, boxes: Tensor, i: Tensor, j: Tensor, cfg: Gr
     ``(i, j, rel (E, R) bool, between_index (3, T))``."""
     pts = [p[:, :3].double().numpy() for p in objs.points] if objs.points is not None else None
     fronts = objs.fronts.double().numpy() if objs.fronts is not None else None
-    refs, between = sr3d_relations(boxes.double().numpy(), list(objs.labels), pts, fronts, cfg.relations.sr3d)
+    oriented = objs.oriented.double().numpy() if objs.oriented is not None else None
+    refs, between = sr3d_relations(
+        boxes.double().numpy(), list(objs.labels), pts, fronts, cfg.relations.sr3d, oriented=oriented
+    )
     pairs = {(int(a), int(b)): e for e, (a, b) in enumerate(zip(i.tolist(), j.tolist()))}
     for t, _, a in refs:
         pairs.setdefault((t, a), len(pairs))

@@ -1,4 +1,4 @@
-"""``vlx scene-graph report|graph|build-scannet|show``. Heavy imports live inside the command
+"""``vlx scene-graph report|graph|build-scannet|show|predict-scanqa``. Heavy imports live inside the command
 functions so that ``vlx --help`` stays fast."""
 
 from __future__ import annotations
@@ -38,6 +38,15 @@ def add_parser(subparsers) -> None:
     s.add_argument("--out", required=True, help="the .ply to write (the .png goes next to it)")
     s.add_argument("--relations", choices=["sr3d", "viewer"], default="sr3d")
     s.set_defaults(func=_run_show)
+    q = sub.add_parser(
+        "predict-scanqa", help="answer a ScanQA question file with an sg_qa checkpoint (ScanQA's pred.<split>.json)"
+    )
+    q.add_argument("config", help="the sg_qa config the checkpoint was trained with")
+    q.add_argument("--ckpt", required=True, help="checkpoint dir (or the run dir: its latest checkpoint)")
+    q.add_argument("--questions", required=True, help="ScanQA json, e.g. ScanQA_v1.0_test_w_obj.json")
+    q.add_argument("--out", required=True, help="where the predictions go, e.g. pred.test_w_obj.json")
+    q.add_argument("--set", action="append", default=[], help="config override, e.g. data.root=/data/scannet")
+    q.set_defaults(func=_run_predict_scanqa)
 
 
 def _run_report(args) -> int:
@@ -53,6 +62,16 @@ def _run_build(args) -> int:
     print(f"built {len(res.built)}, already built {len(res.reused)}, skipped {len(res.skipped)}")
     for sid, why in res.skipped.items():
         print(f"skipped {sid}: {why}")
+    return 0
+
+
+def _run_predict_scanqa(args) -> int:
+    from scene_graph.predict import predict_scanqa
+
+    path, n, skipped = predict_scanqa(args.config, args.ckpt, args.questions, args.out, args.set)
+    print(f"wrote {n} predictions to {path}" + (f"; skipped {len(skipped)} question(s)" if skipped else ""))
+    for why in skipped:
+        print(f"skipped: {why}")
     return 0
 
 

@@ -17,7 +17,7 @@ from scene_graph.data.annotations import read_referit3d_csv, read_scanqa, read_s
 from scene_graph.data.dataset import ReferralDataset, SceneStore, collate_referrals
 from scene_graph.data.rooms import RoomConfig, generate_rooms, rooms_ready
 from scene_graph.losses import PretrainLossConfig, SceneGraphPretrainer
-from scene_graph.metrics import candidate_accuracy, grounding_accuracy, qa_exact_match, qa_meteor
+from scene_graph.metrics import box_iou_3d, candidate_accuracy, grounding_accuracy, qa_exact_match, qa_meteor
 from scene_graph.models import SceneModelConfig, build_scene_model, predict_objects
 from vlx.config import ConfigError
 from vlx.data.errors import DataError
@@ -50,6 +50,11 @@ class SceneDataConfig:
     # the raw object_name) or "scene" (vlx's variant: its raw label once among all the scene's objects).
     unique_rule: Literal["scanrefer", "scene"] = "scanrefer"
     label_map: str | None = None  # scannetv2-labels.combined.tsv, relative to root
+    # Object fronts for sr3d's left/right/front/behind: referit3d's Scan2CAD files, relative to
+    # root (object_oriented_bboxes_aligned_scans.json and shapenet_has_front.csv); see
+    # scene_graph.data.scan2cad. Without them no object has a front.
+    scan2cad: str | None = None
+    scan2cad_has_front: str | None = None
     # referit3d's default filters for Nr3D / Sr3D csv files (mentions_target_class, <= 24 tokens).
     referit3d_filters: bool = True
     max_tokens: int = 24
@@ -96,7 +101,13 @@ def make_store(cfg: SceneDataConfig) -> SceneStore:
         proposals = read_proposals(Path(cfg.root) / cfg.proposal_file, known)
     elif cfg.proposals != "gt":
         raise ConfigError(f"data.proposals: expected 'gt' or 'pred', got {cfg.proposals!r}")
-    return SceneStore(scans, cfg.graph, proposals=proposals)
+    scan2cad = None
+    if cfg.scan2cad:
+        from scene_graph.data.scan2cad import read_has_front, read_scan2cad_boxes
+
+        front = read_has_front(Path(cfg.root) / cfg.scan2cad_has_front) if cfg.scan2cad_has_front else None
+        scan2cad = read_scan2cad_boxes(Path(cfg.root) / cfg.scan2cad, front)
+    return SceneStore(scans, cfg.graph, proposals=proposals, scan2cad=scan2cad)
 
 
 def _scans_fingerprint(scans: Path) -> list:
@@ -108,6 +119,13 @@ def _scans_fingerprint(scans: Path) -> list:
         for f in scans.glob("*/*")
         if f.is_file() and (st := f.stat())
     )
+
+
+def _file_stamp(root: Path, name: str | None) -> list | None:
+    if not name or not (root / name).is_file():
+        return None
+    st = (root / name).stat()
+    return [name, st.st_size, st.st_mtime_ns]
 
 
 def _cache_path(cfg: SceneDataConfig) -> Path:
@@ -128,6 +146,8 @@ def _cache_path(cfg: SceneDataConfig) -> Path:
         "rooms": to_dict(cfg.rooms) if cfg.generate else None,
         "files": _scans_fingerprint(Path(cfg.root) / cfg.scans),
     }
+    if cfg.scan2cad:  # only when set, so the keys of existing caches stay as they were
+        key["scan2cad"] = [_file_stamp(Path(cfg.root), f) for f in (cfg.scan2cad, cfg.scan2cad_has_front)]
     digest = hashlib.md5(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return Path(cfg.root) / f"graphs_{digest}.pt"
 
@@ -232,6 +252,13 @@ def evaluate_grounding(
     share = [it["same_class"] for it in dataset.items]
     res["class_oracle/overall"] = 100.0 * sum(1.0 / k for k in share) / len(share)
     res.update(grounding_accuracy(torch.cat(pred_box), torch.cat(gt_box), torch.cat(uniq)))
+    if dataset.proposals == "pred":  # the best proposal of each target: the ceiling of Acc@k here
+        known = [it for it in dataset.items if it["target"] >= 0]
+        if known:
+            best = torch.stack([it["graph"].box[it["target"], :6] for it in known]).float()
+            iou = box_iou_3d(best, torch.stack([it["gt_box"] for it in known]).float())
+            for thr in (0.25, 0.5):
+                res[f"proposal_ceiling/Acc@{thr}"] = float((iou >= thr).float().mean() * 100)
     res.update(
         {f"candidate/{k}": v for k, v in candidate_accuracy(torch.cat(correct), torch.cat(hard), torch.cat(vd)).items()}
     )
@@ -254,13 +281,18 @@ def evaluate_grounding(
     return res
 
 
+def answer_names(cfg: SceneDataConfig) -> list[str]:
+    """The QA answer classes: the train file's first answers, lower-cased and sorted."""
+    refs = read_annotations(cfg, Path(cfg.root) / cfg.train_file)
+    return sorted({r.answers[0].lower() for r in refs if r.answers})
+
+
 def _build(cfg: SceneGraphRecipeConfig, qa: bool) -> Task:
     _prepare(cfg.data)
     tok = build_tokenizer(cfg.tokenizer)
     answer_vocab, names = None, None
     if qa:
-        refs = read_annotations(cfg.data, Path(cfg.data.root) / cfg.data.train_file)
-        names = sorted({r.answers[0].lower() for r in refs if r.answers})
+        names = answer_names(cfg.data)
         answer_vocab = {a: k for k, a in enumerate(names)}
         cfg.model.num_answers = len(names)
     train, val = load_splits(cfg.data, answer_vocab)

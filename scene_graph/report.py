@@ -44,6 +44,8 @@ SHOW = (
     "overall/Acc@0.25",
     "overall/Acc@0.5",
     "proposals_pred",
+    "proposal_ceiling/Acc@0.25",
+    "proposal_ceiling/Acc@0.5",
     "unique/Acc@0.25",
     "multiple/Acc@0.25",
     "candidate/overall",
@@ -82,13 +84,19 @@ def run_config(path: Path, overrides: list[str], threads: int | None = None) -> 
     t0 = time.time()
     task = recipe.build(cfg)
     result = Trainer(cfg.train, task, config_dict=to_dict(cfg)).fit()
-    result = {k: v for k, v in (result or {}).items() if isinstance(v, (int, float))}
+    if not result:  # stopped by a signal before the end: not finished, resumes from its checkpoint
+        raise RunStopped(cfg.train.output_dir)
+    result = {k: v for k, v in result.items() if isinstance(v, (int, float))}
     result["seconds"] = round(time.time() - t0, 1)
     result["output_dir"] = cfg.train.output_dir
     return result
 
 
 DONE = "report_result.json"  # written into a run's output dir once it has finished
+
+
+class RunStopped(Exception):
+    """A run stopped by a signal (SIGINT/SIGTERM) before its last step; its checkpoint is kept."""
 
 
 def prepare_data(path: Path, overrides: list[str]) -> None:
@@ -158,8 +166,12 @@ def _run_all(jobs: list[tuple[str, Path, list[str]]], out: Path, results: dict, 
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_config, cfg, ov, threads): name for name, cfg, ov in todo}
-        for fut in futures:  # in submission order; each one's numbers are kept as soon as read
-            _keep(out, results, futures[fut], fut.result())
+        try:
+            for fut in futures:  # in submission order; each one's numbers are kept as soon as read
+                _keep(out, results, futures[fut], fut.result())
+        except RunStopped:
+            pool.shutdown(wait=True, cancel_futures=True)  # the queued runs do not start
+            raise
 
 
 def run_report(args) -> int:
@@ -206,7 +218,11 @@ def run_report(args) -> int:
         jobs.append(("pretrain", cdir / RUNS["pretrain"], base))
     if "qa" in only:
         jobs.append(("qa", cdir / RUNS["qa"], base))
-    _run_all(jobs, out, results, workers, threads)
+    try:
+        _run_all(jobs, out, results, workers, threads)
+    except RunStopped as e:  # no later run starts, nothing unfinished is marked done
+        print(f"stopped in {e}; rerun the same command to resume")
+        return 130
     # Phase 2, runs that start from phase 1's checkpoints.
     jobs = []
     if "pretrain" in only:
@@ -229,7 +245,11 @@ def run_report(args) -> int:
             jobs.append(("qa_from_pretrain", cdir / RUNS["qa"], base + [f"init_from={out / 'pretrain'}"]))
     if "qa" in only and f"graph_seed{seeds[0]}" in results:  # QA started from a grounding run's weights
         jobs.append(("qa_from_grounding", cdir / RUNS["qa"], base + [f"init_from={out / f'graph_seed{seeds[0]}'}"]))
-    _run_all(jobs, out, results, workers, threads)
+    try:
+        _run_all(jobs, out, results, workers, threads)
+    except RunStopped as e:
+        print(f"stopped in {e}; rerun the same command to resume")
+        return 130
     print((out / "report.md").read_text())
     return 0
 

@@ -144,6 +144,7 @@ def sr3d_relations(
     points: list[np.ndarray] | None = None,
     fronts: np.ndarray | None = None,
     cfg: Sr3dConfig | None = None,
+    oriented: np.ndarray | None = None,
 ) -> tuple[list[tuple[int, str, int]], list[tuple[int, int, int]]]:
     """Sr3D's relations of one scene.
 
@@ -153,6 +154,9 @@ def sr3d_relations(
     left/right/front/behind). Returns ``[(target, relation, anchor)]`` with relation names of
     :data:`scene_graph.relations.RELATIONS` ("on" = Sr3D's supported-by, "supports" =
     supporting, "behind" = back) and ``[(target, anchor_a, anchor_b)]`` for between.
+    oriented ``(N, 7)``: an anchor's object-aligned box (centre, size, yaw; NaN rows: none, e.g.
+    Scan2CAD's via :mod:`scene_graph.data.scan2cad`); when given, the anchor's sections are cut
+    around it (its centre and lx, ly) as referit3d's generator does with ``get_bbox()``.
     """
     cfg = cfg or Sr3dConfig()
     boxes = np.asarray(boxes, dtype=np.float64)
@@ -176,7 +180,13 @@ def sr3d_relations(
     target_ok = [count[lab] <= cfg.too_hard for lab in labels]
     unique = [count[lab] == 1 for lab in labels]
     refs: list[tuple[int, str, int]] = []
-    refs += _allocentric(boxes, labels, pts, fronts, lo, hi, by_class, unique, target_ok, cfg)
+    frames = boxes
+    if oriented is not None:  # anchors with an object-aligned box use it for their sections
+        oriented = np.asarray(oriented, dtype=np.float64)
+        has = np.isfinite(oriented).all(1)
+        frames = np.concatenate([boxes[:, :6], boxes[:, 6:7] if boxes.shape[1] == 7 else np.zeros((n, 1))], 1)
+        frames[has] = oriented[has]
+    refs += _allocentric(frames, labels, pts, fronts, lo, hi, by_class, unique, target_ok, cfg)
     refs += _proximity(labels, pts, by_class, unique, target_ok, cfg)
     refs += _vertical(labels, lo, hi, by_class, target_ok, cfg)
     between = _between(labels, foot, lo, hi, by_class, unique, target_ok, cfg)

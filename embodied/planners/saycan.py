@@ -6,10 +6,11 @@ Similarity is the cosine between all-MiniLM-L6-v2 sentence embeddings (mean pool
 normalised) of the instruction clause and of the grounding's texts (description, skill
 name, paraphrases; the best match counts). Multi-step instructions are split into clauses
 ("then", ";", "after that", ... always; "," and "and" only where the pieces match
-different skills better than the whole does; "A after B" / "before A, B" reordered to
-execution order) and one step is chosen per clause in order,
-with the already-chosen groundings' affordance set to zero. Grounding embeddings are cached
-per planner instance, so after the first call a plan costs one small encoder batch.
+different skills better than the whole does, never after a bare verb: "push and close a
+drawer" is one task; "A after B" / "before A, B" reordered to execution order) and one
+step is chosen per clause in order, with the already-chosen groundings' affordance set to
+zero. Grounding embeddings are cached per planner instance, so after the first call a plan
+costs one small encoder batch.
 """
 
 from __future__ import annotations
@@ -144,6 +145,43 @@ _TEMPORAL = (
 )
 
 
+# A weak piece that is only a verb (optionally with a particle) names no object of its own:
+# "push" in "push and close a drawer", "pick up" in "pick up and place the puck" share the
+# next piece's object, so they are one task with it, not a step of their own.
+_BARE_VERBS = frozenset(
+    "push pull pick place put open close shut press slide turn flip switch move lift grab grasp "
+    "insert reach rotate twist toggle shove drag carry take lower raise hit tap nudge hold".split()
+)
+_PARTICLES = frozenset("up down on off in out over back away forward open shut closed".split())
+
+
+def _bare_verb(piece: str) -> bool:
+    words = piece.lower().split()
+    if not words or words[0] not in _BARE_VERBS:
+        return False
+    return len(words) == 1 or (len(words) == 2 and words[1] in _PARTICLES)
+
+
+def weak_pieces(clause: str) -> list[str]:
+    """``clause`` split at its weak separators ("," and "and"), a bare-verb piece kept joined
+    (with its separator) to the piece after it."""
+    parts, start = [], 0
+    for m in _WEAK.finditer(clause):
+        parts.append((clause[start : m.start()], m.group(0)))
+        start = m.end()
+    parts.append((clause[start:], ""))
+    out, buf = [], ""
+    for text, sep in parts:
+        buf += text
+        if sep and _bare_verb(_clean(text)):
+            buf += sep
+            continue
+        if _clean(buf):
+            out.append(_clean(buf))
+        buf = ""
+    return out
+
+
 def temporal_order(clause: str) -> list[str]:
     """``clause`` split at its first "before"/"after" conjunction into pieces in execution
     order (recursively); a clause without one -> ``[clause]``."""
@@ -261,12 +299,13 @@ class SayCanPlanner:
 
     def split_instruction(self, instruction: str, skills: Sequence[SkillSpec]) -> list[str]:
         """Clauses in order; weak separators split only where every piece's best grounding
-        differs and the pieces match better on average than the unsplit clause. "before" /
+        differs and the pieces match better on average than the unsplit clause, and never
+        after a bare verb ("push and close a drawer" is one task: ``weak_pieces``). "before" /
         "after" clauses are put in execution order first (``temporal_order``)."""
         strong = [c for x in _STRONG.split(instruction) for c in map(_clean, temporal_order(_clean(x))) if c]
         clauses = []
         for c in strong:
-            pieces = [p for p in (_clean(x) for x in _WEAK.split(c)) if p]
+            pieces = weak_pieces(c)
             if len(pieces) < 2:
                 clauses.append(c)
                 continue

@@ -4,7 +4,8 @@ for each (task, instruction) the planner's first step must be the task's skill.
 ``python -m embodied.planners.skill_choice --benchmark metaworld-mt10 --instructions FILE``
 prints per-task and overall accuracy (FILE: task -> instructions, JSON/JSONL/YAML, as
 ``--instructions`` of ``vlx embodied eval``; ``paraphrases`` = the repo's paraphrases of the
-benchmark, descriptions excluded since they are the skills' own texts).
+benchmark, descriptions excluded since they are the skills' own texts; ``descriptions`` = the
+canonical descriptions alone, the quickstart's first instruction of each task).
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import Any
 
 
 def instruction_queries(benchmark: Any, source: str) -> dict[str, list[str]]:
-    """task -> instructions: ``paraphrases`` (the benchmark's own, its canonical description
-    left out) or an instruction file."""
+    """task -> instructions: ``descriptions`` (each task's canonical description),
+    ``paraphrases`` (the benchmark's own, its canonical description left out) or an
+    instruction file."""
+    if source == "descriptions":
+        return {t.name: [t.instruction] for t in benchmark.tasks()}
     if source == "paraphrases":
         out = {}
         for t in benchmark.tasks():
@@ -33,8 +37,11 @@ def instruction_queries(benchmark: Any, source: str) -> dict[str, list[str]]:
 def skill_choice_accuracy(
     planner: Any, queries: Mapping[str, Sequence[str]], skills: Sequence[Any], expected: Mapping[str, str]
 ) -> dict[str, Any]:
-    """{"accuracy", "n", "per_task": {task: accuracy}, "mistakes": [(task, text, chosen)]}."""
-    per_task, mistakes, hits, n = {}, [], 0, 0
+    """{"accuracy", "n", "per_task": {task: accuracy}, "mistakes": [(task, text, chosen)],
+    "exact_plan": fraction of plans that are exactly the one expected step (an extra step from
+    a mis-split clause counts against it, not against ``accuracy``), "extra_steps": [(task,
+    text, plan)]}."""
+    per_task, mistakes, extra, hits, exact, n = {}, [], [], 0, 0, 0
     for task, texts in queries.items():
         ok = 0
         for q in texts:
@@ -44,15 +51,28 @@ def skill_choice_accuracy(
                 ok += 1
             else:
                 mistakes.append((task, q, chosen))
+            if [s.skill for s in plan.steps] == [expected[task]]:
+                exact += 1
+            elif len(plan.steps) > 1:
+                extra.append((task, q, [s.skill for s in plan.steps]))
         per_task[task] = ok / max(len(texts), 1)
         hits, n = hits + ok, n + len(texts)
-    return {"accuracy": hits / max(n, 1), "n": n, "per_task": per_task, "mistakes": mistakes}
+    return {
+        "accuracy": hits / max(n, 1),
+        "n": n,
+        "per_task": per_task,
+        "mistakes": mistakes,
+        "exact_plan": exact / max(n, 1),
+        "extra_steps": extra,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m embodied.planners.skill_choice")
     p.add_argument("--benchmark", default="metaworld-mt10")
-    p.add_argument("--instructions", action="append", required=True, help="paraphrases | FILE (repeatable)")
+    p.add_argument(
+        "--instructions", action="append", required=True, help="descriptions | paraphrases | FILE (repeatable)"
+    )
     p.add_argument("--planner", default="saycan")
     p.add_argument("--planner-arg", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--show-mistakes", action="store_true")
@@ -70,11 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for src in args.instructions:
         r = skill_choice_accuracy(planner, instruction_queries(bench, src), specs, expected)
-        results[src] = {k: r[k] for k in ("accuracy", "n", "per_task")}
-        print(f"{src}: skill choice {100 * r['accuracy']:.1f}% over {r['n']} instructions")
+        results[src] = {k: r[k] for k in ("accuracy", "exact_plan", "n", "per_task")}
+        print(
+            f"{src}: skill choice {100 * r['accuracy']:.1f}%, exact one-step plan "
+            f"{100 * r['exact_plan']:.1f}% over {r['n']} instructions"
+        )
         if args.show_mistakes:
             for task, q, chosen in r["mistakes"]:
                 print(f"   {task}: {q!r} -> {chosen}")
+            for task, q, steps in r["extra_steps"]:
+                print(f"   {task}: {q!r} -> plan {steps}")
     print(json.dumps(results, indent=1))
     return 0
 

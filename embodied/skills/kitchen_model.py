@@ -97,6 +97,17 @@ class KitchenKinematics:
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
         return self.data.site_xpos[self.ee].copy(), self.data.site_xmat[self.ee].reshape(3, 3).copy()
 
+    def ee_pose_at(self, q_arm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """End-effector pose with the arm joints at ``q_arm`` (the model's state is restored)."""
+        saved = self.data.qpos[:ARM].copy()
+        self.data.qpos[:ARM] = np.asarray(q_arm, dtype=np.float64)[:ARM]
+        self.mj.mj_kinematics(self.model, self.data)
+        out = self.ee_pose()
+        self.data.qpos[:ARM] = saved
+        self.mj.mj_kinematics(self.model, self.data)
+        self.mj.mj_comPos(self.model, self.data)
+        return out
+
     def ee_jacobian(self) -> np.ndarray:
         """(6, 7): linear then angular velocity of the end-effector site per arm joint."""
         self.mj.mj_jacSite(self.model, self.data, self._jp, self._jr, self.ee)

@@ -126,3 +126,29 @@ def _check_labels(labels: np.ndarray, n_classes: int, where: str) -> None:
     if bad.any():
         i = int(np.argmax(bad))
         raise DataError(f"{where}: label {int(labels[i])} at cloud {i} is outside [0, {n_classes})")
+
+
+# z up -> y up: (x, y, z) -> (x, z, -y), a rotation (det +1) about x.
+Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=np.float32)
+
+
+def write_modelnet40_h5(
+    root: str | Path, points: np.ndarray, labels: np.ndarray, class_names: list[str], split: str = "test"
+) -> Path:
+    """Write clouds in the ``modelnet40_ply_hdf5_2048`` layout (one ``ply_data_{split}0.h5``
+    with ``data`` float32 (n, N, 3) and ``label`` uint8 (n, 1), ``{split}_files.txt`` naming it
+    by PointNet's repo-relative path, ``shape_names.txt``), so any ModelNet40 h5 reader takes
+    them. Points are written as given (ModelNet40's h5 clouds are y up)."""
+    import h5py
+
+    if len(class_names) > 256:
+        raise DataError(f"write_modelnet40_h5: {len(class_names)} classes do not fit ModelNet40's uint8 labels")
+    out = Path(root)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"ply_data_{split}0.h5"
+    with h5py.File(out / name, "w") as f:
+        f["data"] = np.asarray(points, dtype=np.float32)
+        f["label"] = np.asarray(labels, dtype=np.uint8).reshape(-1, 1)
+    (out / f"{split}_files.txt").write_text(f"data/modelnet40_ply_hdf5_2048/{name}\n")
+    (out / "shape_names.txt").write_text("\n".join(class_names) + "\n")
+    return out

@@ -38,8 +38,12 @@ class SceneStore:
         label_vocab: dict[str, int] | None = None,
         loader: Callable = load_scannet_scene,
         proposals: dict[str, dict] | None = None,
+        scan2cad: dict[str, dict] | None = None,
     ):
         self.root = Path(root)
+        # Scan2CAD's oriented boxes and fronts per scene (scene_graph.data.scan2cad), for sr3d's
+        # left/right/front/behind; scenes it does not list have no fronts.
+        self.scan2cad = scan2cad
         # data.proposals "pred": graphs over predicted proposals (scene_graph.data.proposals);
         # the annotated boxes ride along as gt_box / gt_object_id / gt_label_names.
         self.proposals = proposals
@@ -106,6 +110,10 @@ class SceneStore:
         if scene_id not in self._graphs:
             try:
                 objs = self.loader(self.root, scene_id)
+                if self.scan2cad is not None and scene_id in self.scan2cad:
+                    from scene_graph.data.scan2cad import scan2cad_fronts
+
+                    objs.fronts, objs.oriented = scan2cad_fronts(objs.object_ids, self.scan2cad[scene_id])
                 self._graphs[scene_id] = self._build(objs)
             except DataError as e:  # remember the failure: every annotation of the scene shares it
                 self._graphs[scene_id] = e

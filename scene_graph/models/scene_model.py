@@ -240,7 +240,8 @@ class SceneGraphModel(nn.Module):
             valid = batch["answer"] >= 0
             loss_a = F.cross_entropy(logits[valid], batch["answer"][valid]) if valid.any() else logits.sum() * 0
             out.update(answer_logits=logits, loss_answer=loss_a.detach())
-            if not self.training:  # the answer as if grounding were right: bounds what grounding costs QA
+            if not self.training and bool((batch["target"] >= 0).all()):
+                # the answer as if grounding were right: bounds what grounding costs QA
                 out["answer_logits_gt_object"] = self.answer(batch["target"], h, tokens, sent)
             loss = loss + self.cfg.answer_weight * loss_a
         out["loss"] = loss
@@ -304,10 +305,16 @@ class RelationScorer(nn.Module):
 
 
 def grounding_loss(scores: Tensor, node_batch: Tensor, target: Tensor) -> Tensor:
-    """Cross-entropy over the objects of each scene: scores ``(N,)``, target ``(B,)`` global index."""
+    """Cross-entropy over the objects of each scene: scores ``(N,)``, target ``(B,)`` global index;
+    a target of -1 (a question without an object, e.g. ScanQA's test splits) is left out."""
     dense, valid = to_dense_batch(scores, node_batch, fill_value=float("-inf"))  # (B, M)
     ptr = torch.zeros(dense.shape[0] + 1, dtype=torch.long, device=scores.device)
     ptr[1:] = torch.bincount(node_batch, minlength=dense.shape[0]).cumsum(0)
+    known = target >= 0
+    if not bool(known.all()):
+        if not bool(known.any()):
+            return scores.sum() * 0
+        return F.cross_entropy(dense[known], (target - ptr[:-1])[known])
     return F.cross_entropy(dense, target - ptr[:-1])
 
 

@@ -126,6 +126,12 @@ def test_indirect_instruction_set_covers_every_task_with_its_plan():
                 assert word not in it.text.lower(), (task, it.text)
     lens = {len(bench.task(t).subgoals) for t in names}
     assert lens == {1, 2, 3, 4}
+    # every multi-subtask chain has 5 distinct phrasings (40 over the 8 chains of the results)
+    multi = [t for t in names if len(bench.task(t).subgoals) > 1]
+    assert len(multi) == 8
+    for t in multi:
+        texts = [it.text for it in instr.by_task[t]]
+        assert len(texts) == 5 and len(set(texts)) == 5, t
     assert set(ENV_SUBTASKS) == {g for t in names for g in bench.task(t).subgoals}
 
 

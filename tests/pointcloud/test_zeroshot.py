@@ -132,7 +132,7 @@ def run_cli(*args):
 @pytest.mark.parametrize("method", ["pointclip_v2", "clip2point"])
 def test_zeroshot_cli_end_to_end(tmp_path, method):
     from pointcloud.models.clip2point import class_text_embeddings
-    from pointcloud.zeroshot import load_run_teacher, prompt_templates, zero_shot_logits
+    from pointcloud.zeroshot import load_zeroshot_teacher, prompt_templates, zero_shot_logits
 
     teacher_dir = tiny_teacher_run(tmp_path / "teacher")
     _, mn_lab = write_modelnet40(tmp_path / "mn", sizes=(3, 2))
@@ -148,11 +148,12 @@ def test_zeroshot_cli_end_to_end(tmp_path, method):
         assert rep["benchmark"] == bench and rep["n"] == n and rep["method"] == method
         assert 0 <= rep["top1"] <= 100 and rep["image_size"] == 32
     # the ModelNet40 number equals the argmax of the logits recomputed in-process
-    teacher, tok, size = load_run_teacher(teacher_dir)
+    teacher, tok, size, mean, std = load_zeroshot_teacher(teacher_dir)
     b = read_modelnet40_h5(tmp_path / "mn")
     tmpl = prompt_templates("pointclip" if method == "pointclip_v2" else "clip2point")
     text = class_text_embeddings(teacher, tok, [c.replace("_", " ") for c in b.class_names], tmpl)
-    logits = zero_shot_logits(teacher, text, torch.from_numpy(b.points), method, "clip2point_6", size)
+    pts = torch.from_numpy(b.points)
+    logits = zero_shot_logits(teacher, text, pts, method, "clip2point_6", size, mean=mean, std=std)
     rep = json.loads((tmp_path / "out_modelnet40_0" / "eval.json").read_text())
     assert rep["top1"] == pytest.approx(float((logits.argmax(1).numpy() == mn_lab[:, 0]).mean() * 100))
 

@@ -7,6 +7,7 @@ import torch
 
 from scene_graph.builder import GraphConfig
 from scene_graph.data.annotations import (
+    Referral,
     is_view_dependent,
     read_3dssg,
     read_referit3d_csv,
@@ -236,3 +237,24 @@ def test_rooms_from_pointcloud_primitives(tmp_path):
     assert len(objs) >= 6 and box_min > 0.1  # every primitive was fitted to its (>= 0.3 m) box
     with pytest.raises(ValueError, match="rooms.primitives"):
         RoomConfig(primitives="nope")
+
+
+def test_scene_missing_its_aggregation_is_one_line_error_or_counted_skip(tmp_path):
+    # issue 14's bad input on the direct loader (data.scans pointing at ScanNet-layout scenes):
+    # the annotations of the broken scene are skipped and counted, the other scene's kept.
+    make_scene(tmp_path)
+    make_scene(tmp_path, "scene0001_00")
+    agg = scene_files(tmp_path, "scene0001_00")[2]
+    agg.unlink()
+    refs = [Referral("scene0000_00", [1], "the chair"), Referral("scene0001_00", [1], "the chair", source="r.json"),
+            Referral("scene0001_00", [0], "the table", source="r.json", index=1)]  # fmt: skip
+    store = SceneStore(tmp_path, GraphConfig(num_points=8, between=False))
+    with pytest.raises(DataError) as e:
+        ReferralDataset(refs, store, progress=False)
+    assert "\n" not in str(e.value) and "scene 'scene0001_00' failed to load" in str(e.value)
+    assert agg.name in str(e.value)
+    with pytest.warns(UserWarning, match="skipped 2"):
+        ds = ReferralDataset(refs, SceneStore(tmp_path, GraphConfig(num_points=8, between=False)), skip_bad=True,
+                             progress=False)  # fmt: skip
+    assert len(ds) == 1 and len(ds.skipped) == 2
+    assert all(agg.name in s and "\n" not in s for s in ds.skipped)

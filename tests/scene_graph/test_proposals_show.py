@@ -83,3 +83,25 @@ def test_show_writes_ply_and_png(tmp_path, capsys):
     assert Image.open(tmp_path / "g.png").size[0] > 100
     assert main(["scene-graph", "show", str(tmp_path / "nope"), "--out", str(tmp_path / "x.ply")]) != 0
     assert "expected a ScanNet-layout scene folder" in capsys.readouterr().err
+
+
+def test_pred_evaluation_reports_the_best_proposal_ceiling(tmp_path, tokenizer):
+    # the table's best proposal has IoU 0.54, the chair's 0.30 (worked out above): a model
+    # that always picks the false positive scores 0, the ceilings are 100 and 50
+    from scene_graph.data.dataset import collate_referrals
+    from scene_graph.recipes import evaluate_grounding
+
+    scans = make_scene(tmp_path)
+    boxes = np.array([[0.8, 0.5, 0.5, 1, 1, 1], [3.5, 0.5, 0.5, 1.5, 1.5, 1.5], [9, 9, 9, 0.2, 0.2, 0.2]], np.float32)
+    props = {"scene0000_00": {"boxes": boxes, "scores": np.array([0.9, 0.8, 0.1], np.float32)}}
+    store = SceneStore(scans, GraphConfig(num_points=4, between=False), proposals=props)
+    ds = ReferralDataset([Referral("scene0000_00", [0], "the table"), Referral("scene0000_00", [1], "the chair")],
+                         store, progress=False)  # fmt: skip
+
+    class FalsePositive(torch.nn.Module):
+        def forward(self, batch):
+            return {"scores": batch["box"][:, 0]}  # the largest x: the box at (9, 9, 9)
+
+    res = evaluate_grounding(FalsePositive(), ds, lambda s: collate_referrals(s, tokenizer), torch.device("cpu"), 4)
+    assert res["overall/Acc@0.25"] == 0.0 and res["proposals_pred"] == 1.0
+    assert res["proposal_ceiling/Acc@0.25"] == 100.0 and res["proposal_ceiling/Acc@0.5"] == 50.0

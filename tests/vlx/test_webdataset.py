@@ -204,24 +204,36 @@ def test_trainer_trains_from_shards_and_resumes_exactly(tmp_path):
 
 @pytest.mark.slow
 def test_converted_shards_train_clip_shapes_as_well_as_the_folder(tmp_path):
-    """Same recipe, same data, one from the JSONL folder and one from `vlx data shards` output:
-    retrieval within seed noise (measured at 1500 samples x 8 epochs, seeds 0/1: folder t2i R@5
-    61.5/39.0, shards 66.5/38.0; docs/results/vlx_checkpoints.md)."""
-    from vlx.config import load_yaml_config
-    from vlx.data.shard_writer import write_shards
-    from vlx.recipes.clip_shapes import ClipShapesConfig, build_clip_shapes
+    """Same recipe, same data, from the JSONL folder and from `vlx data shards` output, seeds
+    0-2 (benchmarks/shards_vs_folder.py; docs/results/vlx_checkpoints.md has seeds 0-7). One
+    seed's gap is not evidence: these 72-step runs are seed-sensitive (seed 0: held-out loss
+    folder 2.24, shards 2.94; seed 2: 2.425, 2.15). So: every run learns (t2i R@5 above twice
+    chance), and the shards' mean is not worse than the folder's by more than three standard
+    errors of the seed-to-seed spread (both sides' sample variances)."""
+    bench = _load_benchmark("shards_vs_folder")
+    res = bench.compare(tmp_path, [0, 1, 2])
+    chance5 = 5 * res["folder"]["chance_R@1"][0]
+    for side in res:
+        assert all(r > 2 * chance5 for r in res[side]["t2i_R@5"]), (side, res[side]["t2i_R@5"])
+    loss = bench.gap(res["folder"]["test_loss"], res["shards"]["test_loss"])
+    assert 0 < loss["se"] and loss["gap"] < 3 * loss["se"], loss
+    r5 = bench.gap(res["folder"]["t2i_R@5"], res["shards"]["t2i_R@5"])
+    assert 0 < r5["se"] and -r5["gap"] < 3 * r5["se"], r5
 
-    generate_shapes_world(tmp_path / "world", 800, 100, 32, 0, progress=False)
-    write_shards(tmp_path / "world" / "train.jsonl", tmp_path / "shards", 200)
-    res = {}
-    for name, extra in (("folder", []), ("shards", [f"data.shards={tmp_path / 'shards'}", "data.shuffle_buffer=400"])):
-        sets = [f"data.root={tmp_path / 'world'}", "data.n_train=800", "data.n_test=100", "train.epochs=6",
-                f"train.output_dir={tmp_path / name}", "train.progress=false", "train.tensorboard=false",
-                "train.num_threads=1", "train.device=cpu", "train.batch_size=64", *extra]  # fmt: skip
-        cfg = load_yaml_config(ClipShapesConfig, "configs/vlx/clip_shapes_tiny.yaml", sets)
-        res[name] = Trainer(cfg.train, build_clip_shapes(cfg)).fit()
-    chance5 = 5 * res["folder"]["chance_R@1"]
-    for name in res:
-        assert res[name]["t2i_R@5"] > 2 * chance5, (name, res[name]["t2i_R@5"])
-    assert abs(res["shards"]["t2i_R@5"] - res["folder"]["t2i_R@5"]) < 25
-    assert abs(res["shards"]["test_loss"] - res["folder"]["test_loss"]) < 0.5
+
+def test_seed_noise_gap_is_the_welch_standard_error():
+    """The statistic above on numbers worked out by hand: folder [1, 2, 3] and shards
+    [2, 3, 4] have means 2 and 3 and sample variances 1 and 1 -> gap 1, SE sqrt(1/3 + 1/3)."""
+    g = _load_benchmark("shards_vs_folder").gap([1.0, 2.0, 3.0], [2.0, 3.0, 4.0])
+    assert g["gap"] == pytest.approx(1.0) and g["se"] == pytest.approx((2 / 3) ** 0.5)
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

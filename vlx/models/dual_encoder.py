@@ -116,11 +116,16 @@ class DualEncoder(nn.Module):
         # The image transform the model expects (a preset's or the checkpoint's
         # preprocessor_config.json), set by load_dual_encoder; None for config-built models.
         self.preprocess: ImagePreprocess | None = None
-        if image_proj is None:
+        # Both new projections are built, then both initialised: the RNG order of the runs in
+        # docs/results, so their numbers reproduce bit for bit.
+        new_image, new_text = image_proj is None, text_proj is None
+        if new_image:
             image_proj = nn.Linear(image_encoder.output_dim, embed_dim, bias=False)
-            nn.init.normal_(image_proj.weight, std=image_encoder.output_dim**-0.5)
-        if text_proj is None:
+        if new_text:
             text_proj = nn.Linear(text_encoder.output_dim, embed_dim, bias=False)
+        if new_image:
+            nn.init.normal_(image_proj.weight, std=image_encoder.output_dim**-0.5)
+        if new_text:
             nn.init.normal_(text_proj.weight, std=text_encoder.output_dim**-0.5)
         self.image_proj, self.text_proj = image_proj, text_proj
         # A parameter either way (state dicts look the same); fixed when not learned.

@@ -464,6 +464,9 @@ class Trainer:
                 if run.main:
                     print(f"[vlx] stopped at step {run.step}; checkpoint saved, rerun the same command to resume")
             else:
+                # The train bar ends (its last line printed) before the eval bar starts, so a
+                # terminal shows them in order; closing again in `finally` is a no-op.
+                run.bar.close()
                 result = self._evaluate(run)
         finally:
             run.bar.close()
