@@ -42,8 +42,9 @@ def run_collect(args: argparse.Namespace) -> int:
 
 
 def run_policy_eval(args: argparse.Namespace) -> int:
+    from embodied.policy.evaluate import MODES, evaluate_policy
     from embodied.policy.recipe import PolicyConfig
-    from embodied.policy.skill import MODES, PolicyRunner, evaluate_policy
+    from embodied.policy.skill import PolicyRunner
     from vlx.config import ConfigError, from_dict, read_yaml_with_extends
 
     modes = _csv(args.modes) or list(MODES)

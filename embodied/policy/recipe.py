@@ -104,7 +104,8 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
         }
         if cfg.eval.episodes <= 0:
             return out
-        from embodied.policy.skill import PolicyRunner, evaluate_policy  # heavy (sim); on use
+        from embodied.policy.evaluate import evaluate_policy  # heavy (sim); on use
+        from embodied.policy.skill import PolicyRunner
 
         runner = PolicyRunner(m, cache, device, camera=cfg.model.camera)
         res = evaluate_policy(
