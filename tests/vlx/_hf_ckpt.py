@@ -10,6 +10,9 @@ from pathlib import Path
 
 import torch
 
+# The towers of every tiny random HF model built here (CLIP/SigLIP text and vision, Llama).
+TINY_TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+
 WORDS = (
     "a photo of the cat dog red blue green circle square triangle small big left right above below "
     "car bird is on and picture"
@@ -91,20 +94,14 @@ def save_tiny_clip(d: str | Path, seed: int = 0, image_size: int = 32, patch_siz
     cfg = CLIPConfig(
         text_config=dict(
             vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **TINY_TOWER,
             max_position_embeddings=77,
             bos_token_id=tok.bos_token_id,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
         ),
         vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **TINY_TOWER,
             image_size=image_size,
             patch_size=patch_size,
         ),
@@ -134,20 +131,14 @@ def save_tiny_siglip(d: str | Path, seed: int = 0, image_size: int = 32, patch_s
     cfg = SiglipConfig(
         text_config=dict(
             vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **TINY_TOWER,
             max_position_embeddings=64,
             pad_token_id=1,
             eos_token_id=1,
             bos_token_id=1,
         ),
         vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **TINY_TOWER,
             image_size=image_size,
             patch_size=patch_size,
         ),
@@ -177,10 +168,7 @@ def save_tiny_llama(d: str | Path, seed: int = 0, lm_head_scale: float = 1.0, ch
     torch.manual_seed(seed)
     cfg = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **TINY_TOWER,
         num_key_value_heads=2,
         max_position_embeddings=1024,
         pad_token_id=tok.pad_token_id,

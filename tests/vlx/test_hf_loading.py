@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.vlx._hf_ckpt import TINY_TOWER
 from vlx.config import ConfigError
 from vlx.encoders import EncoderConfig, build_image_encoder, build_text_encoder
 from vlx.encoders.hf import HFTextEncoder, minilm_path
@@ -105,10 +106,7 @@ def clip_dir(tmp_path_factory):
     cfg = CLIPConfig(
         text_config=dict(
             vocab_size=99,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **TINY_TOWER,
             max_position_embeddings=16,
             # Inside the 99-token vocabulary: HF pools the first EOS. (CLIP's default 49407 is
             # outside it, and HF then pools position 0.)
@@ -117,10 +115,7 @@ def clip_dir(tmp_path_factory):
             pad_token_id=0,
         ),
         vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **TINY_TOWER,
             image_size=32,
             patch_size=8,
         ),
