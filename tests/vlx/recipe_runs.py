@@ -107,21 +107,6 @@ def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) ->
             "data.graph.num_points=16",
             "eval_batch_size=8",
         ]
-    elif recipe == "video_llava":
-        s += [
-            f"data.shapes_root={data}/moving_shapes",
-            "data.n_train=16",
-            "data.n_test=8",
-            "data.render_size=32",
-            "data.load.size=32",
-            "data.load.sampler.num_frames=4",
-            "data.max_length=48",
-            "data.max_test=4",
-            "model.pool_shape=[4,2,2]",
-            "tiny_size={width: 32, hidden: 64}",
-            "max_new_tokens=4",
-            "eval_batch_size=8",
-        ]
     elif recipe.startswith("video_"):
         s += [
             f"data.shapes_root={data}/moving_shapes",
@@ -132,7 +117,15 @@ def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) ->
             "data.load.sampler.num_frames=4",
             "eval_batch_size=8",
         ]
-        if recipe != "video_retrieval":
+        if recipe == "video_llava":
+            s += [
+                "data.max_length=48",
+                "data.max_test=4",
+                "model.pool_shape=[4,2,2]",
+                "tiny_size={width: 32, hidden: 64}",
+                "max_new_tokens=4",
+            ]
+        elif recipe != "video_retrieval":
             s += [f"model.lm.tiny_dir={data}/tiny_lm", "model.pool_size=[4,2,2]", "max_length=24"]
             s += ["model.vision.kwargs={image_size: 32}"]
             from vlx.config import read_yaml_with_extends
