@@ -19,10 +19,14 @@ class DemoFrames(Dataset):
     "text_id" int[, "image" (3, H, W) float in [0, 1]]}``; ``texts`` lists the bank's strings
     (index = text_id), plan-step texts in order of first appearance. With ``frames`` F > 1 the
     image is the history (F, 3, H, W), oldest first, the episode's first frame repeated before
-    its start (as the runner does at the start of a rollout)."""
+    its start (as the runner does at the start of a rollout). ``camera`` may list several
+    cameras: the image is then (F*V, 3, H, W), each time step's V views in that order."""
 
-    def __init__(self, episodes: Sequence[Episode], chunk: int = 1, camera: str | None = None, frames: int = 1):
-        self.episodes, self.chunk, self.camera, self.frames = list(episodes), int(chunk), camera, int(frames)
+    def __init__(
+        self, episodes: Sequence[Episode], chunk: int = 1, camera: str | Sequence[str] | None = None, frames: int = 1
+    ):
+        self.episodes, self.chunk, self.frames = list(episodes), int(chunk), int(frames)
+        self.camera = [camera] if isinstance(camera, str) else (list(camera) if camera else None)
         self.texts: list[str] = []
         ids: dict[str, int] = {}
         self.index: list[tuple[int, int, int]] = []  # (episode, t, text id)
@@ -58,12 +62,10 @@ class DemoFrames(Dataset):
             "text_id": tid,
         }
         if self.camera is not None:
-            rgb = ep.rgb[self.camera]
-            if self.frames > 1:
-                idx = [max(0, t - self.frames + 1 + i) for i in range(self.frames)]
-                item["image"] = torch.from_numpy(rgb[idx]).permute(0, 3, 1, 2).float() / 255.0
-            else:
-                item["image"] = torch.from_numpy(rgb[t]).permute(2, 0, 1).float() / 255.0
+            idx = [max(0, t - self.frames + 1 + i) for i in range(self.frames)]
+            views = np.stack([ep.rgb[c][j] for j in idx for c in self.camera])  # (F*V, H, W, 3)
+            image = torch.from_numpy(views).permute(0, 3, 1, 2).float() / 255.0
+            item["image"] = image if len(views) > 1 else image[0]
         return item
 
 

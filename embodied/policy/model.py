@@ -33,7 +33,9 @@ class PolicyModelConfig:
     only: ``arch`` "former" (embodied-former) or "concat" (the baseline), ``frames`` of
     history, ``concat_hidden`` (None: sized to the former's parameter count), ``image_shift``
     (random-shift augmentation in training: pad by that many pixels, edge-replicated, then
-    crop at a random offset, as DrQ, Kostrikov et al. 2021)."""
+    crop at a random offset, as DrQ, Kostrikov et al. 2021), ``cameras`` (several views, each
+    encoded alone and fed to the fusion as its own frame; empty: ``[camera]``). Image encoder
+    ``cnn_spatial_softmax``: ``SpatialSoftmaxCNN`` (robomimic's keypoint encoder, small trunk)."""
 
     obs: Literal["state", "image"] = "state"
     state_token_size: int = 3
@@ -54,6 +56,11 @@ class PolicyModelConfig:
     frames: int = 1
     concat_hidden: int | None = None
     image_shift: int = 0  # training-time random shift of the frames by up to this many pixels (DrQ)
+    cameras: list[str] = field(default_factory=list)  # several views (each its own frame); empty: [camera]
+
+    def views(self) -> list[str]:
+        """The cameras an image policy sees, in order: ``cameras``, or ``[camera]`` when empty."""
+        return list(self.cameras) or [self.camera]
 
 
 class SmallCNN(nn.Module):
@@ -77,6 +84,55 @@ class SmallCNN(nn.Module):
         fmap = self.net(images)  # (B, C, h, w)
         tokens = fmap.flatten(2).transpose(1, 2)
         return EncoderOutput(pooled=tokens.mean(1), tokens=tokens, mask=None)
+
+
+class SpatialSoftmaxCNN(nn.Module):
+    """CNN + spatial softmax, the image encoder of robomimic's BC-RNN (Mandlekar et al., 2021,
+    after Levine et al., 2016): a conv trunk (``channels`` / 2, ``channels``, ``channels``
+    filters at strides 2, 2, 1: 64x64 frames give a 16x16 map),
+    a 1x1 conv to ``keypoints`` heat maps, a softmax over each map (learned temperature) and
+    its expected (x, y) in [-1, 1]. Our small trunk replaces robomimic's ResNet-18 (CPU
+    budget). (B, 3, H, W) -> pooled (B, width) = a linear map of the flattened keypoints (as
+    robomimic), tokens (B, keypoints, width) = one per keypoint: a linear map of its (x, y) and
+    of the feature map averaged under its softmax, plus a learned embedding of which keypoint."""
+
+    def __init__(self, width: int = 64, keypoints: int = 32, channels: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, channels // 2, 5, stride=2, padding=2),
+            nn.GELU(),
+            nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, channels, 3, stride=1, padding=1),
+            nn.GELU(),
+        )
+        self.to_maps = nn.Conv2d(channels, keypoints, 1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.pool_proj = nn.Linear(2 * keypoints, width)
+        self.token_proj = nn.Linear(2 + channels, width)
+        self.token_embed = nn.Parameter(torch.zeros(1, keypoints, width))
+        self.output_dim = width
+
+    def keypoints(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> expected (x, y) per keypoint (B, K, 2) in [-1, 1] (x right, y down) and the
+        feature map averaged under each keypoint's softmax (B, K, C)."""
+        fmap = self.net(images)  # (B, C, h, w)
+        B, C, h, w = fmap.shape
+        attn = torch.softmax(self.to_maps(fmap).flatten(2) / self.log_temperature.exp(), dim=-1)  # (B, K, h*w)
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, h, device=fmap.device, dtype=fmap.dtype),
+            torch.linspace(-1, 1, w, device=fmap.device, dtype=fmap.dtype),
+            indexing="ij",
+        )
+        grid = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # (h*w, 2)
+        return attn @ grid, attn @ fmap.flatten(2).transpose(1, 2)
+
+    def forward(self, images: torch.Tensor):
+        from vlx.encoders import EncoderOutput
+
+        kp, feat = self.keypoints(images)
+        tokens = self.token_proj(torch.cat([kp, feat], dim=-1)) + self.token_embed
+        return EncoderOutput(pooled=self.pool_proj(kp.flatten(1)), tokens=tokens, mask=None)
 
 
 class StateTokenizer(nn.Module):
@@ -214,6 +270,7 @@ __all__ = [
     "PlanConditionedPolicy",
     "PolicyModelConfig",
     "SmallCNN",
+    "SpatialSoftmaxCNN",
     "StateTokenizer",
     "bc_loss",
 ]

@@ -21,7 +21,7 @@ def ensure_demos(cfg: PolicyConfig) -> Path:
 
     root = Path(cfg.data.demos)
     if not (root / "dataset.json").is_file() and not is_lerobot(root) and cfg.data.collect:
-        cams = [cfg.model.camera] if cfg.model.obs == "image" else []
+        cams = cfg.model.views() if cfg.model.obs == "image" else []
         collect(
             CollectConfig(
                 benchmark=cfg.data.benchmark,
@@ -47,11 +47,12 @@ def _check_rendering(cfg: PolicyConfig, root: Path, episodes: list) -> None:
     from vlx.config import ConfigError
 
     ep = episodes[0]
-    shape = ep.rgb[cfg.model.camera].shape[1:3]
-    if tuple(shape) != (cfg.model.image_size, cfg.model.image_size):
-        raise ConfigError(
-            f"model.image_size: {cfg.model.image_size}, but the demos in {root} have {shape[1]}x{shape[0]} frames"
-        )
+    for cam in cfg.model.views():
+        shape = ep.rgb[cam].shape[1:3]
+        if tuple(shape) != (cfg.model.image_size, cfg.model.image_size):
+            raise ConfigError(
+                f"model.image_size: {cfg.model.image_size}, but the demos in {root} have {shape[1]}x{shape[0]} frames"
+            )
     shadows = ep.meta.get("shadows", True)  # demos from before the option were rendered with shadows
     if "shadows" in ep.meta and bool(shadows) != cfg.model.shadows:
         raise ConfigError(
@@ -70,12 +71,12 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
 
         check_image_size(cfg.model.image_encoder, cfg.model.image_size)
     root = ensure_demos(cfg)
-    camera = cfg.model.camera if cfg.model.obs == "image" else None
+    camera = cfg.model.views() if cfg.model.obs == "image" else None
     episodes = load_demos(
         root,
         benchmark=cfg.data.benchmark,
         tasks=cfg.data.tasks,
-        cameras=[camera] if camera else [],
+        cameras=camera or [],
         images=camera is not None,
         only_success=cfg.data.only_success,
         max_mib=cfg.data.max_demo_mib,
@@ -107,7 +108,7 @@ def build_embodied_policy(cfg: PolicyConfig) -> Task:
         from embodied.policy.evaluate import evaluate_policy  # heavy (sim); on use
         from embodied.policy.skill import PolicyRunner
 
-        runner = PolicyRunner(m, cache, device, camera=cfg.model.camera)
+        runner = PolicyRunner(m, cache, device, camera=cfg.model.views())
         res = evaluate_policy(
             runner,
             cfg.data.benchmark,

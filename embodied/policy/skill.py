@@ -37,13 +37,14 @@ class PolicyRunner:
         text_cache: Any,
         device: str | torch.device = "cpu",
         execute: int = 1,
-        camera: str | None = None,
+        camera: str | list[str] | None = None,
     ):
         self.model = model.to(device).eval()
         self.text = text_cache
         self.device = torch.device(device)
         self.execute = max(1, min(int(execute), model.cfg.chunk))
-        self.camera = camera if model.cfg.obs == "image" else None
+        cams = [camera] if isinstance(camera, str) else list(camera or [])
+        self.cameras = cams if model.cfg.obs == "image" and cams else None
         self._queue: list[np.ndarray] = []
         self._frames: list[torch.Tensor] = []  # image history (model.frames), cleared on reset
         self._env, self._rig = None, None
@@ -65,24 +66,24 @@ class PolicyRunner:
         cfg = from_dict(PolicyConfig, read_yaml_with_extends(str(cfg_path)), where=str(cfg_path))
         model, cache = build_policy_model(cfg, state_dim=None)
         load_model_weights(model, ckpt or run)  # the run dir: its checkpoints/latest pointer
-        return cls(model, cache, device, execute, camera=cfg.model.camera)
+        return cls(model, cache, device, execute, camera=cfg.model.views() if cfg.model.obs == "image" else None)
 
     def reset(self, env: Any = None) -> None:
         self._queue, self._frames = [], []
-        if self.camera is not None and env is not None and env is not self._env:
+        if self.cameras is not None and env is not None and env is not self._env:
             from embodied.collect import CameraRig, sim_handles
 
             if self._rig is not None:
                 self._rig.close()
             size = self.model.cfg.image_size
             shadows = bool(getattr(self.model.cfg, "shadows", True))  # rendered as the demos were
-            self._env, self._rig = env, CameraRig(sim_handles(env)[0], [self.camera], size, size, shadows=shadows)
+            self._env, self._rig = env, CameraRig(sim_handles(env)[0], self.cameras, size, size, shadows=shadows)
 
     @torch.no_grad()
     def act(self, obs: Any, text: str) -> np.ndarray:
         history = int(getattr(self.model.cfg, "frames", 1)) > 1
         images = None
-        if self.camera is not None and (history or not self._queue):
+        if self.cameras is not None and (history or not self._queue):
             images = self._observe()  # with a history, every step's frame enters it
         if not self._queue:
             tokens, mask = self.text.features([text])
@@ -92,17 +93,19 @@ class PolicyRunner:
         return np.clip(self._queue.pop(0), -1.0, 1.0).astype(np.float32)
 
     def _observe(self) -> torch.Tensor:
-        """The camera frame now, appended to the history: (1, F, 3, H, W) in [0, 1], oldest
-        first, the episode's first frame repeated before its start (as ``DemoFrames``)."""
+        """The cameras' frames now, appended to the history: (1, F*V, 3, H, W) in [0, 1],
+        oldest first, each time step's V views in order, the episode's first frames repeated
+        before its start (as ``DemoFrames``)."""
         if self._rig is None:
             raise RuntimeError("image policy needs the env: the skill's reset(env, ...) got env=None (vector envs?)")
         from embodied.collect import sim_handles
 
-        rgb = self._rig.render(sim_handles(self._env)[1], self.camera, "rgb")
-        frame = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)
+        data = sim_handles(self._env)[1]
+        rgb = np.stack([self._rig.render(data, cam, "rgb") for cam in self.cameras])
+        frame = torch.from_numpy(rgb).permute(0, 3, 1, 2).float().div(255.0)  # (V, 3, H, W)
         F_ = int(getattr(self.model.cfg, "frames", 1))
         self._frames = ((self._frames or [frame] * F_)[1:] + [frame]) if F_ > 1 else [frame]
-        return torch.stack(self._frames)[None].to(self.device)
+        return torch.cat(self._frames)[None].to(self.device)
 
 
 class PlanConditionedSkill(LearnedPolicySkill):

@@ -12,7 +12,8 @@ image encoder's pooled output ("global context"), to the policy MLP.
 mean of the text tokens, each projected to ``width``, concatenated with proprioception into an
 MLP whose hidden size is chosen so the whole model has as many parameters as the former's.
 
-Image encoders (``model.image_encoder``): ``cnn`` (a small CNN), any core image encoder
+Image encoders (``model.image_encoder``): ``cnn`` (a small CNN), ``cnn_spatial_softmax``
+(robomimic's keypoint encoder: a small conv trunk + spatial softmax), any core image encoder
 (``vit``, from scratch), or ``pretrained`` with ``path`` = a name or directory for
 ``vlx.create_model_and_transforms`` (a CLIP/SigLIP checkpoint or a vlx preset): its image
 tower, with the checkpoint's mean/std and input size (frames are resized to it). ``freeze``
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embodied.policy.model import PolicyModelConfig, SmallCNN
+from embodied.policy.model import PolicyModelConfig, SmallCNN, SpatialSoftmaxCNN
 from vlx.config import ConfigError
 from vlx.encoders import EncoderConfig
 
@@ -44,9 +45,9 @@ class ImageTower(nn.Module):
         super().__init__()
         self.resize: tuple[int, int] | None = None
         mean, std = _HALF, _HALF
-        if cfg.name == "cnn":
+        if cfg.name in ("cnn", "cnn_spatial_softmax"):
             check_image_size(cfg, image_size)
-            self.encoder = SmallCNN(**dict(cfg.kwargs))
+            self.encoder = (SmallCNN if cfg.name == "cnn" else SpatialSoftmaxCNN)(**dict(cfg.kwargs))
         elif cfg.name == "pretrained":
             if not cfg.path:
                 raise ConfigError(
@@ -164,14 +165,16 @@ class FormerFusion(nn.Module):
         super().__init__()
         W = cfg.width
         self.vis_proj = nn.Linear(vis_dim, W)
-        self.frame_embed = nn.Parameter(torch.zeros(1, cfg.frames, 1, W))  # which frame of the history
+        self.views = len(cfg.views())
+        # which frame of the history and which camera (frame-major: f0 views..., f1 views...)
+        self.frame_embed = nn.Parameter(torch.zeros(1, cfg.frames * self.views, 1, W))
         self.text_proj = nn.Linear(text_dim, W)
         self.queries = nn.Parameter(torch.randn(1, cfg.num_queries, W) * 0.02)
         self.layers = nn.ModuleList(
             EmbodiedFormerLayer(W, cfg.heads, cfg.dropout, last=i == cfg.layers - 1) for i in range(cfg.layers)
         )
         self.norm = nn.LayerNorm(W)
-        self.global_proj = nn.Linear(vis_dim, W)
+        self.global_proj = nn.Linear(self.views * vis_dim, W)
         self.head = _mlp(cfg.num_queries * W + W + cfg.proprio_dims, cfg.head_hidden, out_dim, cfg.dropout)
 
     def queries_out(self, vis_tokens, text_tokens, text_mask) -> torch.Tensor:
@@ -186,7 +189,7 @@ class FormerFusion(nn.Module):
 
     def forward(self, vis_tokens, pooled, text_tokens, text_mask, proprio) -> torch.Tensor:
         q = self.queries_out(vis_tokens, text_tokens, text_mask).flatten(1)
-        glob = self.global_proj(pooled[:, -1])  # the current frame's global context
+        glob = self.global_proj(pooled[:, -self.views :].flatten(1))  # the current frame's views
         return self.head(torch.cat([q, glob, proprio], dim=-1))
 
 
@@ -198,7 +201,7 @@ class ConcatFusion(nn.Module):
         W = cfg.width
         self.img_proj = nn.Linear(vis_dim, W)
         self.text_proj = nn.Linear(text_dim, W)
-        self.head = _mlp(cfg.frames * W + W + cfg.proprio_dims, hidden, out_dim, cfg.dropout)
+        self.head = _mlp(cfg.frames * len(cfg.views()) * W + W + cfg.proprio_dims, hidden, out_dim, cfg.dropout)
 
     @staticmethod
     def head_params(d_in: int, hidden: int, d_out: int) -> int:
@@ -218,7 +221,7 @@ def matched_concat_hidden(cfg: PolicyModelConfig, vis_dim: int, text_dim: int, o
     target = _count(FormerFusion(cfg, vis_dim, text_dim, out_dim))
     W = cfg.width
     fixed = (vis_dim + 1) * W + (text_dim + 1) * W
-    d_in = cfg.frames * W + W + cfg.proprio_dims
+    d_in = cfg.frames * len(cfg.views()) * W + W + cfg.proprio_dims
     b, c = d_in + 3 + out_dim, fixed + out_dim - target
     h = (-b + math.sqrt(b * b - 4 * c)) / 2
     return max(1, round(h))
@@ -228,9 +231,10 @@ class VisionPolicy(nn.Module):
     """``forward(batch) -> {"loss", "mse_first"}`` (behaviour cloning); ``predict(state,
     text_tokens, text_mask, images) -> (B, K, A)``. Same interface as ``PlanConditionedPolicy``.
 
-    images: (B, 3, H, W) or (B, F, 3, H, W) (``model.frames`` of history, oldest first) in
-    [0, 1]; state (B, D) raw observations, of which the first ``proprio_dims`` (normalised with
-    the demos' mean/std) are the proprioception; text_tokens (B, L, Dt), text_mask (B, L) bool.
+    images: (B, 3, H, W) or (B, F*V, 3, H, W) in [0, 1]: ``model.frames`` F of history, oldest
+    first, each the V views of ``model.views()`` in order; state (B, D) raw observations, of
+    which the first ``proprio_dims`` (normalised with the demos' mean/std) are the
+    proprioception; text_tokens (B, L, Dt), text_mask (B, L) bool.
     """
 
     def __init__(self, cfg: PolicyModelConfig, state_dim: int, action_dim: int, text_dim: int, text_len: int):
@@ -265,12 +269,13 @@ class VisionPolicy(nn.Module):
         self.null_text_mask.copy_(mask)
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, [F,] 3, H, W) -> visual tokens (B, F, N, D), pooled (B, F, D)."""
+        """(B, [F*V,] 3, H, W) -> visual tokens (B, F*V, N, D), pooled (B, F*V, D)."""
         if images.ndim == 4:
             images = images.unsqueeze(1)
         B, Fr = images.shape[:2]
-        if Fr != self.cfg.frames:
-            raise ValueError(f"VisionPolicy: expected {self.cfg.frames} frame(s) per sample, got {Fr}")
+        n = self.cfg.frames * len(self.cfg.views())
+        if Fr != n:
+            raise ValueError(f"VisionPolicy: expected {n} frame(s) x view(s) per sample, got {Fr}")
         enc = self.image_encoder(images.flatten(0, 1))
         return enc.tokens.unflatten(0, (B, Fr)), enc.pooled.unflatten(0, (B, Fr))
 

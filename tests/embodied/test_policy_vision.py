@@ -180,3 +180,75 @@ def test_random_shift_is_a_crop_of_the_edge_padded_frames():
     for b in range(5):  # some offset reproduces it, the same for both frames of a sample
         hits = [(i, j) for i in range(7) for j in range(7) if torch.equal(p[b, :, :, i : i + 10, j : j + 12], y[b])]
         assert hits
+
+
+def test_spatial_softmax_keypoints_are_the_bright_spots_coordinates():
+    """``cnn_spatial_softmax``: with the trunk replaced by the identity and one keypoint map per
+    colour channel at a low temperature, each keypoint is the (x, y) in [-1, 1] of its colour's
+    dot, and it moves by one grid step when the dot moves by one pixel."""
+    from embodied.policy.model import SpatialSoftmaxCNN
+
+    m = SpatialSoftmaxCNN(width=8, keypoints=2, channels=3)
+    m.net = torch.nn.Identity()
+    with torch.no_grad():
+        m.to_maps.weight.zero_()
+        m.to_maps.bias.zero_()
+        m.to_maps.weight[0, 0] = m.to_maps.weight[1, 1] = 1.0  # keypoint 0: red, keypoint 1: green
+        m.log_temperature.fill_(float(np.log(0.01)))
+    x = torch.zeros(1, 3, 16, 16)
+    x[0, 0, 4, 12] = 1.0  # red at row 4, column 12
+    x[0, 1, 10, 2] = 1.0  # green at row 10, column 2
+    grid = torch.linspace(-1, 1, 16)
+    kp, feat = m.keypoints(x)
+    torch.testing.assert_close(kp[0], torch.stack([grid[[12, 4]], grid[[2, 10]]]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(feat[0, 0], torch.tensor([1.0, 0.0, 0.0]), atol=1e-4, rtol=0)
+    x2 = torch.roll(x, shifts=1, dims=3)  # both dots one column to the right
+    kp2, _ = m.keypoints(x2)
+    torch.testing.assert_close(kp2[0, :, 0] - kp[0, :, 0], torch.full((2,), 2 / 15), atol=1e-4, rtol=0)
+    torch.testing.assert_close(kp2[0, :, 1], kp[0, :, 1], atol=1e-4, rtol=0)
+    out = m(x)
+    assert out.pooled.shape == (1, 8) and out.tokens.shape == (1, 2, 8)
+
+
+def test_two_cameras_as_views_in_data_model_and_size_match():
+    """``model.cameras``: DemoFrames stacks each time step's views in order (frame-major with a
+    history), the policy reads every view, and the concat baseline still matches the former's
+    size; the spatial-softmax CNN is the image encoder of both."""
+    from embodied.episode import Episode
+    from embodied.policy.data import DemoFrames
+
+    T = 4
+    rgb = {c: np.stack([np.full((8, 8, 3), 10 * t + k, np.uint8) for t in range(T + 1)]) for k, c in enumerate("ab")}
+    ep = Episode(
+        path=None,
+        meta={"plan_texts": ["reach: go"]},
+        obs=np.zeros((T + 1, 5), np.float32),
+        actions=np.zeros((T, 4), np.float32),
+        rewards=np.zeros(T, np.float32),
+        success=np.zeros(T, bool),
+        step_index=np.zeros(T, np.int16),
+        rgb=rgb,
+    )
+    img = DemoFrames([ep], camera=["a", "b"], frames=2)[2]["image"]
+    assert img.shape == (4, 3, 8, 8)
+    assert [round(float(img[i].mean()) * 255) for i in range(4)] == [10, 11, 20, 21]  # (t-1: a, b), (t: a, b)
+    assert DemoFrames([ep], camera=["b", "a"])[3]["image"].shape == (2, 3, 8, 8)
+    enc = EncoderConfig(name="cnn_spatial_softmax", kwargs=dict(width=32, keypoints=8, channels=8))
+    cfg = dict(image_encoder=enc, cameras=["a", "b"])
+    torch.manual_seed(0)
+    former = VisionPolicy(_cfg(**cfg), 5, 4, 8, 4).eval()
+    concat = VisionPolicy(_cfg(arch="concat", **cfg), 5, 4, 8, 4).eval()
+    nf, nc = former.parameter_counts()["total"], concat.parameter_counts()["total"]
+    assert abs(nf - nc) / nf < 0.005
+    x = torch.rand(2, 2, 3, 32, 32)
+    s, tok, mask = torch.randn(2, 5), torch.randn(2, 4, 8), torch.ones(2, 4, dtype=torch.bool)
+    x2 = x.clone()
+    x2[:, 1, :, 8:16, 8:16] = 1.0  # a bright square in the second view only
+    with torch.no_grad():
+        for m in (former, concat):
+            m.image_encoder.encoder.log_temperature.fill_(-4.0)  # sharp maps: keypoints follow the image
+            a = m.predict(s, tok, mask, x)
+            assert a.shape == (2, 1, 4)
+            assert (m.predict(s, tok, mask, x2) - a).abs().amax() > 1e-4
+    with pytest.raises(ValueError, match="expected 2 frame"):
+        former.predict(s, tok, mask, x[:, :1])
