@@ -11,6 +11,7 @@ this module trains only its own (small) weights and its checkpoint holds no text
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,7 +36,11 @@ class PolicyModelConfig:
     (random-shift augmentation in training: pad by that many pixels, edge-replicated, then
     crop at a random offset, as DrQ, Kostrikov et al. 2021), ``cameras`` (several views, each
     encoded alone and fed to the fusion as its own frame; empty: ``[camera]``). Image encoder
-    ``cnn_spatial_softmax``: ``SpatialSoftmaxCNN`` (robomimic's keypoint encoder, small trunk)."""
+    ``cnn_spatial_softmax``: ``SpatialSoftmaxCNN`` (robomimic's keypoint encoder, small trunk).
+    ``aux_state`` (vlx's variant, not EmbodiedGPT's): training only, a linear head on the current
+    frame's pooled image features regresses these (normalised) state dims, e.g. Meta-World's
+    object and goal positions, with weight ``aux_weight`` added to the BC loss; the policy
+    never reads the state beyond ``proprio_dims``, at training or test time."""
 
     obs: Literal["state", "image"] = "state"
     state_token_size: int = 3
@@ -57,6 +62,8 @@ class PolicyModelConfig:
     concat_hidden: int | None = None
     image_shift: int = 0  # training-time random shift of the frames by up to this many pixels (DrQ)
     cameras: list[str] = field(default_factory=list)  # several views (each its own frame); empty: [camera]
+    aux_state: list[int] = field(default_factory=list)  # state dims an auxiliary head regresses from the image
+    aux_weight: float = 1.0
 
     def views(self) -> list[str]:
         """The cameras an image policy sees, in order: ``cameras``, or ``[camera]`` when empty."""
@@ -96,18 +103,24 @@ class SpatialSoftmaxCNN(nn.Module):
     robomimic), tokens (B, keypoints, width) = one per keypoint: a linear map of its (x, y) and
     of the feature map averaged under its softmax, plus a learned embedding of which keypoint."""
 
-    def __init__(self, width: int = 64, keypoints: int = 32, channels: int = 32):
+    def __init__(self, width: int = 64, keypoints: int = 32, channels: int = 32, temperature: float = 1.0):
         super().__init__()
+        # GroupNorm after each conv (robomimic's ResNet has BatchNorm): without a normalisation
+        # the small trunk's maps start nearly flat, every softmax is uniform, every keypoint
+        # sits at the centre whatever the image, and BC learns a blind policy (measured here).
         self.net = nn.Sequential(
             nn.Conv2d(3, channels // 2, 5, stride=2, padding=2),
+            nn.GroupNorm(min(8, channels // 2), channels // 2),
             nn.GELU(),
             nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1),
+            nn.GroupNorm(min(8, channels), channels),
             nn.GELU(),
             nn.Conv2d(channels, channels, 3, stride=1, padding=1),
+            nn.GroupNorm(min(8, channels), channels),
             nn.GELU(),
         )
         self.to_maps = nn.Conv2d(channels, keypoints, 1)
-        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))  # learned, from ``temperature``
         self.pool_proj = nn.Linear(2 * keypoints, width)
         self.token_proj = nn.Linear(2 + channels, width)
         self.token_embed = nn.Parameter(torch.zeros(1, keypoints, width))

@@ -255,6 +255,11 @@ class VisionPolicy(nn.Module):
         else:
             hidden = cfg.concat_hidden or matched_concat_hidden(cfg, D, text_dim, out)
             self.fusion = ConcatFusion(cfg, D, text_dim, out, hidden)
+        bad = [i for i in cfg.aux_state if not 0 <= i < state_dim]
+        if bad:
+            raise ConfigError(f"model.aux_state: dims {bad} outside the state's 0..{state_dim - 1}")
+        # the same in both archs: the current frame's pooled views -> the chosen state dims
+        self.aux_head = nn.Linear(len(cfg.views()) * D, len(cfg.aux_state)) if cfg.aux_state else None
 
     def parameter_counts(self) -> dict[str, int]:
         """All parameters, and those outside the image encoder (where the two archs differ)."""
@@ -295,6 +300,8 @@ class VisionPolicy(nn.Module):
             raise ValueError("VisionPolicy: batch has no 'images'")
         proprio = ((state - self.state_mean) / self.state_std)[:, : self.cfg.proprio_dims]
         tokens, pooled = self.encode_images(images)
+        if self.aux_head is not None:
+            self._pooled = pooled  # for the auxiliary loss in forward()
         out = self.fusion(tokens, pooled, text_tokens, text_mask.bool(), proprio)
         return out.view(state.shape[0], self.cfg.chunk, self.action_dim)
 
@@ -303,7 +310,21 @@ class VisionPolicy(nn.Module):
 
         if self.training and self.cfg.image_shift > 0 and "images" in batch:
             batch = {**batch, "images": random_shift(batch["images"], self.cfg.image_shift)}
-        return bc_loss(self, batch)
+        if self.aux_head is None:
+            return bc_loss(self, batch)
+        self._pooled = None
+        out = bc_loss(self, batch)  # predict() keeps the pooled features it computed
+        V = len(self.cfg.views())
+        dims = list(self.cfg.aux_state)
+        target = ((batch["state"] - self.state_mean) / self.state_std)[:, dims]
+        aux = ((self.aux_head(self._pooled[:, -V:].flatten(1)) - target) ** 2).mean()
+        self._pooled = None
+        return {
+            **out,
+            "bc_loss": out["loss"].detach(),
+            "aux_mse": aux.detach(),
+            "loss": out["loss"] + self.cfg.aux_weight * aux,
+        }
 
 
 def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:

@@ -252,3 +252,39 @@ def test_two_cameras_as_views_in_data_model_and_size_match():
             assert (m.predict(s, tok, mask, x2) - a).abs().amax() > 1e-4
     with pytest.raises(ValueError, match="expected 2 frame"):
         former.predict(s, tok, mask, x[:, :1])
+
+
+def test_aux_state_loss_is_bc_plus_weighted_regression_of_the_chosen_dims():
+    """``model.aux_state``: training loss = BC + aux_weight * MSE of a linear head on the current
+    frame's pooled views against the chosen (normalised) state dims; predictions do not use it;
+    dims outside the state are a one-line ConfigError."""
+    from embodied.policy.model import bc_loss
+
+    enc = EncoderConfig(name="cnn_spatial_softmax", kwargs=dict(width=16, keypoints=4, channels=8, temperature=0.1))
+    cfg = _cfg(image_encoder=enc, cameras=["a", "b"], frames=2, aux_state=[0, 3], aux_weight=0.5, text_dropout=0.0)
+    torch.manual_seed(0)
+    m = VisionPolicy(cfg, 5, 4, 8, 4)
+    m.set_normalization(torch.arange(5.0), torch.full((5,), 2.0))
+    B = 3
+    batch = {
+        "state": torch.randn(B, 5),
+        "images": torch.rand(B, 4, 3, 32, 32),
+        "text_tokens": torch.randn(B, 4, 8),
+        "text_mask": torch.ones(B, 4, dtype=torch.bool),
+        "actions": torch.randn(B, 1, 4),
+        "action_mask": torch.ones(B, 1, dtype=torch.bool),
+    }
+    m.train()
+    out = m(batch)
+    with torch.no_grad():
+        bc = bc_loss(m, batch)["loss"]
+        pooled = m.encode_images(batch["images"])[1][:, -2:].flatten(1)  # the current frame's two views
+        target = ((batch["state"] - torch.arange(5.0)) / 2.0)[:, [0, 3]]
+        aux = ((m.aux_head(pooled) - target) ** 2).mean()
+    torch.testing.assert_close(out["aux_mse"], aux)
+    torch.testing.assert_close(out["loss"].detach(), bc + 0.5 * aux)
+    assert float(aux) > 0.01  # an untrained head: the term is not negligible
+    out["loss"].backward()
+    assert m.aux_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match=r"model\.aux_state: dims \[7\] outside the state's 0\.\.4"):
+        VisionPolicy(_cfg(image_encoder=enc, aux_state=[1, 7]), 5, 4, 8, 4)
