@@ -255,6 +255,10 @@ class VisionPolicy(nn.Module):
         else:
             hidden = cfg.concat_hidden or matched_concat_hidden(cfg, D, text_dim, out)
             self.fusion = ConcatFusion(cfg, D, text_dim, out, hidden)
+            enc = self.image_encoder.encoder
+            if isinstance(enc, SpatialSoftmaxCNN):  # concat reads only the pooled keypoints, never the tokens
+                for p in (enc.token_proj.weight, enc.token_proj.bias, enc.token_embed):
+                    p.requires_grad_(False)
         bad = [i for i in cfg.aux_state if not 0 <= i < state_dim]
         if bad:
             raise ConfigError(f"model.aux_state: dims {bad} outside the state's 0..{state_dim - 1}")
@@ -262,8 +266,15 @@ class VisionPolicy(nn.Module):
         self.aux_head = nn.Linear(len(cfg.views()) * D, len(cfg.aux_state)) if cfg.aux_state else None
 
     def parameter_counts(self) -> dict[str, int]:
-        """All parameters, and those outside the image encoder (where the two archs differ)."""
-        return {"total": _count(self), "fusion": _count(self.fusion), "image_encoder": _count(self.image_encoder)}
+        """All parameters, the trained ones (a frozen tower's, and the spatial-softmax tokens that
+        ``concat`` never reads, are not), those outside the image encoder (where the archs
+        differ) and the image encoder's."""
+        return {
+            "total": _count(self),
+            "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
+            "fusion": _count(self.fusion),
+            "image_encoder": _count(self.image_encoder),
+        }
 
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.state_mean.copy_(mean)

@@ -252,6 +252,16 @@ def test_two_cameras_as_views_in_data_model_and_size_match():
             assert (m.predict(s, tok, mask, x2) - a).abs().amax() > 1e-4
     with pytest.raises(ValueError, match="expected 2 frame"):
         former.predict(s, tok, mask, x[:, :1])
+    # every trained parameter of either arch gets a gradient (DDP needs it); concat never reads
+    # the keypoint tokens, so their projection is not trained (and not counted as trainable)
+    tokens = sum(p.numel() for n, p in concat.named_parameters() if ".token_" in n)
+    assert concat.parameter_counts()["trainable"] == nc - tokens and former.parameter_counts()["trainable"] == nf
+    for m in (former, concat):
+        m.train()
+        batch = dict(state=s, text_tokens=tok, text_mask=mask, images=x)
+        batch.update(actions=torch.randn(2, 1, 4), action_mask=torch.ones(2, 1, dtype=torch.bool))
+        m(batch)["loss"].backward()
+        assert [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None] == []
 
 
 def test_aux_state_loss_is_bc_plus_weighted_regression_of_the_chosen_dims():
