@@ -49,6 +49,19 @@ def add_pointcloud_parser(subparsers) -> None:
     )
     z.add_argument("--data", required=True, help="modelnet40_ply_hdf5_2048 folder, ScanObjectNN folder or .h5 file")
     z.add_argument("--method", default="pointclip_v2", choices=["pointclip_v2", "clip2point"])
+    z.add_argument(
+        "--render",
+        default="",
+        choices=["", "clip2point", "vlx_depth"],
+        help="clip2point method's depth images: clip2point (CLIP2Point's renderer: discs, near dark on white; "
+        "default) or vlx_depth (vlx's depth_maps: one pixel per point, near bright on black); "
+        "default for a clip2point run directory: the images it was pre-trained on",
+    )
+    z.add_argument(
+        "--depth-weights",
+        default="",
+        help="CLIP2Point's released depth-encoder checkpoint (.pth), loaded into --model's CLIP image tower",
+    )
     z.add_argument("--split", default="test", choices=["train", "test"])
     z.add_argument("--variant", default="main_split", help="ScanObjectNN folder: main_split or main_split_nobg")
     z.add_argument(
@@ -109,6 +122,7 @@ def run_zeroshot_cmd(args: argparse.Namespace) -> int:
     rep = run_zeroshot(
         args.model, args.data, args.out, args.method, args.split, args.variant, args.views,
         args.image_size or None, args.prompts or None, weights, args.limit, args.points,
+        args.render or None, args.depth_weights or None,
     )  # fmt: skip
     print(json.dumps({k: rep[k] for k in ("benchmark", "method", "top1", "mean_class_acc", "n")}))
     print(f"wrote {Path(args.out) / 'eval.json'}")

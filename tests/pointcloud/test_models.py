@@ -41,14 +41,18 @@ def test_clip2point_loss_trains_depth_only(teacher):
     assert not model.teacher.training
 
 
-def test_clip2point_render_uses_each_samples_camera(teacher):
-    model = Clip2PointPretrainer(teacher, DepthEncoder(EncoderConfig("vit", "tiny"), 16), 32)
+@pytest.mark.parametrize("render", ["clip2point", "vlx_depth"])
+def test_clip2point_render_uses_each_samples_camera(teacher, render):
+    from pointcloud.render_clip2point import clip2point_depth
+
+    model = Clip2PointPretrainer(teacher, DepthEncoder(EncoderConfig("vit", "tiny"), 16), 32, render=render)
     b = batch()
     d = model.render(b["points"], b["views"], jitter=0.0)
-    ref = torch.stack(
-        [projection.depth_maps(b["points"][i : i + 1], [tuple(b["views"][i].tolist())], 32)[0] for i in range(4)]
-    )
+    one = clip2point_depth if render == "clip2point" else projection.depth_maps
+    ref = torch.stack([one(b["points"][i : i + 1], [tuple(b["views"][i].tolist())], 32)[0] for i in range(4)])
     torch.testing.assert_close(d, ref)
+    if render == "clip2point":  # CLIP2Point's images: white background, the nearest point black
+        assert (d == 1).any() and (d.flatten(1).amin(1) == 0).all()
 
 
 def test_adapter_beats_its_zero_shot_start():
