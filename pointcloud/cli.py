@@ -21,6 +21,12 @@ def add_pointcloud_parser(subparsers) -> None:
     r.add_argument("--out", default="renders", help="output directory")
     r.add_argument("--views", default="clip2point_10", help="clip2point_* (y up) or vlx_*/ring_8 (z up)")
     r.add_argument("--size", type=int, default=224)
+    r.add_argument(
+        "--render",
+        default="clip2point",
+        choices=["clip2point", "vlx_depth"],
+        help="depth images: CLIP2Point's renderer (near dark on white) or vlx's depth_maps (near bright on black)",
+    )
     r.add_argument("--realistic", action="store_true", help="also PointCLIP V2 realistic projections")
     r.set_defaults(func=run_render)
     d = sub.add_parser("demo", help="tiny recipes on procedural primitives -> eval report")
@@ -157,6 +163,7 @@ def run_render(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from pointcloud import projection
+    from pointcloud.render_clip2point import depth_images
 
     pts = torch.from_numpy(load_any_cloud(args.input, args.index)).unsqueeze(0)
     out = Path(args.out)
@@ -170,7 +177,7 @@ def run_render(args: argparse.Namespace) -> int:
         Image.fromarray((grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()).save(f)
         written.append(str(f))
 
-    save_grid(projection.depth_maps(pts, args.views, args.size)[0], f"{stem}_depth.png")
+    save_grid(depth_images(pts, args.views, args.size, args.render)[0], f"{stem}_depth.png")
     if args.realistic:
         save_grid(projection.realistic_projection(pts, args.views, args.size)[0], f"{stem}_realistic.png")
     import matplotlib

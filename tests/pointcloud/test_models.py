@@ -119,8 +119,22 @@ def test_cli_render(tmp_path):
     assert r.returncode == 0, r.stderr
     from PIL import Image
 
+    from pointcloud.cli import run_render
+    from pointcloud.render_clip2point import clip2point_depth
+
     img = np.asarray(Image.open(tmp_path / "out" / "c_0_depth.png"))
     assert img.shape == (32, 32 * 6) and img.max() == 255
+    # default: CLIP2Point's images (white background), the 6 views side by side
+    want = (torch.cat(list(clip2point_depth(torch.from_numpy(pts), "clip2point_6", 32)[0]), 1) * 255).round()
+    np.testing.assert_array_equal(img, want.to(torch.uint8).numpy())
+    import argparse
+
+    args = argparse.Namespace(input=str(tmp_path / "c.npz"), index=0, out=str(tmp_path / "vlx"), views="clip2point_6",
+                              size=32, render="vlx_depth", realistic=False)  # fmt: skip
+    assert run_render(args) == 0
+    vlx = np.asarray(Image.open(tmp_path / "vlx" / "c_0_depth.png"))
+    want = (torch.cat(list(projection.depth_maps(torch.from_numpy(pts), "clip2point_6", 32)[0]), 1) * 255).round()
+    np.testing.assert_array_equal(vlx, want.to(torch.uint8).numpy())  # vlx's: black background
     assert (tmp_path / "out" / "c_0_realistic.png").is_file() and (tmp_path / "out" / "c_0_points.png").is_file()
     bad = subprocess.run(
         [
