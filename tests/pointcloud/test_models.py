@@ -55,6 +55,20 @@ def test_clip2point_render_uses_each_samples_camera(teacher, render):
         assert (d == 1).any() and (d.flatten(1).amin(1) == 0).all()
 
 
+def test_clip2point_recipe_render_default_and_configs(tmp_path):
+    import pointcloud.recipes as R
+    from vlx.config import ConfigError
+    from vlx.train.recipe import load_recipe_config
+
+    assert R.Clip2PointConfig().render == "clip2point"  # CLIP2Point's renderer unless a config says otherwise
+    for name in ("clip2point.yaml", "clip2point_tiny.yaml"):  # their documented numbers are on vlx's images
+        assert load_recipe_config(f"configs/pointcloud/{name}", [])[1].render == "vlx_depth"
+    _, cfg = load_recipe_config("configs/pointcloud/clip2point_tiny.yaml", ["render=disc", f"data.root={tmp_path}/p"])
+    with pytest.raises(ConfigError, match=r"render: expected one of \['clip2point', 'vlx_depth'\], got 'disc'"):
+        R.build_clip2point(cfg)
+    assert not (tmp_path / "p").exists()  # refused before any data is generated
+
+
 def test_adapter_beats_its_zero_shot_start():
     torch.manual_seed(0)
     C, V, E = 4, 3, 8

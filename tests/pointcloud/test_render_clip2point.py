@@ -155,6 +155,10 @@ def test_rasteriser_equals_the_naive_kernel(monkeypatch):
     torch.testing.assert_close(R.rasterize_points(pts, shared, 16, 0.15), naive_zbuf(pts, shared, 16, 0.15, 1.0))
     monkeypatch.setattr(R, "_CHUNK_ENTRIES", 1)  # one cloud per chunk: same images
     torch.testing.assert_close(R.rasterize_points(pts, mats, 16, 0.15, dist), want)
+    # CLIP2Point's own setting, 224 px and radius 0.02 (2.24 px), points also beyond the image
+    big = torch.randn(1, 40, 3, generator=g) * 0.7
+    two = P.view_matrices("clip2point_10")[4:6]
+    torch.testing.assert_close(R.rasterize_points(big, two, 224), naive_zbuf(big, two, 224, 0.02, 1.0))
 
 
 def test_depth_images_picks_the_renderer():
