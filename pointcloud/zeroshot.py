@@ -129,7 +129,7 @@ def load_zeroshot_teacher(name_or_path: str | Path, depth_weights: str | Path | 
 
 
 def _hf_kind(p: Path) -> str | None:
-    """ "clip" / "siglip" for a local HF checkpoint directory, else None."""
+    """The ``model_type`` of a local HF checkpoint directory (``config.json``), else None."""
     if not (p / "config.json").is_file():
         return None
     try:
