@@ -49,19 +49,25 @@ def best_of(fn, repeat: int) -> tuple[float, float]:
     return min(wall), min(cpu)
 
 
-def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+def interleaved(fns: dict, rounds: int, cpu: dict | None = None) -> dict[str, list[float]]:
     """Wall seconds of each function per round, the functions alternating inside each round
-    (so load changes hit both alike); one warm-up call each first."""
+    (so load changes hit both alike); one warm-up call each first. ``cpu``: filled with each
+    call's process CPU seconds, the same way."""
     for fn in fns.values():
         fn()
     _sync()
     times: dict[str, list[float]] = {k: [] for k in fns}
+    for k in fns:
+        if cpu is not None:
+            cpu[k] = []
     for _ in range(rounds):
         for k, fn in fns.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             _sync()
             times[k].append(time.perf_counter() - t)
+            if cpu is not None:
+                cpu[k].append(time.process_time() - c)
     return times
 
 
@@ -193,8 +199,11 @@ def main() -> None:
             )
         )
         # side by side: open3d then ours inside every round, so load changes hit both alike
+        depth_cpu: dict[str, list[float]] = {}
         depth_rounds = interleaved(
-            {"open3d": o3d_depth, "ours": lambda: projection.depth_maps(pts, names, S, normalize=False)}, a.rounds
+            {"open3d": o3d_depth, "ours": lambda: projection.depth_maps(pts, names, S, normalize=False)},
+            a.rounds,
+            depth_cpu,
         )
         pix, dep = projection.project_points(pts, mats, S)
         rows.append(
@@ -267,6 +276,15 @@ def main() -> None:
             f"(IQR {q(0.25):.2f}-{q(0.75):.2f}, min {dr[0]:.2f}, max {dr[-1]:.2f}, {len(dr)} rounds; "
             f"median open3d {sorted(depth_rounds['open3d'])[len(dr) // 2]:.4f} s, "
             f"ours {sorted(depth_rounds['ours'])[len(dr) // 2]:.4f} s; target >= 2x)"
+        )
+        dc = sorted(o / n for o, n in zip(depth_cpu["open3d"], depth_cpu["ours"]))
+        qc = lambda f: dc[min(len(dc) - 1, int(f * len(dc)))]  # noqa: E731
+        summary["depth_interleaved_cpu_median"] = dc[len(dc) // 2]
+        print(
+            f"depth: open3d / ours, interleaved rounds, process CPU: median {dc[len(dc) // 2]:.2f}x "
+            f"(IQR {qc(0.25):.2f}-{qc(0.75):.2f}, min {dc[0]:.2f}, max {dc[-1]:.2f}; "
+            f"median open3d {sorted(depth_cpu['open3d'])[len(dc) // 2]:.4f} s, "
+            f"ours {sorted(depth_cpu['ours'])[len(dc) // 2]:.4f} s)"
         )
     if "fps" in a.ops:
         per_round = sorted(o / n for o, n in zip(fps_old_new["old"], fps_old_new["new"]))

@@ -21,6 +21,12 @@ def add_pointcloud_parser(subparsers) -> None:
     r.add_argument("--out", default="renders", help="output directory")
     r.add_argument("--views", default="clip2point_10", help="clip2point_* (y up) or vlx_*/ring_8 (z up)")
     r.add_argument("--size", type=int, default=224)
+    r.add_argument(
+        "--render",
+        default="clip2point",
+        choices=["clip2point", "vlx_depth"],
+        help="depth images: CLIP2Point's renderer (near dark on white) or vlx's depth_maps (near bright on black)",
+    )
     r.add_argument("--realistic", action="store_true", help="also PointCLIP V2 realistic projections")
     r.set_defaults(func=run_render)
     d = sub.add_parser("demo", help="tiny recipes on procedural primitives -> eval report")
@@ -49,6 +55,19 @@ def add_pointcloud_parser(subparsers) -> None:
     )
     z.add_argument("--data", required=True, help="modelnet40_ply_hdf5_2048 folder, ScanObjectNN folder or .h5 file")
     z.add_argument("--method", default="pointclip_v2", choices=["pointclip_v2", "clip2point"])
+    z.add_argument(
+        "--render",
+        default="",
+        choices=["", "clip2point", "vlx_depth"],
+        help="clip2point method's depth images: clip2point (CLIP2Point's renderer: discs, near dark on white; "
+        "default) or vlx_depth (vlx's depth_maps: one pixel per point, near bright on black); "
+        "default for a clip2point run directory: the images it was pre-trained on",
+    )
+    z.add_argument(
+        "--depth-weights",
+        default="",
+        help="CLIP2Point's released depth-encoder checkpoint (.pth), loaded into --model's CLIP image tower",
+    )
     z.add_argument("--split", default="test", choices=["train", "test"])
     z.add_argument("--variant", default="main_split", help="ScanObjectNN folder: main_split or main_split_nobg")
     z.add_argument(
@@ -109,6 +128,7 @@ def run_zeroshot_cmd(args: argparse.Namespace) -> int:
     rep = run_zeroshot(
         args.model, args.data, args.out, args.method, args.split, args.variant, args.views,
         args.image_size or None, args.prompts or None, weights, args.limit, args.points,
+        args.render or None, args.depth_weights or None,
     )  # fmt: skip
     print(json.dumps({k: rep[k] for k in ("benchmark", "method", "top1", "mean_class_acc", "n")}))
     print(f"wrote {Path(args.out) / 'eval.json'}")
@@ -143,6 +163,7 @@ def run_render(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from pointcloud import projection
+    from pointcloud.render_clip2point import depth_images
 
     pts = torch.from_numpy(load_any_cloud(args.input, args.index)).unsqueeze(0)
     out = Path(args.out)
@@ -156,7 +177,7 @@ def run_render(args: argparse.Namespace) -> int:
         Image.fromarray((grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()).save(f)
         written.append(str(f))
 
-    save_grid(projection.depth_maps(pts, args.views, args.size)[0], f"{stem}_depth.png")
+    save_grid(depth_images(pts, args.views, args.size, args.render)[0], f"{stem}_depth.png")
     if args.realistic:
         save_grid(projection.realistic_projection(pts, args.views, args.size)[0], f"{stem}_realistic.png")
     import matplotlib

@@ -95,8 +95,6 @@ def look_at_matrices(elevation: Sequence[float], azimuth: Sequence[float]) -> to
     return torch.where(mats.abs() < 1e-6, torch.zeros(()), mats)  # float32 residues -> exact 0
 
 
-# float32 holds every integer below 2^24 exactly: the most image rows depth_maps stacks at once.
-_MAX_FLOAT_ROWS = 2**24
 _SAME_SIZE_INT = {torch.float32: torch.int32, torch.float64: torch.int64}
 
 
@@ -236,9 +234,9 @@ def depth_maps(
     depth fixed before the z-buffer, and one ``scatter_reduce(amax)`` of brightness into a
     zero image is the z-buffer and the normalisation at once (an ``amin`` z-buffer would need
     an inf-filled buffer and a second pass over every pixel to turn it into an image). The
-    pixel scale, the image row offset of every (cloud, view) and the camera matrices are
-    folded into one batched affine matmul; pixel coordinates are >= 0 (clouds lie in the
-    unit sphere, inside the margin), so the integer cast is the floor.
+    pixel scale, the image centre and the camera matrices are folded into one batched affine
+    matmul on homogeneous points; each point's pixel index is taken within its own image
+    (exact in float32 at any batch size) and the scatter runs over a (B, V, H*W) buffer.
 
     Precision: the geometry runs in float32 (float64 kept) with autocast off, whatever the
     caller's autocast; the images come back in that dtype. ``check`` validates the points
@@ -255,16 +253,7 @@ def depth_maps(
             if mats.dim() != 3 and not (mats.dim() == 4 and mats.shape[0] == B):
                 raise ValueError("depth_maps: jitter needs (V, 3, 3) or (B, V, 3, 3) view matrices")
             mats = jitter_views(mats, B, jitter_degrees, generator)
-        S, V = image_size, mats.shape[-3]
-        if B * V * S < _MAX_FLOAT_ROWS:
-            return _depth_maps(pts, mats, S, near, far, margin, not normalize)
-        # beyond 2^24 stacked rows the float row offsets stop being exact integers: chunk the clouds
-        step = max(1, (_MAX_FLOAT_ROWS - 1) // (V * S))
-        parts = [
-            _depth_maps(pts[s : s + step], mats if mats.dim() == 3 else mats[s : s + step], S, near, far, margin, False)
-            for s in range(0, B, step)
-        ]
-        return torch.cat(parts)
+        return _depth_maps(pts, mats, image_size, near, far, margin, not normalize)
 
 
 def _depth_maps(
@@ -275,41 +264,54 @@ def _depth_maps(
     B, N, _ = pts.shape
     V = mats.shape[-3]
     h = 0.5 * S
-    # Rows (axis, view) of the affine camera: col = h*m*(R x) + h; row = -h*m*(R y) + h + (b*V + v)*S
-    # (the row in a tall image stacking every (cloud, view)); depth = R z.
+    # One batched affine matmul on homogeneous points: rows (axis, view) of
+    # col = h*m*(R x) + h, row = -h*m*(R y) + h, depth = R z; the image centre h rides on the
+    # ones row, so no separate pass adds it.
+    A = torch.zeros(mats.shape[:-3] + (3, V, 4), dtype=pts.dtype, device=pts.device)
     scale = torch.tensor([margin * h, -margin * h, 1.0], dtype=pts.dtype, device=pts.device)
-    A = (mats * scale.view(3, 1)).transpose(-3, -2).reshape(-1, 3 * V, 3)  # (1|B, 3V, 3)
-    bias = torch.zeros(B, 3, V, 1, dtype=pts.dtype, device=pts.device)
-    bias[:, 0] = h
-    bias[:, 1] = h + S * (
-        torch.arange(B, device=pts.device, dtype=pts.dtype).view(B, 1, 1) * V
-        + torch.arange(V, device=pts.device, dtype=pts.dtype).view(1, V, 1)
-    )
-    cam = torch.baddbmm(bias.view(B, 3 * V, 1), A.expand(B, -1, -1), pts.transpose(1, 2)).view(B, 3, V, N)
-    flat = cam[:, 1].to(torch.int64)  # (B, V, N) row in the tall image
-    torch.add(cam[:, 0].to(torch.int64), flat, alpha=S, out=flat)  # flat pixel index into (B, V, S, S)
+    A[..., :3] = (mats * scale.view(3, 1)).transpose(-3, -2)
+    A[..., :2, :, 3] = h
+    hom = torch.ones(B, 4, N, dtype=pts.dtype, device=pts.device)
+    hom[:, :3] = pts.transpose(1, 2)
+    cam = torch.matmul(A.reshape(-1, 3 * V, 4), hom).view(B, 3, V, N)
+    pix = cam[:, :2]  # (B, 2, V, N) column, row: pixel coordinates within each image
+    # A point at radius r lands within r * margin * S/2 of the image centre, so r * margin < 1
+    # keeps every pixel inside its image for any camera (one pass over the points instead of
+    # four over the 2V pixel coordinates).
+    if check_bounds:
+        r2 = hom[:, 0].square()  # squared radii from the coordinate rows: (B, N), no size-3 reductions
+        r2.addcmul_(hom[:, 1], hom[:, 1]).addcmul_(hom[:, 2], hom[:, 2])
+        if not bool(r2.amax() * margin**2 < 1):
+            raise ValueError("depth_maps: with normalize=False the points must lie in the unit sphere")
+    grad = torch.is_grad_enabled() and pts.requires_grad
+    z = cam[:, 2]
     # Per (cloud, view) depth ranges over the points: amin and amax separately are ~20x faster
     # than aminmax on the CPU (vectorised reductions; aminmax is not).
-    if check_bounds:  # clouds in the unit sphere land inside the margin
-        img_row = torch.arange(B * V, device=pts.device, dtype=pts.dtype).view(B, V, 1) * S
-        col_lo, col_hi = cam[:, 0].amin(-1, keepdim=True), cam[:, 0].amax(-1, keepdim=True)
-        row_lo, row_hi = cam[:, 1].amin(-1, keepdim=True) - img_row, cam[:, 1].amax(-1, keepdim=True) - img_row
-        inside = (torch.minimum(col_lo, row_lo) >= 0) & (torch.maximum(col_hi, row_hi) < S)
-        if not bool(inside.all()):
-            raise ValueError("depth_maps: with normalize=False the points must lie in the unit sphere")
-    lo, hi = cam[:, 2].amin(-1, keepdim=True), cam[:, 2].amax(-1, keepdim=True)  # (B, V, 1)
+    lo, hi = z.amin(-1, keepdim=True), z.amax(-1, keepdim=True)  # (B, V, 1)
     k = (far - near) / (hi - lo).clamp_min(1e-6)
-    bright = torch.addcmul(near - lo * k, cam[:, 2], k)
+    # Pixel index within its own image (< S*S), so the scatter runs per (cloud, view) row of a
+    # (B, V, S*S) buffer: no stacked-image offsets, exact at any batch size. Pixel coordinates
+    # are >= 0 (inside the image), so the integer cast is the floor; row * S + col is summed
+    # straight into the int64 index the scatter needs.
+    ij = pix.detach().to(torch.int32)
+    flat = torch.empty(B, V, N, dtype=torch.int64, device=pts.device)
+    torch.add(ij[:, 0], ij[:, 1], alpha=S, out=flat)
+    # Without autograd the brightness is computed in place in cam, this function's own buffer
+    # (each pass into a fresh 1.3M-element tensor costs ~1 ms more on the CPU).
+    if grad:
+        bright = z.mul(k).add_(near - lo * k)  # the same two roundings as the in-place path
+    else:
+        bright = z.mul_(k).add_(near - lo * k)
     itype = _SAME_SIZE_INT.get(pts.dtype)
-    if itype is None or (torch.is_grad_enabled() and pts.requires_grad):  # differentiable float z-buffer
-        img = torch.zeros(B * V * S * S, dtype=pts.dtype, device=pts.device)
-        img.scatter_reduce_(0, flat.view(-1), bright.view(-1), reduce="amax", include_self=True)
+    if itype is None or grad:  # differentiable float z-buffer
+        img = torch.zeros(B, V, S * S, dtype=pts.dtype, device=pts.device)
+        img.scatter_reduce_(2, flat, bright, reduce="amax", include_self=True)
         return img.view(B, V, S, S)
     # Non-negative IEEE floats order like their bit patterns read as signed integers, and a
     # negative value loses to the 0 background under either reading, so an integer amax over
     # the bits is the float amax exactly; the integer kernel skips NaN handling (~20% faster).
-    img = torch.zeros(B * V * S * S, dtype=itype, device=pts.device)
-    img.scatter_reduce_(0, flat.view(-1), bright.view(itype).view(-1), reduce="amax", include_self=True)
+    img = torch.zeros(B, V, S * S, dtype=itype, device=pts.device)
+    img.scatter_reduce_(2, flat, bright.view(itype), reduce="amax", include_self=True)
     return img.view(pts.dtype).view(B, V, S, S)
 
 

@@ -333,6 +333,9 @@ class Clip2PointConfig(RecipeConfig):
     temperature: float = 0.1
     zero_shot_views: str = "vlx_6"
     few_shot: FewShotConfig = field(default_factory=FewShotConfig)
+    # depth images for pre-training, zero-shot and few-shot: "clip2point" (CLIP2Point's
+    # renderer, its definition) or "vlx_depth" (vlx's depth_maps); pointcloud/render_clip2point.py
+    render: str = "clip2point"
 
 
 def few_shot_split(labels: torch.Tensor, shots: int, seed: int) -> torch.Tensor:
@@ -370,10 +373,12 @@ def build_clip2point(cfg: Clip2PointConfig) -> Task:
         multiview_depth_embeddings,
         train_adapter,
     )
+    from pointcloud.render_clip2point import check_render
 
+    check_render(cfg.render)
     teacher, tok, train, test = _teacher_and_primitives(cfg)
     depth = DepthEncoder(cfg.depth_encoder, teacher.embed_dim)
-    model = Clip2PointPretrainer(teacher, depth, cfg.image_size, cfg.jitter_degrees, cfg.temperature)
+    model = Clip2PointPretrainer(teacher, depth, cfg.image_size, cfg.jitter_degrees, cfg.temperature, cfg.render)
 
     @torch.no_grad()
     def evaluate(m, device) -> dict:
@@ -383,7 +388,10 @@ def build_clip2point(cfg: Clip2PointConfig) -> Task:
         # baseline of the adapter) and from vlx_6 (z-up front/right/back/left/top/bottom:
         # CLIP2Point's 6 directions on z-up data) for reference.
         sets = list(dict.fromkeys([cfg.zero_shot_views, fs.views, "vlx_6"]))
-        test_feats = {v: multiview_depth_embeddings(m.depth, test.points.to(device), v, cfg.image_size) for v in sets}
+        test_feats = {
+            v: multiview_depth_embeddings(m.depth, test.points.to(device), v, cfg.image_size, render=cfg.render)
+            for v in sets
+        }
         result: dict = {}
         for v in sets:
             zs = F.normalize(test_feats[v].mean(1), dim=-1) @ text.T
@@ -393,7 +401,7 @@ def build_clip2point(cfg: Clip2PointConfig) -> Task:
         result["zero_shot_views"] = cfg.zero_shot_views
         shot_idx = few_shot_split(train.clouds.labels, fs.shots, fs.seed)
         shot_feats = multiview_depth_embeddings(
-            m.depth, train.clouds.points[shot_idx].to(device), fs.views, cfg.image_size
+            m.depth, train.clouds.points[shot_idx].to(device), fs.views, cfg.image_size, render=cfg.render
         )
         with torch.enable_grad():
             adapter = train_adapter(

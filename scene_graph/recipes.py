@@ -55,6 +55,9 @@ class SceneDataConfig:
     # scene_graph.data.scan2cad. Without them no object has a front.
     scan2cad: str | None = None
     scan2cad_has_front: str | None = None
+    # referit3d's bad_mappings.json (under root): listed (label, ShapeNet category) pairs keep
+    # their front but not their oriented box, as referit3d's Sr3D generation reads them.
+    scan2cad_bad_mappings: str | None = None
     # referit3d's default filters for Nr3D / Sr3D csv files (mentions_target_class, <= 24 tokens).
     referit3d_filters: bool = True
     max_tokens: int = 24
@@ -101,13 +104,15 @@ def make_store(cfg: SceneDataConfig) -> SceneStore:
         proposals = read_proposals(Path(cfg.root) / cfg.proposal_file, known)
     elif cfg.proposals != "gt":
         raise ConfigError(f"data.proposals: expected 'gt' or 'pred', got {cfg.proposals!r}")
-    scan2cad = None
+    scan2cad = bad = None
     if cfg.scan2cad:
-        from scene_graph.data.scan2cad import read_has_front, read_scan2cad_boxes
+        from scene_graph.data.scan2cad import read_bad_mappings, read_has_front, read_scan2cad_boxes
 
         front = read_has_front(Path(cfg.root) / cfg.scan2cad_has_front) if cfg.scan2cad_has_front else None
         scan2cad = read_scan2cad_boxes(Path(cfg.root) / cfg.scan2cad, front)
-    return SceneStore(scans, cfg.graph, proposals=proposals, scan2cad=scan2cad)
+        if cfg.scan2cad_bad_mappings:
+            bad = read_bad_mappings(Path(cfg.root) / cfg.scan2cad_bad_mappings)
+    return SceneStore(scans, cfg.graph, proposals=proposals, scan2cad=scan2cad, scan2cad_bad_mappings=bad)
 
 
 def _scans_fingerprint(scans: Path) -> list:
@@ -148,6 +153,8 @@ def _cache_path(cfg: SceneDataConfig) -> Path:
     }
     if cfg.scan2cad:  # only when set, so the keys of existing caches stay as they were
         key["scan2cad"] = [_file_stamp(Path(cfg.root), f) for f in (cfg.scan2cad, cfg.scan2cad_has_front)]
+        if cfg.scan2cad_bad_mappings:
+            key["scan2cad"].append(_file_stamp(Path(cfg.root), cfg.scan2cad_bad_mappings))
     digest = hashlib.md5(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return Path(cfg.root) / f"graphs_{digest}.pt"
 

@@ -116,6 +116,29 @@ class ParsedPlan:
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
+def choose_greedily(
+    groundings: Sequence[PlanStep],
+    max_steps: int,
+    score_step: Any,
+    steps: list[PlanStep],
+    notes: list[str],
+    digits: int = 4,
+) -> None:
+    """The scoring planners' greedy decoding (SayCan's "Say" term, LoTa-Bench's scoring):
+    ``score_step(steps, texts)`` scores every grounding's step text plus "done" given the steps
+    so far; the best is taken (the first on ties) until "done" wins or ``max_steps``. Appends to
+    ``steps`` and ``notes`` in place, so a caller that catches ``score_step``'s exception still
+    holds the steps chosen before it."""
+    texts = [step_text(g) for g in groundings] + [DONE]
+    while len(steps) < max_steps:
+        scores = [float(s) for s in score_step(steps, texts)]
+        k = max(range(len(scores)), key=scores.__getitem__)
+        notes.append(f"step {len(steps) + 1}: {texts[k]} (logp {scores[k]:.{digits}f})")
+        if k == len(groundings):  # "done" wins
+            break
+        steps.append(groundings[k])
+
+
 def _json_candidates(text: str) -> list[tuple[int, Any]]:
     """Every JSON object/array that decodes starting at some '{' or '[' in ``text``, as
     (start index, value); models wrap JSON in prose and code fences."""

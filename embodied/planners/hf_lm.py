@@ -27,9 +27,9 @@ from typing import Any
 import torch
 
 from embodied.planners.base import (
-    DONE,
     build_plan_prompt,
     build_score_prompt,
+    choose_greedily,
     enumerate_groundings,
     plan_from_text,
     step_text,
@@ -240,27 +240,23 @@ class HFLMPlanner:
 
     def _plan_by_scoring(self, instruction: str, skills: Sequence[SkillSpec]) -> Plan:
         t0 = time.perf_counter()
-        groundings = enumerate_groundings(skills)
-        texts = [step_text(g) for g in groundings] + [DONE]
         steps: list[PlanStep] = []
-        prompt_tokens = completion_tokens = 0
-        notes = []
-        while len(steps) < self.max_steps:
-            prefix, opt_ids = self.score_inputs(instruction, skills, texts, steps)
-            scores = self.score_options(prefix, opt_ids)
-            prompt_tokens += len(prefix)
-            completion_tokens += sum(len(o) for o in opt_ids)
-            k = int(scores.argmax())
-            notes.append(f"step {len(steps) + 1}: {texts[k]} (logp {float(scores[k]):.2f})")
-            if k == len(groundings):  # "done" wins
-                break
-            steps.append(groundings[k])
+        notes: list[str] = []
+        tokens = {"prompt": 0, "completion": 0}
+
+        def score_step(history: list[PlanStep], texts: list[str]) -> torch.Tensor:
+            prefix, opt_ids = self.score_inputs(instruction, skills, texts, history)
+            tokens["prompt"] += len(prefix)
+            tokens["completion"] += sum(len(o) for o in opt_ids)
+            return self.score_options(prefix, opt_ids)
+
+        choose_greedily(enumerate_groundings(skills), self.max_steps, score_step, steps, notes, digits=2)
         return Plan(
             steps=steps,
             raw_text="\n".join(f"{i + 1}. {step_text(s)}" for i, s in enumerate(steps)),
             latency_s=time.perf_counter() - t0,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            prompt_tokens=tokens["prompt"],
+            completion_tokens=tokens["completion"],
             reasoning="; ".join(notes),
         )
 

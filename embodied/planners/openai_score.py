@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from embodied.planners.base import DONE, build_score_prompt, enumerate_groundings, step_text
+from embodied.planners.base import build_score_prompt, choose_greedily, enumerate_groundings, step_text
 from embodied.types import Plan, PlanError, PlanErrorKind, PlanStep, SkillSpec
 
 
@@ -61,13 +61,12 @@ def plan_by_scoring(planner: Any, instruction: str, skills: Sequence[SkillSpec])
     ``max_steps``, ``score_norm``). A reply that cannot be scored is a plan with a parse
     error (``error_kind="parse_error"``) holding the steps chosen so far."""
     t0 = time.perf_counter()
-    groundings = enumerate_groundings(skills)
-    texts = [step_text(g) for g in groundings] + [DONE]
     steps: list[PlanStep] = []
     notes: list[str] = []
-    prompt_tokens = 0
-    while len(steps) < planner.max_steps:
-        context = score_context(instruction, skills, steps)
+    usage = {"prompt_tokens": 0, "raw": b""}
+
+    def score_step(history: list[PlanStep], texts: list[str]) -> list[float]:
+        context = score_context(instruction, skills, history)
         body = {
             "model": planner.model,
             "prompt": [f"{context} {t}\n" for t in texts],
@@ -77,33 +76,32 @@ def plan_by_scoring(planner: Any, instruction: str, skills: Sequence[SkillSpec])
             "temperature": 0.0,
         }
         raw, _ = planner._post(body)
-        try:
-            reply = json.loads(raw)
-            choices = sorted(reply["choices"], key=lambda c: int(c.get("index", 0)))
-            if len(choices) != len(texts):
-                raise ScoreReplyError(f"{len(choices)} choices for {len(texts)} prompts")
-            scores = [continuation_logprob(c, len(context), planner.score_norm) for c in choices]
-            prompt_tokens += int((reply.get("usage") or {}).get("prompt_tokens") or 0)
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            planner.stats.parse_errors += 1
-            detail = f"not a scorable /completions reply ({type(e).__name__}: {str(e)[:120]})"
-            return Plan(
-                steps=steps,
-                raw_text=raw[:2000].decode("utf-8", "replace"),
-                errors=[PlanError(PlanErrorKind.PARSE, len(steps), detail)],
-                latency_s=time.perf_counter() - t0,
-                reasoning="; ".join(notes),
-                error_kind="parse_error",
-            )
-        k = max(range(len(scores)), key=scores.__getitem__)
-        notes.append(f"step {len(steps) + 1}: {texts[k]} (logp {scores[k]:.4f})")
-        if k == len(groundings):  # "done" wins
-            break
-        steps.append(groundings[k])
+        usage["raw"] = raw
+        reply = json.loads(raw)
+        choices = sorted(reply["choices"], key=lambda c: int(c.get("index", 0)))
+        if len(choices) != len(texts):
+            raise ScoreReplyError(f"{len(choices)} choices for {len(texts)} prompts")
+        scores = [continuation_logprob(c, len(context), planner.score_norm) for c in choices]
+        usage["prompt_tokens"] += int((reply.get("usage") or {}).get("prompt_tokens") or 0)
+        return scores
+
+    try:
+        choose_greedily(enumerate_groundings(skills), planner.max_steps, score_step, steps, notes, digits=4)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        planner.stats.parse_errors += 1
+        detail = f"not a scorable /completions reply ({type(e).__name__}: {str(e)[:120]})"
+        return Plan(
+            steps=steps,
+            raw_text=usage["raw"][:2000].decode("utf-8", "replace"),
+            errors=[PlanError(PlanErrorKind.PARSE, len(steps), detail)],
+            latency_s=time.perf_counter() - t0,
+            reasoning="; ".join(notes),
+            error_kind="parse_error",
+        )
     return Plan(
         steps=steps,
         raw_text="\n".join(f"{i + 1}. {step_text(s)}" for i, s in enumerate(steps)),
         latency_s=time.perf_counter() - t0,
-        prompt_tokens=prompt_tokens,
+        prompt_tokens=usage["prompt_tokens"],
         reasoning="; ".join(notes),
     )

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pointcloud import projection
+from pointcloud.render_clip2point import check_render, depth_images
 from vlx.encoders import build_image_encoder
 from vlx.encoders.base import EncoderConfig
 from vlx.losses import nt_xent
@@ -38,7 +39,9 @@ class DepthEncoder(nn.Module):
 
 class Clip2PointPretrainer(nn.Module):
     """``forward(batch)`` with batch ``points (B, N, 3)``, ``images (B, 3, S, S)`` (teacher
-    input), ``views (B, 2)`` (azimuth, elevation of the image) -> {"loss", ...}."""
+    input), ``views (B, 2)`` (azimuth, elevation of the image) -> {"loss", ...}.
+    ``render``: the depth images, ``"clip2point"`` (CLIP2Point's renderer, grey in [0, 1]) or
+    ``"vlx_depth"`` (``projection.depth_maps``); see ``pointcloud.render_clip2point``."""
 
     def __init__(
         self,
@@ -47,8 +50,10 @@ class Clip2PointPretrainer(nn.Module):
         image_size: int,
         jitter_degrees: float = 10.0,
         temperature: float = 0.1,
+        render: str = "clip2point",
     ):
         super().__init__()
+        self.render_name = check_render(render)
         self.teacher = teacher.requires_grad_(False)  # the frozen image-text model (DualEncoder)
         self.depth = depth_encoder
         self.image_size = image_size
@@ -65,7 +70,7 @@ class Clip2PointPretrainer(nn.Module):
         """points (B, N, 3), views (B, 2) -> depth (B, 1, S, S) from each sample's own camera,
         every sample's camera jittered independently. All on the points' device."""
         mats = projection.view_matrices(views.to(points.device)).unsqueeze(1)  # (B, 1, 3, 3)
-        return projection.depth_maps(points, mats, self.image_size, jitter_degrees=jitter)
+        return depth_images(points, mats, self.image_size, self.render_name, jitter_degrees=jitter)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pts, views = batch["points"], batch["views"]
@@ -105,12 +110,18 @@ def class_text_embeddings(
 
 @torch.no_grad()
 def multiview_depth_embeddings(
-    depth_encoder: DepthEncoder, points: torch.Tensor, views, image_size: int, batch_size: int = 64
+    depth_encoder: DepthEncoder,
+    points: torch.Tensor,
+    views,
+    image_size: int,
+    batch_size: int = 64,
+    render: str = "clip2point",
 ) -> torch.Tensor:
-    """points (B, N, 3) -> per-view depth embeddings (B, V, E)."""
+    """points (B, N, 3) -> per-view depth embeddings (B, V, E) of the ``render`` images
+    (``render_clip2point.depth_images``: CLIP2Point's or vlx's)."""
     out = []
     for s in range(0, points.shape[0], batch_size):
-        d = projection.depth_maps(points[s : s + batch_size], views, image_size)  # (b, V, S, S)
+        d = depth_images(points[s : s + batch_size], views, image_size, render)  # (b, V, S, S)
         b, V = d.shape[:2]
         out.append(depth_encoder(d.reshape(b * V, 1, image_size, image_size)).view(b, V, -1))
     return torch.cat(out)

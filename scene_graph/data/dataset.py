@@ -39,11 +39,13 @@ class SceneStore:
         loader: Callable = load_scannet_scene,
         proposals: dict[str, dict] | None = None,
         scan2cad: dict[str, dict] | None = None,
+        scan2cad_bad_mappings: set[tuple[str, str]] | None = None,
     ):
         self.root = Path(root)
         # Scan2CAD's oriented boxes and fronts per scene (scene_graph.data.scan2cad), for sr3d's
         # left/right/front/behind; scenes it does not list have no fronts.
         self.scan2cad = scan2cad
+        self.scan2cad_bad_mappings = scan2cad_bad_mappings  # referit3d's bad_mappings.json pairs
         # data.proposals "pred": graphs over predicted proposals (scene_graph.data.proposals);
         # the annotated boxes ride along as gt_box / gt_object_id / gt_label_names.
         self.proposals = proposals
@@ -113,7 +115,9 @@ class SceneStore:
                 if self.scan2cad is not None and scene_id in self.scan2cad:
                     from scene_graph.data.scan2cad import scan2cad_fronts
 
-                    objs.fronts, objs.oriented = scan2cad_fronts(objs.object_ids, self.scan2cad[scene_id])
+                    objs.fronts, objs.oriented = scan2cad_fronts(
+                        objs.object_ids, self.scan2cad[scene_id], objs.labels, self.scan2cad_bad_mappings
+                    )
                 self._graphs[scene_id] = self._build(objs)
             except DataError as e:  # remember the failure: every annotation of the scene shares it
                 self._graphs[scene_id] = e

@@ -41,14 +41,32 @@ def test_clip2point_loss_trains_depth_only(teacher):
     assert not model.teacher.training
 
 
-def test_clip2point_render_uses_each_samples_camera(teacher):
-    model = Clip2PointPretrainer(teacher, DepthEncoder(EncoderConfig("vit", "tiny"), 16), 32)
+@pytest.mark.parametrize("render", ["clip2point", "vlx_depth"])
+def test_clip2point_render_uses_each_samples_camera(teacher, render):
+    from pointcloud.render_clip2point import clip2point_depth
+
+    model = Clip2PointPretrainer(teacher, DepthEncoder(EncoderConfig("vit", "tiny"), 16), 32, render=render)
     b = batch()
     d = model.render(b["points"], b["views"], jitter=0.0)
-    ref = torch.stack(
-        [projection.depth_maps(b["points"][i : i + 1], [tuple(b["views"][i].tolist())], 32)[0] for i in range(4)]
-    )
+    one = clip2point_depth if render == "clip2point" else projection.depth_maps
+    ref = torch.stack([one(b["points"][i : i + 1], [tuple(b["views"][i].tolist())], 32)[0] for i in range(4)])
     torch.testing.assert_close(d, ref)
+    if render == "clip2point":  # CLIP2Point's images: white background, the nearest point black
+        assert (d == 1).any() and (d.flatten(1).amin(1) == 0).all()
+
+
+def test_clip2point_recipe_render_default_and_configs(tmp_path):
+    import pointcloud.recipes as R
+    from vlx.config import ConfigError
+    from vlx.train.recipe import load_recipe_config
+
+    assert R.Clip2PointConfig().render == "clip2point"  # CLIP2Point's renderer unless a config says otherwise
+    for name in ("clip2point.yaml", "clip2point_tiny.yaml"):  # their documented numbers are on vlx's images
+        assert load_recipe_config(f"configs/pointcloud/{name}", [])[1].render == "vlx_depth"
+    _, cfg = load_recipe_config("configs/pointcloud/clip2point_tiny.yaml", ["render=disc", f"data.root={tmp_path}/p"])
+    with pytest.raises(ConfigError, match=r"render: expected one of \['clip2point', 'vlx_depth'\], got 'disc'"):
+        R.build_clip2point(cfg)
+    assert not (tmp_path / "p").exists()  # refused before any data is generated
 
 
 def test_adapter_beats_its_zero_shot_start():
@@ -115,8 +133,22 @@ def test_cli_render(tmp_path):
     assert r.returncode == 0, r.stderr
     from PIL import Image
 
+    from pointcloud.cli import run_render
+    from pointcloud.render_clip2point import clip2point_depth
+
     img = np.asarray(Image.open(tmp_path / "out" / "c_0_depth.png"))
     assert img.shape == (32, 32 * 6) and img.max() == 255
+    # default: CLIP2Point's images (white background), the 6 views side by side
+    want = (torch.cat(list(clip2point_depth(torch.from_numpy(pts), "clip2point_6", 32)[0]), 1) * 255).round()
+    np.testing.assert_array_equal(img, want.to(torch.uint8).numpy())
+    import argparse
+
+    args = argparse.Namespace(input=str(tmp_path / "c.npz"), index=0, out=str(tmp_path / "vlx"), views="clip2point_6",
+                              size=32, render="vlx_depth", realistic=False)  # fmt: skip
+    assert run_render(args) == 0
+    vlx = np.asarray(Image.open(tmp_path / "vlx" / "c_0_depth.png"))
+    want = (torch.cat(list(projection.depth_maps(torch.from_numpy(pts), "clip2point_6", 32)[0]), 1) * 255).round()
+    np.testing.assert_array_equal(vlx, want.to(torch.uint8).numpy())  # vlx's: black background
     assert (tmp_path / "out" / "c_0_realistic.png").is_file() and (tmp_path / "out" / "c_0_points.png").is_file()
     bad = subprocess.run(
         [

@@ -11,11 +11,12 @@ import yaml
 
 from pointcloud.data.benchmarks import Z_UP_TO_Y_UP, read_benchmark, read_modelnet40_h5, write_modelnet40_h5
 from pointcloud.data.primitives import SHAPES
-from tests.pointcloud.test_zeroshot import write_modelnet40, write_scanobjectnn
+from tests.pointcloud.test_zeroshot import tiny_teacher_run, write_modelnet40, write_scanobjectnn
 
 
-def tiny_clip2point_run(path):
-    """A clip2point run directory (config.yaml + model.safetensors) with random weights."""
+def tiny_clip2point_run(path, render=None):
+    """A clip2point run directory (config.yaml + model.safetensors) with random weights; its
+    config names ``render`` when given (runs from before that key have none)."""
     from safetensors.torch import save_model
 
     from pointcloud.models.clip2point import Clip2PointPretrainer, DepthEncoder
@@ -41,6 +42,8 @@ def tiny_clip2point_run(path):
         "depth_encoder": to_dict(enc),
         "image_size": 32,
     }
+    if render is not None:
+        cfg["render"] = render
     (path / "config.yaml").write_text(yaml.safe_dump(cfg))
     return path, model
 
@@ -60,10 +63,22 @@ def test_zeroshot_from_clip2point_run_uses_its_depth_encoder(tmp_path):
         model.teacher, tok, [c.replace("_", " ") for c in b.class_names], prompt_templates("clip2point")
     )
     # CLIP2Point's zero-shot: per-view depth-encoder features against the class texts, summed
-    feats = multiview_depth_embeddings(model.depth.eval(), torch.from_numpy(b.points), "clip2point_6", 32)
+    # a run without a ``render`` key was pre-trained on vlx's depth maps, and zero-shot uses them
+    feats = multiview_depth_embeddings(
+        model.depth.eval(), torch.from_numpy(b.points), "clip2point_6", 32, render="vlx_depth"
+    )
     logits = (feats @ text.T).sum(1)
     assert rep["top1"] == pytest.approx(float((logits.argmax(1).numpy() == lab[:, 0]).mean() * 100))
-    assert rep["n"] == 5 and rep["views"] == "clip2point_6"
+    assert rep["n"] == 5 and rep["views"] == "clip2point_6" and rep["render"] == "vlx_depth"
+
+
+def test_clip2point_run_zeroshot_renders_as_it_was_pretrained(tmp_path):
+    from pointcloud.zeroshot import default_render, load_zeroshot_teacher
+
+    for render, want in [(None, "vlx_depth"), ("vlx_depth", "vlx_depth"), ("clip2point", "clip2point")]:
+        run, _ = tiny_clip2point_run(tmp_path / f"run_{render}", render)
+        assert default_render(load_zeroshot_teacher(run)[0]) == want
+    assert default_render(load_zeroshot_teacher(tiny_teacher_run(tmp_path / "t"))[0]) == "clip2point"
 
 
 @pytest.mark.slow  # 75-120 s each at load ~19 on 2 cores
@@ -97,7 +112,6 @@ def test_run_teachers_get_the_normalisation_they_were_trained_with(tmp_path):
     # a pc_image_text teacher learned from renders loaded by vlx's image loader (CLIP mean/std);
     # a clip2point run's depth encoder from depth_maps' raw [0, 1] images
     from pointcloud.zeroshot import load_zeroshot_teacher
-    from tests.pointcloud.test_zeroshot import tiny_teacher_run
     from vlx.data.transforms import IMAGE_MEAN, IMAGE_STD, load_image
 
     *_, mean, std = load_zeroshot_teacher(tiny_teacher_run(tmp_path / "t"))

@@ -9,7 +9,7 @@ import pytest
 
 from scene_graph.builder import GraphConfig, relation_triples
 from scene_graph.data.dataset import SceneStore
-from scene_graph.data.scan2cad import read_has_front, read_scan2cad_boxes, scan2cad_fronts
+from scene_graph.data.scan2cad import read_bad_mappings, read_has_front, read_scan2cad_boxes, scan2cad_fronts
 from scene_graph.relations import RelationConfig
 from scene_graph.sr3d import sr3d_relations
 from vlx.data.errors import DataError
@@ -106,3 +106,58 @@ def test_sr3d_front_and_behind_follow_the_scan2cad_front(tmp_path, rot, front, b
     none = read_scan2cad_boxes(boxes_file, read_has_front(front_file))
     g = SceneStore(scans, cfg, scan2cad=none).get("scene0000_00")
     assert not {t for t in relation_triples(g) if t[1] in ("front", "behind", "left", "right")}
+
+
+def test_bad_mappings_drop_the_oriented_box_but_keep_the_front(tmp_path):
+    # referit3d: a listed [ScanNet label, ShapeNet category] pair loses its oriented box (the
+    # generator falls back to the axis-aligned box) while register_front_direction keeps its
+    # front. The bed's model is turned 90 degrees (front = world -y); with ["bed", "bed"] listed
+    # the sections are cut around the axis-aligned box, front beyond its -x face: the chairs at
+    # y < 0 and y > 0 are no longer in front / behind but right / left of it.
+    scans, pts = scene(tmp_path)
+    boxes_file, front_file = write_files(tmp_path, bed_rot=90)
+    (tmp_path / "bad_mappings.json").write_text(json.dumps([["bed", "bed"], ["desk", "file"]]))
+    bad = read_bad_mappings(tmp_path / "bad_mappings.json")
+    assert bad == {("bed", "bed"), ("desk", "file")}
+    entries = read_scan2cad_boxes(boxes_file, read_has_front(front_file))["scene0000_00"]
+    fronts, oriented = scan2cad_fronts([0, 1, 2], entries, ["bed", "chair", "chair"], bad)
+    assert abs(fronts[0].item()) == pytest.approx(math.pi) and oriented[0].isnan().all()  # yaw +-pi: world -x
+    assert oriented[1, :6].tolist() == pytest.approx([0, -1.1, 0.4, 0.4, 0.4, 0.8])  # the chair is not listed
+    boxes = np.array([[*(p.min(0) + p.max(0)) / 2, *(p.max(0) - p.min(0))] for p in pts])
+    refs, _ = sr3d_relations(boxes, ["bed", "chair", "chair"], pts, fronts.numpy(), oriented=oriented.numpy())
+    assert {r for r in refs if r[1] in ("front", "behind", "left", "right")} == {(1, "right", 0), (2, "left", 0)}
+    # through the store: the same two edges; another label ("cot") with the same model is not listed
+    cfg = GraphConfig(num_points=8, between=False, relations=RelationConfig(set="sr3d"))
+    g = SceneStore(scans, cfg, scan2cad={"scene0000_00": entries}, scan2cad_bad_mappings=bad).get("scene0000_00")
+    assert {t for t in relation_triples(g) if t[1] in ("front", "behind", "left", "right")} == {
+        (1, "right", 0),
+        (2, "left", 0),
+    }
+    _, kept = scan2cad_fronts([0], entries, ["cot"], bad)
+    assert not kept[0].isnan().any()
+    for content, msg in (({"a": 1}, "expected a list of"), ([["bed"]], r"entry 0: expected \[ScanNet label")):
+        (tmp_path / "b.json").write_text(json.dumps(content))
+        with pytest.raises(DataError, match=msg):
+            read_bad_mappings(tmp_path / "b.json")
+
+
+def test_bad_mappings_through_the_data_config_and_the_cache_key(tmp_path):
+    from scene_graph.recipes import SceneDataConfig, _cache_path, make_store
+
+    scene(tmp_path)
+    write_files(tmp_path, bed_rot=90)
+    (tmp_path / "bad_mappings.json").write_text(json.dumps([["bed", "bed"]]))
+    graph = GraphConfig(num_points=8, between=False, relations=RelationConfig(set="sr3d"))
+    common = dict(root=str(tmp_path), generate=False, graph=graph, scan2cad="object_oriented_bboxes_aligned_scans.json")
+    plain = SceneDataConfig(**common, scan2cad_has_front="shapenet_has_front.csv")
+    listed = SceneDataConfig(
+        **common, scan2cad_has_front="shapenet_has_front.csv", scan2cad_bad_mappings="bad_mappings.json"
+    )
+
+    def allocentric(cfg):
+        g = make_store(cfg).get("scene0000_00")
+        return {t for t in relation_triples(g) if t[1] in ("front", "behind", "left", "right")}
+
+    assert allocentric(plain) == {(1, "front", 0), (2, "behind", 0)}
+    assert allocentric(listed) == {(1, "right", 0), (2, "left", 0)}
+    assert _cache_path(plain) != _cache_path(listed)  # cached graphs of one are never read for the other
