@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 import numpy as np
@@ -60,14 +61,17 @@ def interleaved(fns: dict, rounds: int, cpu: dict | None = None) -> dict[str, li
     for k in fns:
         if cpu is not None:
             cpu[k] = []
+            cpu[f"{k}_faults"] = []
     for _ in range(rounds):
         for k, fn in fns.items():
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t, c = time.perf_counter(), time.process_time()
             fn()
             _sync()
             times[k].append(time.perf_counter() - t)
             if cpu is not None:
                 cpu[k].append(time.process_time() - c)
+                cpu[f"{k}_faults"].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
     return times
 
 
@@ -284,7 +288,9 @@ def main() -> None:
             f"depth: open3d / ours, interleaved rounds, process CPU: median {dc[len(dc) // 2]:.2f}x "
             f"(IQR {qc(0.25):.2f}-{qc(0.75):.2f}, min {dc[0]:.2f}, max {dc[-1]:.2f}; "
             f"median open3d {sorted(depth_cpu['open3d'])[len(dc) // 2]:.4f} s, "
-            f"ours {sorted(depth_cpu['ours'])[len(dc) // 2]:.4f} s)"
+            f"ours {sorted(depth_cpu['ours'])[len(dc) // 2]:.4f} s; minor page faults per call, median: "
+            f"open3d {sorted(depth_cpu['open3d_faults'])[len(dc) // 2]}, "
+            f"ours {sorted(depth_cpu['ours_faults'])[len(dc) // 2]})"
         )
     if "fps" in a.ops:
         per_round = sorted(o / n for o, n in zip(fps_old_new["old"], fps_old_new["new"]))
