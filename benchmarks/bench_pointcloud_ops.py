@@ -272,26 +272,18 @@ def main() -> None:
     if "depth" in a.ops:
         ratio("depth", lambda o, n: o == "depth" and n.startswith("open3d"))
     if "depth" in a.ops:
-        dr = sorted(o / n for o, n in zip(depth_rounds["open3d"], depth_rounds["ours"]))
-        q = lambda f: dr[min(len(dr) - 1, int(f * len(dr)))]  # noqa: E731
-        summary["depth_interleaved_median"] = dr[len(dr) // 2]
-        print(
-            f"depth: open3d / ours, interleaved rounds, wall: median {dr[len(dr) // 2]:.2f}x "
-            f"(IQR {q(0.25):.2f}-{q(0.75):.2f}, min {dr[0]:.2f}, max {dr[-1]:.2f}, {len(dr)} rounds; "
-            f"median open3d {sorted(depth_rounds['open3d'])[len(dr) // 2]:.4f} s, "
-            f"ours {sorted(depth_rounds['ours'])[len(dr) // 2]:.4f} s; target >= 2x)"
-        )
-        dc = sorted(o / n for o, n in zip(depth_cpu["open3d"], depth_cpu["ours"]))
-        qc = lambda f: dc[min(len(dc) - 1, int(f * len(dc)))]  # noqa: E731
-        summary["depth_interleaved_cpu_median"] = dc[len(dc) // 2]
-        print(
-            f"depth: open3d / ours, interleaved rounds, process CPU: median {dc[len(dc) // 2]:.2f}x "
-            f"(IQR {qc(0.25):.2f}-{qc(0.75):.2f}, min {dc[0]:.2f}, max {dc[-1]:.2f}; "
-            f"median open3d {sorted(depth_cpu['open3d'])[len(dc) // 2]:.4f} s, "
-            f"ours {sorted(depth_cpu['ours'])[len(dc) // 2]:.4f} s; minor page faults per call, median: "
-            f"open3d {sorted(depth_cpu['open3d_faults'])[len(dc) // 2]}, "
-            f"ours {sorted(depth_cpu['ours_faults'])[len(dc) // 2]})"
-        )
+        for what, per_call in (("wall", depth_rounds), ("process CPU", depth_cpu)):
+            r = sorted(o / n for o, n in zip(per_call["open3d"], per_call["ours"]))
+            q = lambda f, r=r: r[min(len(r) - 1, int(f * len(r)))]  # noqa: E731
+            summary["depth_interleaved_median" + ("" if what == "wall" else "_cpu")] = r[len(r) // 2]
+            print(
+                f"depth: open3d / ours, interleaved rounds, {what}: median {r[len(r) // 2]:.2f}x "
+                f"(IQR {q(0.25):.2f}-{q(0.75):.2f}, min {r[0]:.2f}, max {r[-1]:.2f}, {len(r)} rounds; "
+                f"median open3d {sorted(per_call['open3d'])[len(r) // 2]:.4f} s, "
+                f"ours {sorted(per_call['ours'])[len(r) // 2]:.4f} s; target >= 2x)"
+            )
+        faults = {k: sorted(depth_cpu[f"{k}_faults"])[len(depth_cpu[k]) // 2] for k in ("open3d", "ours")}
+        print(f"depth: minor page faults per call, median: open3d {faults['open3d']}, ours {faults['ours']}")
     if "fps" in a.ops:
         per_round = sorted(o / n for o, n in zip(fps_old_new["old"], fps_old_new["new"]))
         summary["fps_torch_old_over_new"] = per_round[len(per_round) // 2]

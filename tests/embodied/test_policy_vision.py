@@ -137,21 +137,11 @@ def test_pretrained_clip_tower_frozen_and_trainable(tmp_path):
 
 
 def test_frame_history_in_data_and_model():
-    from embodied.episode import Episode
     from embodied.policy.data import DemoFrames
 
     T = 6
     rgb = np.stack([np.full((8, 8, 3), 10 * t, np.uint8) for t in range(T + 1)])
-    ep = Episode(
-        path=None,
-        meta={"plan_texts": ["reach: go"]},
-        obs=np.zeros((T + 1, 5), np.float32),
-        actions=np.zeros((T, 4), np.float32),
-        rewards=np.zeros(T, np.float32),
-        success=np.zeros(T, bool),
-        step_index=np.zeros(T, np.int16),
-        rgb={"cam": rgb},
-    )
+    ep = _episode(T, {"cam": rgb})
     data = DemoFrames([ep], camera="cam", frames=3)
     first = data[0]["image"]
     assert first.shape == (3, 3, 8, 8)
@@ -214,21 +204,11 @@ def test_two_cameras_as_views_in_data_model_and_size_match():
     """``model.cameras``: DemoFrames stacks each time step's views in order (frame-major with a
     history), the policy reads every view, and the concat baseline still matches the former's
     size; the spatial-softmax CNN is the image encoder of both."""
-    from embodied.episode import Episode
     from embodied.policy.data import DemoFrames
 
     T = 4
     rgb = {c: np.stack([np.full((8, 8, 3), 10 * t + k, np.uint8) for t in range(T + 1)]) for k, c in enumerate("ab")}
-    ep = Episode(
-        path=None,
-        meta={"plan_texts": ["reach: go"]},
-        obs=np.zeros((T + 1, 5), np.float32),
-        actions=np.zeros((T, 4), np.float32),
-        rewards=np.zeros(T, np.float32),
-        success=np.zeros(T, bool),
-        step_index=np.zeros(T, np.int16),
-        rgb=rgb,
-    )
+    ep = _episode(T, rgb)
     img = DemoFrames([ep], camera=["a", "b"], frames=2)[2]["image"]
     assert img.shape == (4, 3, 8, 8)
     assert [round(float(img[i].mean()) * 255) for i in range(4)] == [10, 11, 20, 21]  # (t-1: a, b), (t: a, b)
@@ -298,3 +278,19 @@ def test_aux_state_loss_is_bc_plus_weighted_regression_of_the_chosen_dims():
     assert m.aux_head.weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match=r"model\.aux_state: dims \[7\] outside the state's 0\.\.4"):
         VisionPolicy(_cfg(image_encoder=enc, aux_state=[1, 7]), 5, 4, 8, 4)
+
+
+def _episode(T, rgb):
+    """A T-step demo with zero state/actions and the given camera frames (T + 1 each)."""
+    from embodied.episode import Episode
+
+    return Episode(
+        path=None,
+        meta={"plan_texts": ["reach: go"]},
+        obs=np.zeros((T + 1, 5), np.float32),
+        actions=np.zeros((T, 4), np.float32),
+        rewards=np.zeros(T, np.float32),
+        success=np.zeros(T, bool),
+        step_index=np.zeros(T, np.int16),
+        rgb=rgb,
+    )
