@@ -245,15 +245,31 @@ def depth_maps(
     if check:
         validate_points(points)
     with torch.autocast(points.device.type, enabled=False):
-        pts = points.to(geometry_dtype(points.dtype))
-        pts = normalize_points(pts) if normalize else pts
-        B = pts.shape[0]
-        mats = (views if isinstance(views, torch.Tensor) else view_matrices(views)).to(pts)
-        if jitter_degrees > 0:
-            if mats.dim() != 3 and not (mats.dim() == 4 and mats.shape[0] == B):
-                raise ValueError("depth_maps: jitter needs (V, 3, 3) or (B, V, 3, 3) view matrices")
-            mats = jitter_views(mats, B, jitter_degrees, generator)
+        pts, mats = clouds_and_cameras(points, views, normalize, jitter_degrees, generator, "depth_maps")
         return _depth_maps(pts, mats, image_size, near, far, margin, not normalize)
+
+
+def clouds_and_cameras(
+    points: torch.Tensor,
+    views: str | Sequence[tuple[float, float]] | torch.Tensor,
+    normalize: bool,
+    jitter_degrees: float = 0.0,
+    generator: torch.Generator | None = None,
+    who: str = "projection",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What every projection does first (call it with autocast off): the points in
+    ``geometry_dtype``, centred and scaled into the unit sphere when ``normalize``, and their
+    view matrices (``views`` as ``view_matrices`` takes them, or matrices (V|B,V, 3, 3)),
+    each sample's cameras jittered when ``jitter_degrees`` > 0."""
+    pts = points.to(geometry_dtype(points.dtype))
+    pts = normalize_points(pts) if normalize else pts
+    mats = (views if isinstance(views, torch.Tensor) else view_matrices(views)).to(pts)
+    if jitter_degrees > 0:
+        B = pts.shape[0]
+        if mats.dim() != 3 and not (mats.dim() == 4 and mats.shape[0] == B):
+            raise ValueError(f"{who}: jitter needs (V, 3, 3) or (B, V, 3, 3) view matrices")
+        mats = jitter_views(mats, B, jitter_degrees, generator)
+    return pts, mats
 
 
 def _depth_maps(
@@ -389,9 +405,7 @@ def realistic_projection(
     """
     validate_points(points)
     with torch.autocast(points.device.type, enabled=False):  # geometry in float32 (geometry_dtype)
-        pts = points.to(geometry_dtype(points.dtype))
-        pts = normalize_points(pts) if normalize else pts
-        mats = (views if isinstance(views, torch.Tensor) else view_matrices(views)).to(pts)
+        pts, mats = clouds_and_cameras(points, views, normalize, who="realistic_projection")
         out = []
         for s in range(0, pts.shape[0], chunk):
             p = pts[s : s + chunk]

@@ -16,9 +16,10 @@ What that renderer does, and this module does the same on the CPU or any torch d
 * ``norm``, per image: ``max`` over the z-buffer (background -1 included), background set to
   1, ``min`` over the image with that background, foreground ``(z - min) / max * 200 / 255``,
   background 1. So near = dark on a white background. It then repeats the grey to 3 channels
-  and applies CLIP's mean/std (``CLIP_MEAN`` / ``CLIP_STD``): that last step is left to the
-  caller (zero-shot normalises with the checkpoint's own mean/std, which for OpenAI CLIP are
-  these), so ``clip2point_depth`` returns the grey image in [0, 1].
+  and applies OpenAI CLIP's mean/std (``vlx.data.transforms.IMAGE_MEAN`` / ``IMAGE_STD``):
+  that last step is left to the caller (zero-shot normalises with the checkpoint's own
+  mean/std, which for OpenAI CLIP are these), so ``clip2point_depth`` returns the grey image
+  in [0, 1].
 
 Written in torch because pytorch3d has no distribution for the CPU machines vlx runs on
 (its rasteriser is a compiled extension); only the part above is needed. The camera
@@ -38,12 +39,9 @@ from collections.abc import Sequence
 import torch
 
 from pointcloud import projection
-from pointcloud.ops import normalize_points, validate_points
+from pointcloud.ops import validate_points
 from vlx.config import ConfigError
 
-# OpenAI CLIP's image mean/std: the Normalize at the end of CLIP2Point's ``norm``.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # Renderer choices for CLIP2Point's paths: CLIP2Point's own images, or vlx's depth maps.
 RENDERS = ("clip2point", "vlx_depth")
 
@@ -153,11 +151,9 @@ def clip2point_depth(
     cameras (``projection.jitter_views``, vlx's pre-training augmentation)."""
     validate_points(points)
     with torch.autocast(points.device.type, enabled=False):
-        pts = points.to(projection.geometry_dtype(points.dtype))
-        pts = normalize_points(pts) if normalize else pts
-        mats = (views if isinstance(views, torch.Tensor) else projection.view_matrices(views)).to(pts)
-        if jitter_degrees > 0:
-            mats = projection.jitter_views(mats, pts.shape[0], jitter_degrees, generator)
+        pts, mats = projection.clouds_and_cameras(
+            points, views, normalize, jitter_degrees, generator, "clip2point_depth"
+        )
         return clip2point_norm(rasterize_points(pts, mats, image_size, radius, dist))
 
 
