@@ -189,7 +189,30 @@ class FormerLayer(nn.Module):
         return q + self.mlp(self.norm_m(q))
 
 
-class PlanConditionedPolicy(nn.Module):
+class PolicyBase(nn.Module):
+    """What the state and the vision policy share: the demos' state mean/std and the empty
+    text's features, as buffers (saved in the checkpoint; set from the data before training)."""
+
+    def __init__(self, state_dim: int, text_dim: int, text_len: int):
+        super().__init__()
+        self.register_buffer("state_mean", torch.zeros(state_dim))
+        self.register_buffer("state_std", torch.ones(state_dim))
+        self.register_buffer("null_text_tokens", torch.zeros(text_len, text_dim))
+        self.register_buffer("null_text_mask", torch.zeros(text_len, dtype=torch.bool))
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.state_mean.copy_(mean)
+        self.state_std.copy_(std.clamp_min(1e-3))  # constant dims (unused object slots) stay finite
+
+    def set_null_text(self, tokens: torch.Tensor, mask: torch.Tensor) -> None:
+        self.null_text_tokens.copy_(tokens)
+        self.null_text_mask.copy_(mask)
+
+    def normalized_state(self, state: torch.Tensor) -> torch.Tensor:
+        return (state - self.state_mean) / self.state_std
+
+
+class PlanConditionedPolicy(PolicyBase):
     """``forward(batch) -> {"loss", "mse"}`` for behaviour cloning; ``predict(...) -> (B, K, A)``.
 
     batch: ``state`` (B, D) raw observation vectors; ``text_tokens`` (B, L, Dt) and
@@ -200,13 +223,9 @@ class PlanConditionedPolicy(nn.Module):
     """
 
     def __init__(self, cfg: PolicyModelConfig, state_dim: int, action_dim: int, text_dim: int, text_len: int):
-        super().__init__()
+        super().__init__(state_dim, text_dim, text_len)
         self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
         W = cfg.width
-        self.register_buffer("state_mean", torch.zeros(state_dim))
-        self.register_buffer("state_std", torch.ones(state_dim))
-        self.register_buffer("null_text_tokens", torch.zeros(text_len, text_dim))
-        self.register_buffer("null_text_mask", torch.zeros(text_len, dtype=torch.bool))
         if cfg.obs != "state":
             raise ValueError("PlanConditionedPolicy takes states; image policies are embodied.policy.vision")
         self.state_tokens = StateTokenizer(state_dim, cfg.state_token_size, W)
@@ -226,14 +245,6 @@ class PlanConditionedPolicy(nn.Module):
             nn.Linear(cfg.head_hidden, cfg.chunk * action_dim),
         )
 
-    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.state_mean.copy_(mean)
-        self.state_std.copy_(std.clamp_min(1e-3))  # constant dims (unused object slots) stay finite
-
-    def set_null_text(self, tokens: torch.Tensor, mask: torch.Tensor) -> None:
-        self.null_text_tokens.copy_(tokens)
-        self.null_text_mask.copy_(mask)
-
     def predict(
         self,
         state: torch.Tensor,
@@ -243,7 +254,7 @@ class PlanConditionedPolicy(nn.Module):
     ) -> torch.Tensor:
         """state (B, D), text_tokens (B, L, Dt), text_mask (B, L) bool -> actions (B, K, A)
         (``images`` is ignored: the interface is shared with ``VisionPolicy``)."""
-        s = (state - self.state_mean) / self.state_std
+        s = self.normalized_state(state)
         obs_tokens = self.state_tokens(s) + self.obs_pos
         glob = self.global_obs(s)
         text = self.text_proj(text_tokens)
@@ -281,6 +292,7 @@ def bc_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch
 __all__ = [
     "FormerLayer",
     "PlanConditionedPolicy",
+    "PolicyBase",
     "PolicyModelConfig",
     "SmallCNN",
     "SpatialSoftmaxCNN",

@@ -53,8 +53,8 @@ def _check_rendering(cfg: PolicyConfig, root: Path, episodes: list) -> None:
             raise ConfigError(
                 f"model.image_size: {cfg.model.image_size}, but the demos in {root} have {shape[1]}x{shape[0]} frames"
             )
-    shadows = ep.meta.get("shadows", True)  # demos from before the option were rendered with shadows
-    if "shadows" in ep.meta and bool(shadows) != cfg.model.shadows:
+    shadows = ep.meta.get("shadows")  # None: demos from before the option record nothing, not checked
+    if shadows is not None and bool(shadows) != cfg.model.shadows:
         raise ConfigError(
             f"model.shadows: {cfg.model.shadows}, but the demos in {root} were rendered with shadows={shadows}"
         )

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embodied.policy.model import PolicyModelConfig, SmallCNN, SpatialSoftmaxCNN
+from embodied.policy.model import PolicyBase, PolicyModelConfig, SmallCNN, SpatialSoftmaxCNN
 from vlx.config import ConfigError
 from vlx.encoders import EncoderConfig
 
@@ -227,7 +227,7 @@ def matched_concat_hidden(cfg: PolicyModelConfig, vis_dim: int, text_dim: int, o
     return max(1, round(h))
 
 
-class VisionPolicy(nn.Module):
+class VisionPolicy(PolicyBase):
     """``forward(batch) -> {"loss", "mse_first"}`` (behaviour cloning); ``predict(state,
     text_tokens, text_mask, images) -> (B, K, A)``. Same interface as ``PlanConditionedPolicy``.
 
@@ -238,16 +238,12 @@ class VisionPolicy(nn.Module):
     """
 
     def __init__(self, cfg: PolicyModelConfig, state_dim: int, action_dim: int, text_dim: int, text_len: int):
-        super().__init__()
+        super().__init__(state_dim, text_dim, text_len)
         if cfg.arch not in ("former", "concat"):
             raise ConfigError(f"model.arch: expected 'former' or 'concat', got {cfg.arch!r}")
         if cfg.frames < 1:
             raise ConfigError(f"model.frames: expected >= 1, got {cfg.frames}")
         self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
-        self.register_buffer("state_mean", torch.zeros(state_dim))
-        self.register_buffer("state_std", torch.ones(state_dim))
-        self.register_buffer("null_text_tokens", torch.zeros(text_len, text_dim))
-        self.register_buffer("null_text_mask", torch.zeros(text_len, dtype=torch.bool))
         self.image_encoder = ImageTower(cfg.image_encoder, cfg.image_size)
         D, out = self.image_encoder.output_dim, cfg.chunk * action_dim
         if cfg.arch == "former":
@@ -276,14 +272,6 @@ class VisionPolicy(nn.Module):
             "image_encoder": _count(self.image_encoder),
         }
 
-    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.state_mean.copy_(mean)
-        self.state_std.copy_(std.clamp_min(1e-3))
-
-    def set_null_text(self, tokens: torch.Tensor, mask: torch.Tensor) -> None:
-        self.null_text_tokens.copy_(tokens)
-        self.null_text_mask.copy_(mask)
-
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, [F*V,] 3, H, W) -> visual tokens (B, F*V, N, D), pooled (B, F*V, D)."""
         if images.ndim == 4:
@@ -309,7 +297,7 @@ class VisionPolicy(nn.Module):
     ) -> torch.Tensor:
         if images is None:
             raise ValueError("VisionPolicy: batch has no 'images'")
-        proprio = ((state - self.state_mean) / self.state_std)[:, : self.cfg.proprio_dims]
+        proprio = self.normalized_state(state)[:, : self.cfg.proprio_dims]
         tokens, pooled = self.encode_images(images)
         if self.aux_head is not None:
             self._pooled = pooled  # for the auxiliary loss in forward()
@@ -327,7 +315,7 @@ class VisionPolicy(nn.Module):
         out = bc_loss(self, batch)  # predict() keeps the pooled features it computed
         V = len(self.cfg.views())
         dims = list(self.cfg.aux_state)
-        target = ((batch["state"] - self.state_mean) / self.state_std)[:, dims]
+        target = self.normalized_state(batch["state"])[:, dims]
         aux = ((self.aux_head(self._pooled[:, -V:].flatten(1)) - target) ** 2).mean()
         self._pooled = None
         return {
