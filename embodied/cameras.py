@@ -26,9 +26,19 @@ def camera_names(model: Any) -> list[str]:
     return [model.camera(i).name for i in range(model.ncam)]
 
 
-def check_cameras(model: Any, cameras: Sequence[str], where: str) -> None:
-    """DataError naming the first camera that the scene does not have, and the known ones."""
-    known = camera_names(model)
+def free_cameras(env: Any) -> dict[str, dict[str, Any]]:
+    """The env's free (unnamed) viewpoints by name, each an ``MjvCamera`` setting (distance,
+    azimuth, elevation, lookat); ``{}`` when it has none. Franka Kitchen's only named cameras
+    (``left_cap``, ``right_cap``) look at a counter top, so its env also offers ``default``,
+    the view of its own ``render()`` (gymnasium's default camera config)."""
+    get = getattr(env, "free_cameras", None)
+    return dict(get()) if callable(get) else {}
+
+
+def check_cameras(model: Any, cameras: Sequence[str], where: str, free: Sequence[str] = ()) -> None:
+    """DataError naming the first camera that the scene does not have, and the known ones
+    (the model's named cameras, then the env's free viewpoints ``free``)."""
+    known = camera_names(model) + [f for f in free if f not in camera_names(model)]
     for c in cameras:
         if c not in known:
             raise DataError(f"{where}: camera {c!r} does not exist; known cameras: {', '.join(known)}")
@@ -38,17 +48,39 @@ class CameraRig:
     """Renders RGB, depth (metres along the optical axis) and segmentation from named cameras
     with ``mujoco.Renderer`` (one per camera and mode, each owning its GL context).
     ``shadows=False`` turns shadows and reflections off: about 6x cheaper with software
-    OpenGL (Meta-World's 4096-pixel shadow maps dominate a small frame's cost)."""
+    OpenGL (Meta-World's 4096-pixel shadow maps dominate a small frame's cost).
+    ``free``: the env's free viewpoints by name (``free_cameras(env)``), usable as cameras;
+    a model camera of the same name wins."""
 
     def __init__(
-        self, model: Any, cameras: Sequence[str], width: int, height: int, where: str = "scene", shadows: bool = True
+        self,
+        model: Any,
+        cameras: Sequence[str],
+        width: int,
+        height: int,
+        where: str = "scene",
+        shadows: bool = True,
+        free: dict[str, dict[str, Any]] | None = None,
     ):
         from embodied.envs.base import ensure_gl
 
         ensure_gl()
         import mujoco
 
-        check_cameras(model, cameras, where)
+        free = {k: v for k, v in (free or {}).items() if k not in camera_names(model)}
+        check_cameras(model, cameras, where, free=list(free))
+        self._free: dict[str, Any] = {}
+        for name in cameras:
+            if name in free:
+                cam = mujoco.MjvCamera()
+                cam.type = mujoco.mjtCamera.mjCAMERA_FREE
+                cam.fixedcamid = -1
+                for k, v in free[name].items():
+                    if isinstance(v, np.ndarray | list | tuple):
+                        getattr(cam, k)[:] = v
+                    else:
+                        setattr(cam, k, v)
+                self._free[name] = cam
         self.model, self.cameras, self.width, self.height = model, list(cameras), int(width), int(height)
         self.shadows = bool(shadows)
         off = model.vis.global_
@@ -72,7 +104,7 @@ class CameraRig:
     def render(self, data: Any, camera: str, mode: str = "rgb") -> np.ndarray:
         """rgb: (H, W, 3) uint8; depth: (H, W) float32 metres (0: nothing hit); seg: (H, W, 2) int32 (id, type)."""
         r = self._renderer(mode)
-        r.update_scene(data, camera=camera)
+        r.update_scene(data, camera=self._free.get(camera, camera))
         if not self.shadows:
             flags = r.scene.flags
             flags[self._mujoco.mjtRndFlag.mjRND_SHADOW] = flags[self._mujoco.mjtRndFlag.mjRND_REFLECTION] = False
@@ -94,4 +126,11 @@ def depth_to_mm(depth_m: np.ndarray) -> np.ndarray:
     return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
-__all__ = ["CameraRig", "camera_names", "check_cameras", "depth_to_mm", "sim_handles"]
+def env_rig(
+    env: Any, cameras: Sequence[str], width: int, height: int, where: str = "scene", shadows: bool = True
+) -> CameraRig:
+    """A ``CameraRig`` on a ``TaskEnv``'s scene that also knows the env's free viewpoints."""
+    return CameraRig(sim_handles(env)[0], cameras, width, height, where=where, shadows=shadows, free=free_cameras(env))
+
+
+__all__ = ["CameraRig", "camera_names", "check_cameras", "depth_to_mm", "env_rig", "free_cameras", "sim_handles"]

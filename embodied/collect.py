@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from embodied.cameras import CameraRig, check_cameras, depth_to_mm, sim_handles
+from embodied.cameras import CameraRig, check_cameras, depth_to_mm, env_rig, sim_handles
 from embodied.demos import (
     FORMAT,
     MAX_DEMO_MIB,
@@ -301,13 +301,8 @@ def collect(cfg: CollectConfig, rank: int | None = None, world_size: int | None 
                 env, env_task = bench.make_env(task_name), task_name
                 fps = fps or _env_fps(env)
                 rig = (
-                    CameraRig(
-                        sim_handles(env)[0],
-                        cfg.cameras,
-                        cfg.width,
-                        cfg.height,
-                        where=f"{bench.name} {task_name}",
-                        shadows=cfg.shadows,
+                    env_rig(
+                        env, cfg.cameras, cfg.width, cfg.height, where=f"{bench.name} {task_name}", shadows=cfg.shadows
                     )
                     if cfg.cameras
                     else None

@@ -266,6 +266,13 @@ class KitchenEnv(TaskEnv):
     def completed_subgoals(self, info: dict) -> set[str]:
         return set(info.get("episode_task_completions", [])) & set(self.task.subgoals)
 
+    def free_cameras(self) -> dict[str, dict[str, Any]]:
+        """``default``: the env's own viewpoint (gymnasium's default camera config, what
+        ``render()`` shows: the arm, the microwave, the stove and the cabinets); the scene's
+        named cameras ``left_cap``/``right_cap`` look at a counter top from close by."""
+        free = getattr(self.env.unwrapped.robot_env.mujoco_renderer, "default_cam_config", None)
+        return {"default": dict(free)} if free else {}
+
     @property
     def state(self) -> np.ndarray:
         """(30,) true joint positions (robot 9, objects 21), without observation noise."""
