@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from embodied.policy.model import PolicyModelConfig
 from embodied.policy.vision import VisionPolicy
-from vlx.encoders import EncoderConfig
 
 TINY = "configs/embodied/policy_vision_kitchen_tiny.yaml"
 MAIN = "configs/embodied/policy_vision_kitchen.yaml"
