@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from embodied.cameras import CameraRig, sim_handles
+from embodied.cameras import env_rig, sim_handles
 
 
 def scripted_rollout(bench: Any, task: str, seed: int):
@@ -83,8 +83,8 @@ def export_videos(
         for e in range(episodes):
             s = seeds_for(all_tasks.index(task), e, seed)
             env, steps = scripted_rollout(bench, task, s)
-            model, data = sim_handles(env)
-            rig = CameraRig(model, [camera], size, size, where=f"{bench.name} {task}")
+            data = sim_handles(env)[1]
+            rig = env_rig(env, [camera], size, size, where=f"{bench.name} {task}")  # free cameras too
             frames, step_log, success = [rig.render(data, camera)], [], False
             limit = min(max_steps or spec.max_episode_steps, spec.max_episode_steps)
             cur, start = None, 0

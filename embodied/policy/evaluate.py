@@ -1,4 +1,4 @@
-"""``evaluate_policy``: the harness (oracle planner, Meta-World protocol) run once per text
+"""``evaluate_policy``: the harness (oracle planner, the benchmark's own protocol) run once per text
 mode with the trained policy as every skill, writing ``policy_report.md``/``.json`` that
 compare the modes and point at the training curve. Separate from ``embodied.policy.skill``
 because the harness imports that module (``--skills learned``) and this one imports the

@@ -28,7 +28,8 @@ class PolicyModelConfig:
     "image" (RGB from ``camera`` at ``image_size`` through ``image_encoder``: ``cnn`` = a small
     CNN, any core image encoder such as ``vit``, or ``pretrained`` + ``path`` for
     ``vlx.create_model_and_transforms``; see ``embodied.policy.vision``). ``proprio_dims``: the
-    leading state dims that are proprioception (Meta-World: hand xyz + gripper = 4), fed to the
+    leading state dims that are proprioception (Meta-World: hand xyz + gripper = 4; Franka Kitchen:
+    robot joint positions and velocities = 18), fed to the
     head directly. ``text_dropout``: training-time probability of replacing the plan text by
     the empty text, so the "no text" evaluation mode stays in distribution. Image policies
     only: ``arch`` "former" (embodied-former) or "concat" (the baseline), ``frames`` of
