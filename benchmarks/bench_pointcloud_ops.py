@@ -202,10 +202,21 @@ def main() -> None:
                 best_of(lambda: projection.depth_maps(pts, names, S, normalize=False), a.repeat),
             )
         )
+        rows.append(
+            (
+                "depth",
+                "  depth_maps, backend='torch' (eager kernel, no compiled op)",
+                best_of(lambda: projection.depth_maps(pts, names, S, normalize=False, backend="torch"), a.repeat),
+            )
+        )
         # side by side: open3d then ours inside every round, so load changes hit both alike
         depth_cpu: dict[str, list[float]] = {}
         depth_rounds = interleaved(
-            {"open3d": o3d_depth, "ours": lambda: projection.depth_maps(pts, names, S, normalize=False)},
+            {
+                "open3d": o3d_depth,
+                "ours": lambda: projection.depth_maps(pts, names, S, normalize=False),
+                "ours_torch": lambda: projection.depth_maps(pts, names, S, normalize=False, backend="torch"),
+            },
             a.rounds,
             depth_cpu,
         )
@@ -273,17 +284,19 @@ def main() -> None:
         ratio("depth", lambda o, n: o == "depth" and n.startswith("open3d"))
     if "depth" in a.ops:
         for what, per_call in (("wall", depth_rounds), ("process CPU", depth_cpu)):
-            r = sorted(o / n for o, n in zip(per_call["open3d"], per_call["ours"]))
-            q = lambda f, r=r: r[min(len(r) - 1, int(f * len(r)))]  # noqa: E731
-            summary["depth_interleaved_median" + ("" if what == "wall" else "_cpu")] = r[len(r) // 2]
-            print(
-                f"depth: open3d / ours, interleaved rounds, {what}: median {r[len(r) // 2]:.2f}x "
-                f"(IQR {q(0.25):.2f}-{q(0.75):.2f}, min {r[0]:.2f}, max {r[-1]:.2f}, {len(r)} rounds; "
-                f"median open3d {sorted(per_call['open3d'])[len(r) // 2]:.4f} s, "
-                f"ours {sorted(per_call['ours'])[len(r) // 2]:.4f} s; target >= 2x)"
-            )
-        faults = {k: sorted(depth_cpu[f"{k}_faults"])[len(depth_cpu[k]) // 2] for k in ("open3d", "ours")}
-        print(f"depth: minor page faults per call, median: open3d {faults['open3d']}, ours {faults['ours']}")
+            for mine in ("ours", "ours_torch"):
+                r = sorted(o / n for o, n in zip(per_call["open3d"], per_call[mine]))
+                q = lambda f, r=r: r[min(len(r) - 1, int(f * len(r)))]  # noqa: E731
+                key = "depth_interleaved_median" + ("" if mine == "ours" else "_torch_kernel")
+                summary[key + ("" if what == "wall" else "_cpu")] = r[len(r) // 2]
+                print(
+                    f"depth: open3d / {mine}, interleaved rounds, {what}: median {r[len(r) // 2]:.2f}x "
+                    f"(IQR {q(0.25):.2f}-{q(0.75):.2f}, min {r[0]:.2f}, max {r[-1]:.2f}, {len(r)} rounds; "
+                    f"median open3d {sorted(per_call['open3d'])[len(r) // 2]:.4f} s, "
+                    f"{mine} {sorted(per_call[mine])[len(r) // 2]:.4f} s; target >= 2x)"
+                )
+        faults = {k: sorted(depth_cpu[f"{k}_faults"])[len(depth_cpu[k]) // 2] for k in ("open3d", "ours", "ours_torch")}
+        print("depth: minor page faults per call, median: " + ", ".join(f"{k} {v}" for k, v in faults.items()))
     if "fps" in a.ops:
         per_round = sorted(o / n for o, n in zip(fps_old_new["old"], fps_old_new["new"]))
         summary["fps_torch_old_over_new"] = per_round[len(per_round) // 2]

@@ -221,6 +221,7 @@ def depth_maps(
     far: float = 0.2,
     margin: float = 0.9,
     check: bool = True,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """CLIP2Point depth images. points (B, N, 3) -> (B, V, H, W): foreground in [far, near]
     (each view's nearest point = ``near``, farthest = ``far``), background 0.
@@ -237,6 +238,11 @@ def depth_maps(
     pixel scale, the image centre and the camera matrices are folded into one batched affine
     matmul on homogeneous points; each point's pixel index is taken within its own image
     (exact in float32 at any batch size) and the scatter runs over a (B, V, H*W) buffer.
+    ``backend``: "auto" runs CPU float32/64 inputs without autograd through the compiled kernel
+    (``pointcloud.native``: the same arithmetic, equal images, one fused loop per image; built
+    on first use, the torch kernel where it cannot be), everything else through torch;
+    "native" insists on the compiled kernel (an error where it does not load), "torch" never
+    uses it.
 
     Precision: the geometry runs in float32 (float64 kept) with autocast off, whatever the
     caller's autocast; the images come back in that dtype. ``check`` validates the points
@@ -246,7 +252,7 @@ def depth_maps(
         validate_points(points)
     with torch.autocast(points.device.type, enabled=False):
         pts, mats = clouds_and_cameras(points, views, normalize, jitter_degrees, generator, "depth_maps")
-        return _depth_maps(pts, mats, image_size, near, far, margin, not normalize)
+        return _depth_maps(pts, mats, image_size, near, far, margin, not normalize, backend)
 
 
 def clouds_and_cameras(
@@ -273,7 +279,14 @@ def clouds_and_cameras(
 
 
 def _depth_maps(
-    pts: torch.Tensor, mats: torch.Tensor, S: int, near: float, far: float, margin: float, check_bounds: bool
+    pts: torch.Tensor,
+    mats: torch.Tensor,
+    S: int,
+    near: float,
+    far: float,
+    margin: float,
+    check_bounds: bool,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """depth_maps' kernel on float32/64 points, autocast off. ``check_bounds``: raise unless
     every pixel falls inside its image (one host sync; the normalize=False path only)."""
@@ -287,19 +300,24 @@ def _depth_maps(
     scale = torch.tensor([margin * h, -margin * h, 1.0], dtype=pts.dtype, device=pts.device)
     A[..., :3] = (mats * scale.view(3, 1)).transpose(-3, -2)
     A[..., :2, :, 3] = h
-    hom = torch.ones(B, 4, N, dtype=pts.dtype, device=pts.device)
-    hom[:, :3] = pts.transpose(1, 2)
-    cam = torch.matmul(A.reshape(-1, 3 * V, 4), hom).view(B, 3, V, N)
-    pix = cam[:, :2]  # (B, 2, V, N) column, row: pixel coordinates within each image
+    xyz = pts.transpose(1, 2).contiguous()  # (B, 3, N) coordinate rows
     # A point at radius r lands within r * margin * S/2 of the image centre, so r * margin < 1
     # keeps every pixel inside its image for any camera (one pass over the points instead of
     # four over the 2V pixel coordinates).
     if check_bounds:
-        r2 = hom[:, 0].square()  # squared radii from the coordinate rows: (B, N), no size-3 reductions
-        r2.addcmul_(hom[:, 1], hom[:, 1]).addcmul_(hom[:, 2], hom[:, 2])
+        r2 = xyz[:, 0].square()  # squared radii from the coordinate rows: (B, N), no size-3 reductions
+        r2.addcmul_(xyz[:, 1], xyz[:, 1]).addcmul_(xyz[:, 2], xyz[:, 2])
         if not bool(r2.amax() * margin**2 < 1):
             raise ValueError("depth_maps: with normalize=False the points must lie in the unit sphere")
     grad = torch.is_grad_enabled() and pts.requires_grad
+    if _use_native(backend, pts, grad):
+        from pointcloud import native
+
+        return native.depth_splat(xyz, A.reshape(-1, 3, V, 4).contiguous(), S, near, far).view(B, V, S, S)
+    hom = torch.ones(B, 4, N, dtype=pts.dtype, device=pts.device)
+    hom[:, :3] = xyz
+    cam = torch.matmul(A.reshape(-1, 3 * V, 4), hom).view(B, 3, V, N)
+    pix = cam[:, :2]  # (B, 2, V, N) column, row: pixel coordinates within each image
     z = cam[:, 2]
     # Per (cloud, view) depth ranges over the points: amin and amax separately are ~20x faster
     # than aminmax on the CPU (vectorised reductions; aminmax is not).
@@ -328,6 +346,25 @@ def _depth_maps(
     img = torch.zeros(B, V, S * S, dtype=itype, device=pts.device)
     img.scatter_reduce_(2, flat, bright.view(itype), reduce="amax", include_self=True)
     return img.view(pts.dtype).view(B, V, S, S)
+
+
+def _use_native(backend: str, pts: torch.Tensor, grad: bool) -> bool:
+    """Whether _depth_maps runs the compiled kernel (see depth_maps' ``backend``)."""
+    if backend not in ("auto", "native", "torch"):
+        raise ValueError(f"depth_maps: backend must be 'auto', 'native' or 'torch', got {backend!r}")
+    if backend == "torch":
+        return False
+    fits = pts.device.type == "cpu" and pts.dtype in (torch.float32, torch.float64) and not grad
+    if backend == "native" and not fits:
+        raise ValueError("depth_maps: backend 'native' takes CPU float32/float64 points without autograd")
+    if not fits:
+        return False
+    from pointcloud import native
+
+    why = native.problem()
+    if why is not None and backend == "native":
+        raise RuntimeError(f"depth_maps: backend 'native': {why}")
+    return why is None
 
 
 def _gaussian_kernel(sigma: float) -> list[float]:

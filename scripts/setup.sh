@@ -14,6 +14,10 @@ grep -q 'libusb-1.0.so.0' <<<"$libs" || need+=(libusb-1.0-0)
 grep -q 'libOSMesa.so' <<<"$libs" || need+=(libosmesa6)
 grep -q 'libGL.so.1' <<<"$libs" || need+=(libgl1)
 grep -q 'libgomp.so.1' <<<"$libs" || need+=(libgomp1)
+# pointcloud/native: torch's JIT extension builder compiles the fused CPU depth kernel on first
+# use with g++ and ninja (without them depth_maps warns once and keeps its torch kernel).
+command -v g++ >/dev/null || need+=(g++)
+command -v ninja >/dev/null || need+=(ninja-build)
 # On a GPU node MuJoCo renders headless through EGL (vlx/runtime.py probes it and falls back to
 # OSMesa): libglvnd's libEGL, which dispatches to the NVIDIA driver's EGL vendor library.
 if [ -e /dev/nvidia0 ] || [ -e /dev/dri/renderD128 ]; then
