@@ -137,10 +137,13 @@ def overrides(config: str, data: Path, out: Path, steps: int, batch: int = 4) ->
             s += ["model.dual.image.kwargs={image_size: 32}"]
             s += ["train.batch_size=2"]  # batches of caption groups (6 groups in 16 videos)
     elif recipe == "embodied_policy":
+        from vlx.config import read_yaml_with_extends
+
+        tasks = read_yaml_with_extends(str(ROOT / config)).get("data", {}).get("tasks") or ["reach-v3"]
         s += [
-            # rendered demos apart (each image size its own folder)
+            # rendered demos apart (each config its own folder: image sizes and benchmarks differ)
             f"data.demos={data}/demos" + (f"_{Path(config).stem}" if "vision" in config else ""),
-            "data.tasks=[reach-v3]",
+            f"data.tasks=[{tasks[0]}]",  # the config's own benchmark's first task (Meta-World or Kitchen)
             "data.episodes=1",
             "data.max_steps=16",
             "data.only_success=false",
