@@ -38,7 +38,8 @@ def free_cameras(env: Any) -> dict[str, dict[str, Any]]:
 def check_cameras(model: Any, cameras: Sequence[str], where: str, free: Sequence[str] = ()) -> None:
     """DataError naming the first camera that the scene does not have, and the known ones
     (the model's named cameras, then the env's free viewpoints ``free``)."""
-    known = camera_names(model) + [f for f in free if f not in camera_names(model)]
+    named = camera_names(model)
+    known = named + [f for f in free if f not in named]
     for c in cameras:
         if c not in known:
             raise DataError(f"{where}: camera {c!r} does not exist; known cameras: {', '.join(known)}")

@@ -76,13 +76,13 @@ class PolicyRunner:
             if self._rig is not None:
                 self._rig.close()
             size = self.model.cfg.image_size
-            shadows = bool(getattr(self.model.cfg, "shadows", True))  # rendered as the demos were
+            shadows = bool(self.model.cfg.shadows)  # rendered as the demos were
             where = f"policy cameras {self.cameras} on {getattr(getattr(env, 'task', None), 'name', 'the env')}"
             self._env, self._rig = env, env_rig(env, self.cameras, size, size, where=where, shadows=shadows)
 
     @torch.no_grad()
     def act(self, obs: Any, text: str) -> np.ndarray:
-        history = int(getattr(self.model.cfg, "frames", 1)) > 1
+        history = self.model.cfg.frames > 1
         images = None
         if self.cameras is not None and (history or not self._queue):
             images = self._observe()  # with a history, every step's frame enters it
@@ -104,7 +104,7 @@ class PolicyRunner:
         data = sim_handles(self._env)[1]
         rgb = np.stack([self._rig.render(data, cam, "rgb") for cam in self.cameras])
         frame = torch.from_numpy(rgb).permute(0, 3, 1, 2).float().div(255.0)  # (V, 3, H, W)
-        F_ = int(getattr(self.model.cfg, "frames", 1))
+        F_ = self.model.cfg.frames
         self._frames = ((self._frames or [frame] * F_)[1:] + [frame]) if F_ > 1 else [frame]
         return torch.cat(self._frames)[None].to(self.device)
 
