@@ -8,11 +8,12 @@
 // points are projected in cache-sized chunks and splatted while the image is in cache.
 //
 // Rounding follows the eager kernel, so the images are equal (tests check it): the projection
-// is the FMA chain that torch's CPU matmul computes on FMA CPUs (a0*x, then fma with a1*y, a2*z, a3*1), the brightness
-// z*k + c is rounded twice (the file is compiled with -ffp-contract=off), and
-// k = (far - near) * (1 / range) as torch computes scalar / tensor, far - near taken in double
-// as Python does. On x86-64 the per-image function is cloned for CPUs with FMA (std::fma is
-// then one instruction); elsewhere std::fma is the C library's exact fused multiply-add.
+// is the FMA chain that torch's CPU matmul computes on FMA CPUs (a0*x, then fma with a1*y,
+// a2*z, a3*1), the brightness z*k + c is rounded twice (the file is compiled with
+// -ffp-contract=off), and k = (far - near) * (1 / range) as torch computes scalar / tensor,
+// with far - near taken in double as Python does. On x86-64 the per-image function is cloned
+// for CPUs with FMA (std::fma is then one instruction); elsewhere std::fma is the C library's
+// exact fused multiply-add.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
